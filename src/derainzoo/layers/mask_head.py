@@ -1,0 +1,142 @@
+"""MorphologicalMaskHead: a rain-streak mask from a morphological prior refined by convolutions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from derainzoo.layers.color import rgb_to_luma
+from derainzoo.layers.morphology import (
+    StructuringElement,
+    box_kernel,
+    dilation,
+    line_kernel,
+    opening,
+    white_tophat,
+)
+
+__all__ = ["MorphologicalMaskHead"]
+
+
+class MorphologicalMaskHead(nn.Module):
+    """Predicts where rain streaks are, starting from what morphology alone can see.
+
+    Rain streaks are thin, bright and elongated. On the luminance ``g`` of the image the head
+    computes
+
+    1. the white top-hat ``T = g - open(g, box)``, which keeps bright structures narrower than
+       the box and drops flat regions and wide bright objects;
+    2. ``L = max_theta open(T, line_theta)``, the largest opening of ``T`` by line elements at
+       ``num_angles`` orientations, which keeps elongated structures and drops dots and texture;
+    3. the prior logits ``(L - threshold) / temperature`` (a soft threshold with learnable
+       threshold and temperature), dilated by a small box to cover each streak's halo.
+       Dilation commutes with the increasing sigmoid, so dilating logits is the same as
+       dilating the soft mask;
+    4. a small convolutional refinement of ``[image, sigmoid(prior logits)]`` whose output is
+       added to the logits. Its last convolution starts at zero, so an untrained head returns
+       exactly the morphological prior.
+
+    Args:
+        tophat_size: side of the square element of the top-hat; wider than the widest streak.
+        line_length: length of the line elements; streaks shorter than this are dropped.
+        num_angles: number of line orientations, evenly spread over 180 degrees.
+        threshold: initial top-hat response (image units, 0..1) at which the mask crosses 0.5.
+        temperature: initial softness of the threshold; smaller is sharper.
+        halo_size: side of the square element that dilates the mask over streak halos; 1
+            disables the dilation.
+        refine_channels: width of the refinement convolutions.
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` RGB image in ``[0, 1]``, any ``H`` and ``W``.
+        - Output: ``(B, 1, H, W)`` mask in ``[0, 1]``; 1 marks rain.
+
+    Example:
+        >>> head = MorphologicalMaskHead()
+        >>> head(torch.rand(2, 3, 40, 50)).shape
+        torch.Size([2, 1, 40, 50])
+    """
+
+    def __init__(
+        self,
+        tophat_size: int = 5,
+        line_length: int = 9,
+        num_angles: int = 12,
+        threshold: float = 0.04,
+        temperature: float = 0.01,
+        halo_size: int = 3,
+        refine_channels: int = 16,
+    ) -> None:
+        super().__init__()
+        if num_angles < 1:
+            raise ValueError(f"num_angles must be at least 1, got {num_angles}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.tophat_element = StructuringElement.from_kernel(box_kernel(tophat_size))
+        self.line_elements = tuple(
+            StructuringElement.from_kernel(line_kernel(line_length, 180.0 * index / num_angles))
+            for index in range(num_angles)
+        )
+        self.halo_element = StructuringElement.from_kernel(box_kernel(halo_size))
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+        # Stored as a logarithm so the temperature stays positive under any update.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.refine = nn.Sequential(
+            nn.Conv2d(4, refine_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(refine_channels, refine_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(refine_channels, 1, 3, padding=1),
+        )
+        nn.init.zeros_(self.refine[-1].weight)
+        nn.init.zeros_(self.refine[-1].bias)
+
+    def elongated_tophat(self, image: Tensor) -> Tensor:
+        """Morphological streak response ``L`` of steps 1-2.
+
+        Args:
+            image: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+        Returns:
+            ``(B, 1, H, W)`` non-negative response, in image units.
+        """
+        _check_rgb(image)
+        streaks = white_tophat(rgb_to_luma(image), self.tophat_element)
+        responses = [opening(streaks, element) for element in self.line_elements]
+        return torch.stack(responses).amax(dim=0)
+
+    def prior_logits(self, image: Tensor) -> Tensor:
+        """Logits of the morphological prior (steps 1-3), before refinement.
+
+        Args:
+            image: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+        Returns:
+            ``(B, 1, H, W)`` logits; ``sigmoid`` of them is the prior mask.
+        """
+        response = self.elongated_tophat(image)
+        logits = (response - self.threshold) / self.log_temperature.exp()
+        return dilation(logits, self.halo_element)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Rain mask of ``image``.
+
+        Args:
+            image: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+        Returns:
+            ``(B, 1, H, W)`` mask in ``[0, 1]``.
+        """
+        logits = self.prior_logits(image)
+        correction = self.refine(torch.cat([image, torch.sigmoid(logits)], dim=1))
+        return torch.sigmoid(logits + correction)
+
+
+def _check_rgb(image: Tensor) -> None:
+    if not isinstance(image, Tensor):
+        raise TypeError(f"image must be a torch.Tensor of shape (B, 3, H, W), got {type(image).__name__}")
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise TypeError(f"image must be a floating-point tensor in [0, 1], got dtype {image.dtype}")
