@@ -1,5 +1,12 @@
-"""Building blocks of derainzoo, each usable on its own in any restoration network."""
+"""Building blocks of derainzoo, each usable on its own in any restoration network.
 
+Every module takes and returns channels-first feature maps ``(B, C, H, W)``.
+"""
+
+from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention, cluster_order, spherical_kmeans
+from derainzoo.layers.color import rgb_to_luma
+from derainzoo.layers.ffn import GatedDConvFeedForward
+from derainzoo.layers.mask_head import MorphologicalMaskHead
 from derainzoo.layers.morphology import (
     StructuringElement,
     black_tophat,
@@ -11,15 +18,33 @@ from derainzoo.layers.morphology import (
     opening,
     white_tophat,
 )
+from derainzoo.layers.norm import LayerNorm2d
+from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
+from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
+from derainzoo.layers.window_attention import ShiftedWindowAttention
 
 __all__ = [
+    "ClusteredNonLocalWindowAttention",
+    "GatedDConvFeedForward",
+    "LayerNorm2d",
+    "MorphologicalMaskHead",
+    "RainMaskAttention",
+    "ShiftedWindowAttention",
     "StructuringElement",
     "black_tophat",
     "box_kernel",
     "closing",
+    "cluster_order",
     "dilation",
     "erosion",
     "line_kernel",
+    "multi_head_attention",
     "opening",
+    "pad_to_multiple",
+    "resize_mask",
+    "rgb_to_luma",
+    "spherical_kmeans",
     "white_tophat",
+    "window_partition",
+    "window_reverse",
 ]

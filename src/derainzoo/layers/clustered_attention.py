@@ -1,0 +1,183 @@
+"""ClusteredNonLocalWindowAttention: window attention over pixels regrouped by similarity."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from derainzoo.layers.window import multi_head_attention
+
+__all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order"]
+
+
+def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) -> Tensor:
+    """Cluster each sample's tokens by direction (cosine similarity), deterministically.
+
+    Initialisation is farthest-point ("maximin"): the first centroid is the token closest to
+    the mean direction, each next one the token least similar to all centroids chosen so far.
+    Then ``num_iters`` Lloyd steps assign each token to its most similar centroid and move
+    every centroid to the normalised mean of its tokens (an empty cluster keeps its centroid).
+    Ties go to the lowest index, so the result depends on the values only. The computation
+    runs in float32 and carries no gradient.
+
+    Args:
+        features: ``(B, N, D)`` tokens.
+        num_clusters: ``K``, the number of clusters per sample.
+        num_iters: Lloyd iterations after the initialisation.
+
+    Returns:
+        ``(B, N)`` int64 cluster index in ``[0, K)`` of every token.
+    """
+    with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
+        directions = F.normalize(features.detach().float(), dim=-1)
+        batch_index = torch.arange(directions.shape[0], device=directions.device)
+        mean_direction = F.normalize(directions.mean(dim=1), dim=-1)
+        first = torch.einsum("bnd,bd->bn", directions, mean_direction).argmax(dim=1)
+        centroids = [directions[batch_index, first]]
+        closest = torch.einsum("bnd,bd->bn", directions, centroids[0])
+        for _ in range(num_clusters - 1):
+            farthest = closest.argmin(dim=1)
+            centroids.append(directions[batch_index, farthest])
+            closest = torch.maximum(closest, torch.einsum("bnd,bd->bn", directions, centroids[-1]))
+        centroid_matrix = torch.stack(centroids, dim=1)
+
+        assignment = _assign(directions, centroid_matrix)
+        for _ in range(num_iters):
+            members = F.one_hot(assignment, num_clusters).to(directions.dtype)
+            sums = torch.einsum("bnk,bnd->bkd", members, directions)
+            occupied = members.sum(dim=1).unsqueeze(-1) > 0
+            centroid_matrix = torch.where(occupied, F.normalize(sums, dim=-1), centroid_matrix)
+            assignment = _assign(directions, centroid_matrix)
+    return assignment
+
+
+def _assign(directions: Tensor, centroids: Tensor) -> Tensor:
+    return torch.einsum("bnd,bkd->bnk", directions, centroids).argmax(dim=-1)
+
+
+def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
+    """Permutation that groups tokens by cluster, keeping raster order inside a cluster.
+
+    Args:
+        assignment: ``(B, N)`` int64 cluster index of every token.
+
+    Returns:
+        ``(order, inverse)``, both ``(B, N)`` int64: ``tokens.gather(1, order)`` lists the
+        tokens cluster by cluster, and gathering the result with ``inverse`` restores the
+        original order exactly.
+    """
+    num_tokens = assignment.shape[1]
+    position = torch.arange(num_tokens, device=assignment.device)
+    # Unique sort keys make the permutation independent of the sort algorithm.
+    order = torch.argsort(assignment * num_tokens + position, dim=1)
+    inverse = torch.argsort(order, dim=1)
+    return order, inverse
+
+
+class ClusteredNonLocalWindowAttention(nn.Module):
+    """Window attention over pixels rearranged so that similar pixels share a window.
+
+    1. Project the pixels to queries, keys and values (one linear layer).
+    2. Cluster each image's keys with :func:`spherical_kmeans` into ``num_clusters`` groups.
+       The keys are a projection that learns through the attention itself; the assignment
+       carries no gradient.
+    3. Sort the pixels by (cluster, raster position) with :func:`cluster_order`.
+    4. Cut the sorted sequence into windows of ``window_size**2`` tokens and run multi-head
+       ``scaled_dot_product_attention`` in each (the tail is padded and the padding masked).
+    5. Put every output back at its pixel and project.
+
+    A pixel thus attends to pixels of its own cluster wherever they are in the image, at the
+    cost of window attention: ``O(N w^2 C)`` for the attention plus ``O(N K C)`` for the
+    clustering and ``O(N log N)`` for the sort, instead of ``O(N^2 C)`` for global attention.
+    With ``num_clusters=1`` it is plain 1-D window attention in raster order.
+
+    Args:
+        dim: channels ``C``.
+        num_heads: attention heads; must divide ``dim``.
+        window_size: a window holds ``window_size**2`` tokens, as a square spatial window would.
+        num_clusters: clusters per image ``K``.
+        kmeans_iters: Lloyd iterations of the clustering.
+        qkv_bias: bias in the query/key/value projection.
+        attn_drop: attention dropout probability (training only).
+        proj_drop: dropout after the output projection (training only).
+
+    Shape:
+        - Input: ``(B, C, H, W)``, any ``H`` and ``W``.
+        - Output: ``(B, C, H, W)``.
+
+    Example:
+        >>> attention = ClusteredNonLocalWindowAttention(dim=32, num_heads=4, window_size=4)
+        >>> attention(torch.randn(2, 32, 15, 17)).shape
+        torch.Size([2, 32, 15, 17])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        window_size: int = 8,
+        num_clusters: int = 8,
+        kmeans_iters: int = 3,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if window_size < 1 or num_clusters < 1 or kmeans_iters < 0:
+            raise ValueError(
+                "window_size and num_clusters must be positive and kmeans_iters non-negative, got "
+                f"window_size={window_size}, num_clusters={num_clusters}, kmeans_iters={kmeans_iters}"
+            )
+        self.dim = dim
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.num_clusters = num_clusters
+        self.kmeans_iters = kmeans_iters
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Attend within windows of similar pixels.
+
+        Args:
+            x: ``(B, C, H, W)`` features.
+
+        Returns:
+            ``(B, C, H, W)`` features.
+        """
+        if x.ndim != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        tokens = rearrange(x, "b c h w -> b (h w) c")
+        query, key, value = self.qkv(tokens).chunk(3, dim=-1)
+
+        order, inverse = cluster_order(spherical_kmeans(key, self.num_clusters, self.kmeans_iters))
+        attended = self._attend_in_sorted_windows(*(_gather_tokens(t, order) for t in (query, key, value)))
+        out = self.proj_drop(self.proj(_gather_tokens(attended, inverse)))
+        return rearrange(out, "b (h w) c -> b c h w", h=height, w=width)
+
+    def _attend_in_sorted_windows(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """Window attention over ``(B, N, C)`` sequences cut into chunks of ``window_size**2``."""
+        batch, num_tokens, _ = query.shape
+        window_tokens = self.window_size**2
+        padding = -num_tokens % window_tokens
+        attn_mask = None
+        if padding:
+            query, key, value = (F.pad(t, (0, 0, 0, padding)) for t in (query, key, value))
+            is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
+            attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
+        windows = [rearrange(t, "b (n t) c -> (b n) t c", t=window_tokens) for t in (query, key, value)]
+        dropout_p = self.attn_drop if self.training else 0.0
+        out = multi_head_attention(*windows, num_heads=self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
+        return rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]
+
+
+def _gather_tokens(tokens: Tensor, order: Tensor) -> Tensor:
+    """``tokens[b, order[b, i]]`` for ``(B, N, C)`` tokens and a ``(B, N)`` permutation."""
+    return tokens.gather(1, repeat(order, "b n -> b n c", c=tokens.shape[-1]))

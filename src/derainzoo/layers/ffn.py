@@ -1,0 +1,37 @@
+"""Feed-forward layers for channels-first feature maps."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GatedDConvFeedForward"]
+
+
+class GatedDConvFeedForward(nn.Module):
+    """Gated feed-forward network with a depth-wise convolution (Restormer's GDFN).
+
+    ``out = W_out(GELU(DW(W_a x)) * DW(W_b x))``: a 1x1 expansion into two branches, a 3x3
+    depth-wise convolution that gives each pixel its neighbourhood (the position information
+    the attention blocks lack), a GELU gate, and a 1x1 projection back.
+
+    Args:
+        dim: input and output channels ``C``.
+        expansion: hidden channels as a multiple of ``dim``.
+        bias: use biases in the convolutions.
+
+    Shape:
+        - Input: ``(B, C, H, W)``.
+        - Output: ``(B, C, H, W)``.
+    """
+
+    def __init__(self, dim: int, expansion: float = 2.66, bias: bool = False) -> None:
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.depthwise = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, content = self.depthwise(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * content)

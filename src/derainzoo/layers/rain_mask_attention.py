@@ -1,0 +1,120 @@
+"""RainMaskAttention: channel (transposed) attention whose weights see background pixels only."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+__all__ = ["RainMaskAttention", "resize_mask"]
+
+
+def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize a soft mask to a feature resolution.
+
+    Shrinking averages (``area``), so a feature pixel is masked by the fraction of its
+    footprint that is rain; growing interpolates bilinearly.
+
+    Args:
+        mask: ``(B, 1, h, w)`` mask in ``[0, 1]``.
+        size: target ``(H, W)``.
+
+    Returns:
+        ``(B, 1, H, W)`` mask in ``[0, 1]``; ``mask`` itself when the size already matches.
+    """
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    if mask.shape[-2] >= size[0] and mask.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(mask, size)
+    return F.interpolate(mask, size=size, mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+
+
+class RainMaskAttention(nn.Module):
+    """Multi-head transposed attention whose weights are built from background pixels only.
+
+    As in Restormer's MDTA, queries, keys and values come from a 1x1 convolution followed by a
+    3x3 depth-wise convolution, and each head attends across channels: its ``(C/h, C/h)``
+    attention map is ``softmax(temperature * q_hat @ k_hat^T)`` where ``q_hat`` and ``k_hat`` are
+    the query and key maps L2-normalised over pixels. The cost is linear in the number of pixels
+    and every pixel contributes to a global map.
+
+    The rain mask ``m`` enters through the background weight ``w = 1 - m``:
+
+    * the query/key branch reads ``w * x``, so features of fully masked pixels cannot reach a
+      query or key, not even through the depth-wise convolution of a neighbouring pixel;
+    * the queries and keys are multiplied by ``w`` again after the depth-wise convolution, so
+      masked pixels do not count in the similarity sums nor in the normalisation.
+
+    The value branch reads the unmasked ``x``: every pixel, rain included, is re-expressed by
+    the channel mixing learned from the background. With ``m = 0`` everywhere the block is
+    exactly the unmasked attention; with ``m = 1`` everywhere queries and keys vanish, the
+    attention is uniform and the output stays finite.
+
+    Args:
+        dim: channels ``C`` of the features.
+        num_heads: attention heads; must divide ``dim``.
+        bias: use biases in the convolutions.
+
+    Shape:
+        - x: ``(B, C, H, W)`` features.
+        - mask: ``(B, 1, h, w)`` rain mask in ``[0, 1]`` (1 is rain), any resolution: it is
+          resized to ``(H, W)`` with :func:`resize_mask`. ``None`` means no rain.
+        - Output: ``(B, C, H, W)``.
+
+    Example:
+        >>> attention = RainMaskAttention(dim=32, num_heads=2)
+        >>> attention(torch.randn(1, 32, 24, 24), torch.zeros(1, 1, 48, 48)).shape
+        torch.Size([1, 32, 24, 24])
+    """
+
+    def __init__(self, dim: int, num_heads: int = 1, bias: bool = False) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.query_key = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
+        self.query_key_depthwise = nn.Conv2d(dim * 2, dim * 2, kernel_size=3, padding=1, groups=dim * 2, bias=bias)
+        self.value = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.value_depthwise = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Attend across channels with weights taken from the background.
+
+        Args:
+            x: ``(B, C, H, W)`` features.
+            mask: ``(B, 1, h, w)`` rain mask in ``[0, 1]``, or ``None`` for no masking.
+
+        Returns:
+            ``(B, C, H, W)`` features.
+        """
+        self._check_inputs(x, mask)
+        height, width = x.shape[-2:]
+        background = None if mask is None else 1.0 - resize_mask(mask.to(x.dtype), (height, width))
+        query_key_input = x if background is None else x * background
+        query, key = self.query_key_depthwise(self.query_key(query_key_input)).chunk(2, dim=1)
+        if background is not None:
+            query, key = query * background, key * background
+        value = self.value_depthwise(self.value(x))
+
+        query, key, value = (
+            rearrange(t, "b (head c) h w -> b head c (h w)", head=self.num_heads) for t in (query, key, value)
+        )
+        query = F.normalize(query, dim=-1)
+        key = F.normalize(key, dim=-1)
+        weights = (query @ key.transpose(-2, -1) * self.temperature).softmax(dim=-1)
+        out = rearrange(weights @ value, "b head c (h w) -> b (head c) h w", h=height, w=width)
+        return self.project_out(out)
+
+    def _check_inputs(self, x: Tensor, mask: Tensor | None) -> None:
+        if x.ndim != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        if mask is None:
+            return
+        if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"mask must have shape (B, 1, h, w) with B = {x.shape[0]} (or 1), got {tuple(mask.shape)}"
+            )

@@ -1,0 +1,107 @@
+"""Window helpers shared by the window attentions: padding, partition, reverse, attention."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+__all__ = ["pad_to_multiple", "window_partition", "window_reverse", "multi_head_attention"]
+
+
+def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
+    """Pad the bottom and right of ``x`` so height and width are multiples of ``multiple``.
+
+    Crop the result of a computation back with ``y[..., :H, :W]``.
+
+    Args:
+        x: ``(B, C, H, W)`` tensor.
+        multiple: the size both spatial dimensions must become divisible by.
+        mode: ``torch.nn.functional.pad`` mode; ``"constant"`` pads with zeros,
+            ``"reflect"`` / ``"replicate"`` suit images.
+
+    Returns:
+        ``(B, C, H', W')`` tensor with ``H' = ceil(H / multiple) * multiple`` (same for ``W``);
+        ``x`` itself when no padding is needed.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be positive, got {multiple}")
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if mode == "reflect" and (pad_h >= height or pad_w >= width):
+        # Reflection cannot pad by more than the size it mirrors; replicate the edge instead.
+        mode = "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def window_partition(x: Tensor, window_size: int) -> Tensor:
+    """Cut a feature map into non-overlapping square windows of tokens.
+
+    Args:
+        x: ``(B, C, H, W)`` with ``H`` and ``W`` divisible by ``window_size``.
+        window_size: side of a window in pixels.
+
+    Returns:
+        ``(B, nW, window_size**2, C)`` tokens, windows in raster order, pixels in raster
+        order inside each window.
+    """
+    height, width = x.shape[-2:]
+    if height % window_size or width % window_size:
+        raise ValueError(
+            f"feature size {height}x{width} is not divisible by window_size {window_size}; pad it first"
+        )
+    return rearrange(x, "b c (nh wh) (nw ww) -> b (nh nw) (wh ww) c", wh=window_size, ww=window_size)
+
+
+def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`window_partition`.
+
+    Args:
+        windows: ``(B, nW, window_size**2, C)`` tokens.
+        window_size: side of a window in pixels.
+        height: ``H`` of the feature map the windows came from.
+        width: ``W`` of the feature map the windows came from.
+
+    Returns:
+        ``(B, C, H, W)`` feature map.
+    """
+    return rearrange(
+        windows,
+        "b (nh nw) (wh ww) c -> b c (nh wh) (nw ww)",
+        nh=height // window_size,
+        wh=window_size,
+        ww=window_size,
+    )
+
+
+def multi_head_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    num_heads: int,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Multi-head scaled dot-product attention inside groups of tokens (windows).
+
+    The channels are split into ``num_heads`` heads and every group attends only to itself,
+    through ``torch.nn.functional.scaled_dot_product_attention`` so fused kernels are used
+    where the device has them.
+
+    Args:
+        query: ``(..., T, C)`` tokens; leading dimensions index the groups.
+        key: ``(..., T, C)``.
+        value: ``(..., T, C)``.
+        num_heads: number of heads; must divide ``C``.
+        attn_mask: optional mask broadcastable to ``(..., num_heads, T, T)``: boolean (True
+            means "may attend") or additive float.
+        dropout_p: attention dropout probability (pass 0 in eval mode).
+
+    Returns:
+        ``(..., T, C)`` attended tokens.
+    """
+    heads = [rearrange(t, "... t (h d) -> ... h t d", h=num_heads) for t in (query, key, value)]
+    out = F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p)
+    return rearrange(out, "... h t d -> ... t (h d)")

@@ -1,0 +1,127 @@
+"""ShiftedWindowAttention: Swin-style local attention in square windows, optionally shifted."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
+
+__all__ = ["ShiftedWindowAttention"]
+
+
+class ShiftedWindowAttention(nn.Module):
+    """Multi-head self-attention inside square windows, with a learned relative position bias.
+
+    With ``shift_size > 0`` the feature map is rolled by ``-shift_size`` pixels before the
+    partition and rolled back after, so that alternating blocks connect neighbouring windows
+    (Swin Transformer). Pixels brought together only by the roll's wrap-around, and the padding
+    added when ``H`` or ``W`` is not a multiple of ``window_size``, are masked out of each
+    other's attention.
+
+    Args:
+        dim: channels ``C``.
+        num_heads: attention heads; must divide ``dim``.
+        window_size: side of the square windows in pixels.
+        shift_size: roll in pixels, ``0 <= shift_size < window_size``.
+        qkv_bias: bias in the query/key/value projection.
+        attn_drop: attention dropout probability (training only).
+        proj_drop: dropout after the output projection (training only).
+
+    Shape:
+        - Input: ``(B, C, H, W)``, any ``H`` and ``W``.
+        - Output: ``(B, C, H, W)``.
+
+    Example:
+        >>> attention = ShiftedWindowAttention(dim=32, num_heads=4, window_size=8, shift_size=4)
+        >>> attention(torch.randn(1, 32, 20, 30)).shape
+        torch.Size([1, 32, 20, 30])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        window_size: int = 8,
+        shift_size: int = 0,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f"shift_size must satisfy 0 <= shift_size < window_size, got {shift_size}, {window_size}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        span = 2 * window_size - 1
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(span * span, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", _relative_position_index(window_size), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Attend within (shifted) windows.
+
+        Args:
+            x: ``(B, C, H, W)`` features.
+
+        Returns:
+            ``(B, C, H, W)`` features.
+        """
+        if x.ndim != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x, self.window_size)
+        padded_height, padded_width = padded.shape[-2:]
+        shifted = torch.roll(padded, shifts=(-self.shift_size, -self.shift_size), dims=(2, 3))
+
+        tokens = window_partition(shifted, self.window_size)
+        query, key, value = self.qkv(tokens).chunk(3, dim=-1)
+        bias = rearrange(
+            self.relative_position_bias_table[self.relative_position_index], "t s head -> head t s"
+        ).to(query.dtype)
+        region_mask = self._region_mask(height, width, padded_height, padded_width, x.device)
+        attn_mask = bias if region_mask is None else bias.masked_fill(region_mask, float("-inf"))
+        dropout_p = self.attn_drop if self.training else 0.0
+        out = multi_head_attention(query, key, value, self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
+        out = self.proj_drop(self.proj(out))
+
+        merged = window_reverse(out, self.window_size, padded_height, padded_width)
+        unshifted = torch.roll(merged, shifts=(self.shift_size, self.shift_size), dims=(2, 3))
+        return unshifted[..., :height, :width]
+
+    def _region_mask(
+        self, height: int, width: int, padded_height: int, padded_width: int, device: torch.device
+    ) -> Tensor | None:
+        """``(nW, 1, T, T)`` True where two tokens of a window must not attend to each other.
+
+        Every pixel gets a region label: which side of the wrap-around it lies on in each axis,
+        or a label of its own for padding. Tokens attend only within their region.
+        """
+        if self.shift_size == 0 and (height, width) == (padded_height, padded_width):
+            return None
+        rows = torch.arange(padded_height, device=device)
+        cols = torch.arange(padded_width, device=device)
+        wrapped = (rows < self.shift_size).long()[:, None] * 2 + (cols < self.shift_size).long()[None, :]
+        is_padding = (rows >= height)[:, None] | (cols >= width)[None, :]
+        labels = torch.where(is_padding, torch.full_like(wrapped, 4), wrapped)
+        labels = torch.roll(labels, shifts=(-self.shift_size, -self.shift_size), dims=(0, 1))
+        window_labels = window_partition(labels[None, None], self.window_size)[0, :, :, 0]
+        return (window_labels[:, :, None] != window_labels[:, None, :]).unsqueeze(1)
+
+
+def _relative_position_index(window_size: int) -> Tensor:
+    """``(T, T)`` index into the bias table of the offset between every pair of window tokens."""
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+    ).flatten(1)
+    offsets = coords[:, :, None] - coords[:, None, :] + window_size - 1
+    return offsets[0] * (2 * window_size - 1) + offsets[1]
