@@ -31,12 +31,17 @@ class MorphologicalMaskHead(nn.Module):
     2. ``L = max_theta open(T, line_theta)``, the largest opening of ``T`` by line elements at
        ``num_angles`` orientations, which keeps elongated structures and drops dots and texture;
     3. the prior logits ``(L - threshold) / temperature`` (a soft threshold with learnable
-       threshold and temperature), dilated by a small box to cover each streak's halo.
-       Dilation commutes with the increasing sigmoid, so dilating logits is the same as
-       dilating the soft mask;
+       threshold and temperature), optionally dilated by a ``halo_size`` box to cover each
+       streak's halo. Dilation commutes with the increasing sigmoid, so dilating logits is the
+       same as dilating the soft mask;
     4. a small convolutional refinement of ``[image, sigmoid(prior logits)]`` whose output is
        added to the logits. Its last convolution starts at zero, so an untrained head returns
        exactly the morphological prior.
+
+    The defaults were chosen on Rain100L *training* pairs (every tenth image) by the overlap of
+    the untrained prior with the true rain layer ``|rainy - clean|``: a 5-pixel top-hat, 9-pixel
+    lines at 12 angles, threshold 0.04 and no halo dilation gave the best intersection over
+    union (0.32 against rain above 0.04); a 3-pixel halo lowered it to 0.24.
 
     Args:
         tophat_size: side of the square element of the top-hat; wider than the widest streak.
@@ -45,7 +50,7 @@ class MorphologicalMaskHead(nn.Module):
         threshold: initial top-hat response (image units, 0..1) at which the mask crosses 0.5.
         temperature: initial softness of the threshold; smaller is sharper.
         halo_size: side of the square element that dilates the mask over streak halos; 1
-            disables the dilation.
+            (the default) disables the dilation.
         refine_channels: width of the refinement convolutions.
 
     Shape:
@@ -65,7 +70,7 @@ class MorphologicalMaskHead(nn.Module):
         num_angles: int = 12,
         threshold: float = 0.04,
         temperature: float = 0.01,
-        halo_size: int = 3,
+        halo_size: int = 1,
         refine_channels: int = 16,
     ) -> None:
         super().__init__()
