@@ -20,7 +20,8 @@ def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) ->
     Then ``num_iters`` Lloyd steps assign each token to its most similar centroid and move
     every centroid to the normalised mean of its tokens (an empty cluster keeps its centroid).
     Ties go to the lowest index, so the result depends on the values only. The computation
-    runs in float32 and carries no gradient.
+    runs in float32 (float64 for float64 input), whatever the autocast state, and carries no
+    gradient.
 
     Args:
         features: ``(B, N, D)`` tokens.
@@ -31,7 +32,8 @@ def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) ->
         ``(B, N)`` int64 cluster index in ``[0, K)`` of every token.
     """
     with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
-        directions = F.normalize(features.detach().float(), dim=-1)
+        compute_dtype = torch.promote_types(features.dtype, torch.float32)
+        directions = F.normalize(features.detach().to(compute_dtype), dim=-1)
         batch_index = torch.arange(directions.shape[0], device=directions.device)
         mean_direction = F.normalize(directions.mean(dim=1), dim=-1)
         first = torch.einsum("bnd,bd->bn", directions, mean_direction).argmax(dim=1)
