@@ -1,7 +1,24 @@
-"""derainzoo: single-image deraining models and their building blocks."""
+"""derainzoo: single-image deraining models and their building blocks.
 
-from derainzoo import layers
+Importing ``derainzoo`` registers its models with timm, so ``timm.create_model`` builds them
+too (timm has no plugin discovery: the import is needed).
+"""
+
+from derainzoo import layers, models
+from derainzoo._factory import create_model, list_models, list_pretrained
+from derainzoo.inference import derain
+from derainzoo.models import DerainOutput, DualStageDerain
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "layers"]
+__all__ = [
+    "DerainOutput",
+    "DualStageDerain",
+    "__version__",
+    "create_model",
+    "derain",
+    "layers",
+    "list_models",
+    "list_pretrained",
+    "models",
+]

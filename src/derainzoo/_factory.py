@@ -1,0 +1,77 @@
+"""create_model / list_models / list_pretrained over the timm registry, for derainzoo's models."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+import timm
+from torch import nn
+
+from derainzoo.hub import load_weights
+
+__all__ = ["create_model", "list_models", "list_pretrained"]
+
+# timm files registered models under the last component of their module's name.
+_MODULES = ("dual_stage_derain",)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of derainzoo's architectures matching a shell-style ``pattern``.
+
+    Example:
+        >>> list_models("*tiny")
+        ['dual_stage_derain_tiny']
+    """
+    return timm.list_models(pattern, module=_MODULES)
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """``architecture.tag`` names that have pretrained weights available in this installation."""
+    return timm.list_models(pattern, module=_MODULES, pretrained=True)
+
+
+def create_model(
+    model_name: str,
+    pretrained: bool = False,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a derainzoo model, optionally with weights.
+
+    Args:
+        model_name: an architecture from :func:`list_models`, optionally with a pretrained tag
+            (``"dual_stage_derain.rain100l"``).
+        pretrained: load the weights named by the model's pretrained cfg (bundled file, or
+            what ``pretrained_cfg_overlay`` points to).
+        weights: a local safetensors file to load instead (checked against ``<file>.sha256``
+            when that exists).
+        **kwargs: passed to the model constructor and to ``timm.create_model``
+            (e.g. ``pretrained_cfg_overlay``).
+
+    Returns:
+        The model, in training mode as timm returns it; call ``.eval()`` for inference.
+
+    Raises:
+        ValueError: ``model_name`` is not a derainzoo model; the message suggests close names.
+        derainzoo.hub.PretrainedWeightsUnavailableError: ``pretrained=True`` but no weights exist.
+
+    Example:
+        >>> model = create_model("dual_stage_derain_tiny").eval()
+    """
+    architecture = model_name.split(".", 1)[0]
+    if architecture not in list_models():
+        candidates = list_models() + list_pretrained()
+        close = difflib.get_close_matches(model_name, candidates, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(name) for name in close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {model_name!r}.{hint} Available: {', '.join(list_models())} (derainzoo.list_models())."
+        )
+    if weights is not None and pretrained:
+        raise ValueError("pass either pretrained=True or weights=PATH, not both")
+    model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    if weights is not None:
+        load_weights(model, weights)
+    return model

@@ -1,0 +1,233 @@
+"""Pretrained weights: safetensors files only, checked against recorded sha256 sums.
+
+Weights come from one of three places, in this order of precedence (as a timm pretrained cfg
+names them):
+
+* ``file``: a local safetensors file, either bundled in the package (``derainzoo/weights``)
+  or given by the user with ``pretrained_cfg_overlay=dict(file=PATH)``;
+* ``hf_hub_id`` (+ ``hf_hub_filename``): a Hugging Face Hub repository, only when the user
+  names one. Nothing in derainzoo contacts the network on its own.
+
+A ``<file>.sha256`` next to a weights file records its checksum; when it exists the file must
+match it. Pickle checkpoints (``torch.save``) are refused: unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = [
+    "BUNDLED_WEIGHTS_DIR",
+    "ChecksumMismatchError",
+    "PretrainedWeightsUnavailableError",
+    "UnsafeCheckpointError",
+    "WeightsMismatchError",
+    "file_sha256",
+    "load_pretrained_weights",
+    "load_weights",
+    "save_weights",
+]
+
+BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+"""Folder of the weights shipped inside the package."""
+
+_DEFAULT_HUB_FILENAME = "model.safetensors"
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """The requested model has no pretrained weights here."""
+
+
+class ChecksumMismatchError(ValueError):
+    """A weights file does not match its recorded sha256."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint is not a safetensors file (for example a pickle written by ``torch.save``)."""
+
+
+class WeightsMismatchError(ValueError):
+    """A state dict does not fit the model (missing, unexpected or mis-shaped tensors)."""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def save_weights(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
+    """Save weights as safetensors and record their sha256 in ``<path>.sha256``.
+
+    Args:
+        model_or_state_dict: a module (its ``state_dict()`` is saved) or a state dict.
+        path: destination file, conventionally ending in ``.safetensors``.
+        dtype: cast floating-point tensors to this dtype (``torch.float16`` halves the size).
+        metadata: string key/values stored in the safetensors header (e.g. the architecture).
+
+    Returns:
+        The hex sha256 of the written file.
+    """
+    state_dict = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
+    tensors = {
+        name: (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).detach().cpu().contiguous()
+        for name, tensor in state_dict.items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=dict(metadata or {}))
+    checksum = file_sha256(path)
+    _checksum_path(path).write_text(f"{checksum}  {path.name}\n")
+    return checksum
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    checksum_file = _checksum_path(path)
+    if not checksum_file.is_file():
+        return None
+    return checksum_file.read_text().split()[0].lower()
+
+
+def _check_is_safetensors(path: Path) -> None:
+    with open(path, "rb") as stream:
+        head = stream.read(9)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise UnsafeCheckpointError(
+            f"{path} is a pickle checkpoint (torch.save format). derainzoo loads safetensors only, because "
+            "unpickling a file can run arbitrary code. If you trust the file, convert it once with "
+            "`safetensors.torch.save_file(torch.load(path, weights_only=True), 'weights.safetensors')`."
+        )
+    size = path.stat().st_size
+    if len(head) < 9 or head[8:9] != b"{" or struct.unpack("<Q", head[:8])[0] > size - 8:
+        raise UnsafeCheckpointError(f"{path} is not a valid safetensors file (bad or truncated header)")
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    strict: bool = True,
+) -> nn.Module:
+    """Load a safetensors file into ``model``, after checking it.
+
+    Args:
+        model: the module to fill; tensors are cast to its parameters' dtypes.
+        path: the safetensors file.
+        sha256: expected hex checksum; defaults to the one recorded in ``<path>.sha256`` when
+            that file exists.
+        strict: require exactly the model's keys and shapes.
+
+    Returns:
+        ``model``, for chaining.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafeCheckpointError: the file is a pickle, or not a (complete) safetensors file.
+        ChecksumMismatchError: the file's sha256 differs from the expected one.
+        WeightsMismatchError: the tensors do not fit the model; the message names them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    _check_is_safetensors(path)
+    expected = (sha256 or _recorded_sha256(path) or "").lower()
+    if expected:
+        actual = file_sha256(path)
+        if actual != expected:
+            raise ChecksumMismatchError(
+                f"sha256 of {path} is {actual}, but {expected} was recorded: the file is corrupt or was changed"
+            )
+    try:
+        state_dict = load_file(str(path))
+    except SafetensorError as error:
+        raise UnsafeCheckpointError(f"{path} could not be read as safetensors: {error}") from error
+    _check_state_dict_fits(model, state_dict, path, strict)
+    model.load_state_dict(state_dict, strict=strict)
+    return model
+
+
+def _check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, strict: bool) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mis_shaped = sorted(
+        f"{name}: file {tuple(state_dict[name].shape)} vs model {tuple(expected[name].shape)}"
+        for name in set(expected) & set(state_dict)
+        if state_dict[name].shape != expected[name].shape
+    )
+    problems = []
+    if strict and missing:
+        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
+    if mis_shaped:
+        problems.append(f"shape mismatches ({len(mis_shaped)}): {_preview(mis_shaped)}")
+    if problems:
+        architecture = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
+        raise WeightsMismatchError(
+            f"weights in {path} do not fit {architecture} (are they for another variant?): " + "; ".join(problems)
+        )
+
+
+def _preview(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_pretrained_weights(model: nn.Module, pretrained_cfg: Mapping[str, Any]) -> nn.Module:
+    """Load the weights a timm pretrained cfg points to.
+
+    Args:
+        model: the module to fill.
+        pretrained_cfg: a resolved timm pretrained cfg (``model.pretrained_cfg``); its
+            ``file`` or, failing that, ``hf_hub_id`` / ``hf_hub_filename`` locate the weights.
+
+    Raises:
+        PretrainedWeightsUnavailableError: the cfg names no weights, or a bundled file is absent.
+    """
+    name = pretrained_cfg.get("architecture") or type(model).__name__
+    tag = pretrained_cfg.get("tag")
+    label = f"{name}.{tag}" if tag else name
+    if pretrained_cfg.get("file"):
+        path = Path(pretrained_cfg["file"])
+        if not path.is_file() and BUNDLED_WEIGHTS_DIR in path.parents:
+            raise PretrainedWeightsUnavailableError(
+                f"the weights of {label} are not bundled in this installation ({path} is missing)"
+            )
+        return load_weights(model, path)
+    if pretrained_cfg.get("hf_hub_id"):
+        from huggingface_hub import hf_hub_download
+
+        filename = pretrained_cfg.get("hf_hub_filename") or _DEFAULT_HUB_FILENAME
+        if not filename.endswith(".safetensors"):
+            raise UnsafeCheckpointError(f"hf_hub_filename must name a .safetensors file, got {filename!r}")
+        return load_weights(model, hf_hub_download(pretrained_cfg["hf_hub_id"], filename))
+    raise PretrainedWeightsUnavailableError(
+        f"no pretrained weights are available for {label}. derainzoo.list_pretrained() lists the models "
+        "that have them; to use your own, pass pretrained_cfg_overlay=dict(file='weights.safetensors') "
+        "or build with pretrained=False and call derainzoo.hub.load_weights(model, path)."
+    )

@@ -1,0 +1,289 @@
+"""Deraining whole images or overlapping tiles, from PIL images, numpy arrays or tensors."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = ["DEFAULT_MODEL", "default_model", "derain", "load_image", "tiled_forward"]
+
+DEFAULT_MODEL = "dual_stage_derain"
+"""The architecture :func:`derain` uses when no model is given (with its bundled weights)."""
+
+ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file, apply its EXIF orientation and decode it fully.
+
+    Raises:
+        ValueError: the file is missing, not an image, or corrupt; the message names it.
+    """
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise ValueError(f"{path}: no such image file") from error
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{path}: not an image Pillow can read") from error
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: corrupt or truncated image ({error})") from error
+    return image
+
+
+@functools.lru_cache(maxsize=4)
+def default_model(device: str = "cpu") -> nn.Module:
+    """:data:`DEFAULT_MODEL` with its bundled pretrained weights, in eval mode (cached)."""
+    from derainzoo._factory import create_model
+
+    return create_model(DEFAULT_MODEL, pretrained=True).eval().to(device)
+
+
+def _resolve_device(device: str | torch.device | None, model: nn.Module | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if model is not None:
+        parameter = next(model.parameters(), None)
+        if parameter is not None:
+            return parameter.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def derain(
+    image: ImageLike,
+    model: nn.Module | None = None,
+    *,
+    tile_size: int | None = None,
+    tile_overlap: int = 32,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> ImageLike:
+    """Remove rain from one image (or a batch of tensors) and return it in the same form.
+
+    Args:
+        image: one of
+            * a PIL image: any mode; EXIF orientation is applied, grayscale comes back
+              grayscale and an alpha channel is kept unchanged;
+            * a numpy array ``(H, W, 3)``: ``uint8`` (0..255), ``uint16`` (0..65535) or float
+              in ``[0, 1]``; the result has the same dtype;
+            * a tensor ``(3, H, W)`` or ``(B, 3, H, W)``, float in ``[0, 1]`` (or ``uint8``);
+              the result has the same shape, dtype and device.
+        model: a deraining model taking ``(B, 3, H, W)`` in ``[0, 1]``; ``None`` uses
+            :func:`default_model`. It is run in eval mode and its mode restored afterwards.
+        tile_size: if set, derain overlapping ``tile_size`` x ``tile_size`` tiles one at a time
+            and blend them, so memory stays bounded on large photos.
+        tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps).
+        device: where to run; defaults to the model's device (CUDA if available for the
+            default model).
+        progress: show a progress bar over tiles.
+
+    Returns:
+        The derained image, of the same kind as ``image``.
+
+    Raises:
+        TypeError: unsupported input type or dtype.
+        ValueError: wrong shape, NaN/inf values, float values outside ``[0, 1]``, empty image,
+            or bad tile settings.
+
+    Example:
+        >>> from PIL import Image
+        >>> clean = derain(Image.open("rainy.jpg"))  # doctest: +SKIP
+    """
+    batch, restore = _to_batch(image)
+    run_device = _resolve_device(device, model)
+    net = model if model is not None else default_model(str(run_device))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            inputs = batch.to(run_device)
+            if tile_size is None:
+                output = net(inputs)
+            else:
+                output = tiled_forward(net, inputs, tile_size, tile_overlap, progress=progress)
+    finally:
+        net.train(was_training)
+    return restore(output.clamp(0.0, 1.0))
+
+
+def tiled_forward(
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    tile_size: int,
+    tile_overlap: int = 32,
+    *,
+    progress: bool = False,
+) -> Tensor:
+    """Run ``model`` on overlapping tiles of ``x`` and blend the results.
+
+    Each tile's output is weighted by a separable ramp that rises linearly over the overlap
+    with each neighbour (and is flat at the image border), so seams are blended away; a single
+    tile covering the image gives exactly ``model(x)``.
+
+    Args:
+        model: maps ``(B, C, h, w)`` to ``(B, C', h, w)``.
+        x: ``(B, C, H, W)`` input.
+        tile_size: tile side in pixels (clipped to the image size).
+        tile_overlap: overlap of neighbouring tiles; ``0 <= tile_overlap < tile_size``.
+        progress: show a progress bar over tiles.
+
+    Returns:
+        ``(B, C', H, W)`` blended output.
+    """
+    if not isinstance(tile_size, int) or tile_size < 8:
+        raise ValueError(f"tile_size must be an integer of at least 8 pixels, got {tile_size!r}")
+    if not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile_size // 2 + 1:
+        raise ValueError(f"tile_overlap must be an integer in [0, tile_size / 2], got {tile_overlap!r}")
+    height, width = x.shape[-2:]
+    rows = _tile_starts(height, tile_size, tile_overlap)
+    cols = _tile_starts(width, tile_size, tile_overlap)
+    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    output: Tensor | None = None
+    weight_sum = torch.zeros(1, 1, height, width, device=x.device, dtype=torch.float32)
+    positions = [(top, left) for top in rows for left in cols]
+    for top, left in tqdm(positions, desc="tiles", disable=not progress, leave=False):
+        tile_out = model(x[..., top : top + tile_h, left : left + tile_w]).float()
+        if output is None:
+            output = torch.zeros(*tile_out.shape[:2], height, width, device=x.device, dtype=torch.float32)
+        weight = _ramp(top, tile_h, height, tile_overlap, x.device)[:, None] * _ramp(
+            left, tile_w, width, tile_overlap, x.device
+        )[None, :]
+        output[..., top : top + tile_h, left : left + tile_w] += tile_out * weight
+        weight_sum[..., top : top + tile_h, left : left + tile_w] += weight
+    assert output is not None  # there is always at least one tile
+    return (output / weight_sum).to(x.dtype)
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _ramp(start: int, size: int, total: int, overlap: int, device: torch.device) -> Tensor:
+    """1-D blending weights of a tile: rising over the overlap on sides that have a neighbour."""
+    weight = torch.ones(size, device=device)
+    if overlap == 0:
+        return weight
+    rise = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
+    if start > 0:
+        weight[:overlap] = rise
+    if start + size < total:
+        weight[-overlap:] = torch.minimum(weight[-overlap:], rise.flip(0))
+    return weight
+
+
+def _check_values(batch: Tensor, what: str) -> None:
+    if batch.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(batch.shape)})")
+    if not torch.isfinite(batch).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    low, high = batch.min().item(), batch.max().item()
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(
+            f"{what} must hold values in [0, 1] for a float image, got [{low:.4g}, {high:.4g}]"
+            + (" (divide 0..255 data by 255)" if high > 1.5 else "")
+        )
+
+
+def _to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
+    """Convert ``image`` to a ``(B, 3, H, W)`` float32 batch in [0, 1] and a function that
+    converts a model output back to the caller's form."""
+    if isinstance(image, Image.Image):
+        return _pil_to_batch(image)
+    if isinstance(image, np.ndarray):
+        return _array_to_batch(image)
+    if isinstance(image, Tensor):
+        return _tensor_to_batch(image)
+    raise TypeError(
+        f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
+    )
+
+
+def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.Image]]:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("P", "PA"):
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    grayscale = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        plane = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode != "F" and plane.max() > 255 else (1.0 if image.mode == "F" else 255.0)
+        rgb = np.repeat((plane / scale).clip(0, 1)[..., None], 3, axis=2).astype(np.float32)
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"image is empty (size {image.size})")
+    batch = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+
+    def restore(output: Tensor) -> Image.Image:
+        pixels = (output[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+        result = Image.fromarray(pixels, mode="RGB")
+        if grayscale:
+            result = result.convert("L")
+        if alpha is not None:
+            result = result.convert("LA" if grayscale else "RGBA")
+            result.putalpha(alpha.convert("L"))
+        return result
+
+    return batch, restore
+
+
+def _array_to_batch(array: np.ndarray) -> tuple[Tensor, Callable[[Tensor], np.ndarray]]:
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"a numpy image must have shape (H, W, 3), got {array.shape}")
+    dtype = array.dtype
+    if dtype == np.uint8 or dtype == np.uint16:
+        scale = float(np.iinfo(dtype).max)
+        batch = torch.from_numpy(array.astype(np.float32) / scale).permute(2, 0, 1)[None]
+    elif np.issubdtype(dtype, np.floating):
+        scale = None
+        batch = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+        _check_values(batch, "image")
+    else:
+        raise TypeError(f"a numpy image must be uint8, uint16 or float in [0, 1], got dtype {dtype}")
+    if batch.numel() == 0:
+        raise ValueError(f"image is empty (shape {array.shape})")
+
+    def restore(output: Tensor) -> np.ndarray:
+        pixels = output[0].permute(1, 2, 0).cpu().numpy()
+        if scale is None:
+            return pixels.astype(dtype)
+        return (pixels * scale).round().astype(dtype)
+
+    return batch, restore
+
+
+def _tensor_to_batch(tensor: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:
+        raise ValueError(f"a tensor image must have shape (3, H, W) or (B, 3, H, W), got {tuple(tensor.shape)}")
+    batch = tensor if tensor.ndim == 4 else tensor[None]
+    if tensor.dtype == torch.uint8:
+        batch = batch.float() / 255.0
+    elif tensor.is_floating_point():
+        batch = batch.float()
+        _check_values(batch, "image")
+    else:
+        raise TypeError(f"a tensor image must be float in [0, 1] or uint8, got dtype {tensor.dtype}")
+    if batch.numel() == 0:
+        raise ValueError(f"image is empty (shape {tuple(tensor.shape)})")
+
+    def restore(output: Tensor) -> Tensor:
+        output = output if tensor.ndim == 4 else output[0]
+        if tensor.dtype == torch.uint8:
+            return (output * 255.0).round().to(torch.uint8).to(tensor.device)
+        return output.to(device=tensor.device, dtype=tensor.dtype)
+
+    return batch, restore

@@ -1,0 +1,45 @@
+"""TransformerBlock: pre-norm residual token mixer + gated feed-forward, channels first."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from derainzoo.layers.ffn import GatedDConvFeedForward
+from derainzoo.layers.norm import LayerNorm2d
+
+__all__ = ["TransformerBlock"]
+
+
+class TransformerBlock(nn.Module):
+    """``x + mixer(LN(x), *context)`` followed by ``x + FFN(LN(x))``.
+
+    Any attention of :mod:`derainzoo.layers` can be the token mixer; extra positional
+    arguments of :meth:`forward` (the rain mask for :class:`RainMaskAttention`) are handed to it.
+
+    Args:
+        dim: channels ``C``.
+        token_mixer: module mapping ``(B, C, H, W)`` (plus context) to ``(B, C, H, W)``.
+        ffn_expansion: hidden width of the :class:`GatedDConvFeedForward` as a multiple of ``dim``.
+        bias: biases in the feed-forward convolutions.
+
+    Shape:
+        - Input: ``(B, C, H, W)``.
+        - Output: ``(B, C, H, W)``.
+
+    Example:
+        >>> from derainzoo.layers import RainMaskAttention
+        >>> block = TransformerBlock(32, RainMaskAttention(32, num_heads=2))
+        >>> block(torch.randn(1, 32, 16, 16), torch.zeros(1, 1, 16, 16)).shape
+        torch.Size([1, 32, 16, 16])
+    """
+
+    def __init__(self, dim: int, token_mixer: nn.Module, ffn_expansion: float = 2.66, bias: bool = False) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(dim)
+        self.token_mixer = token_mixer
+        self.norm2 = LayerNorm2d(dim)
+        self.ffn = GatedDConvFeedForward(dim, expansion=ffn_expansion, bias=bias)
+
+    def forward(self, x: Tensor, *context: Tensor) -> Tensor:
+        x = x + self.token_mixer(self.norm1(x), *context)
+        return x + self.ffn(self.norm2(x))

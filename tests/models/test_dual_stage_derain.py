@@ -1,0 +1,129 @@
+"""DualStageDerain: every variant through timm, any size, stages, input errors."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import derainzoo
+from derainzoo.hub import PretrainedWeightsUnavailableError, save_weights
+from derainzoo.models import DerainOutput, DualStageDerain
+
+from ..helpers import TINY, tiny_model
+
+VARIANTS = ["dual_stage_derain_tiny", "dual_stage_derain_small", "dual_stage_derain", "dual_stage_derain_base"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_builds_through_timm_and_trains(name: str) -> None:
+    torch.manual_seed(0)
+    model = timm.create_model(name)
+    assert isinstance(model, DualStageDerain)
+    x = torch.rand(2, 3, 24, 40)
+    out = model(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    # The mask head's refinement ends in a zero-initialised layer, which blocks gradients to the
+    # layers before it at initialisation only; everything else learns from the first step.
+    assert all(n.startswith("mask_head.refine.") for n in without_grad), without_grad
+    assert len(trainable) > len(without_grad)
+
+
+def test_variants_grow_in_size() -> None:
+    counts = [sum(p.numel() for p in timm.create_model(name).parameters()) for name in VARIANTS]
+    assert counts == sorted(counts) and len(set(counts)) == 4
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (33, 47), (64, 16)])
+def test_any_size_comes_back_the_same_size(size: tuple[int, int]) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, *size))
+    assert out.shape == (1, 3, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_forward_stages_returns_mask_stage1_and_final_image() -> None:
+    model = tiny_model()
+    x = torch.rand(2, 3, 30, 22)
+    with torch.no_grad():
+        stages = model.forward_stages(x)
+        final = model(x)
+    assert isinstance(stages, DerainOutput)
+    assert stages.image.shape == stages.stage1.shape == x.shape
+    assert stages.mask.shape == (2, 1, 30, 22)
+    assert torch.all((stages.mask >= 0) & (stages.mask <= 1))
+    assert torch.equal(stages.image, final)
+    assert not torch.equal(stages.stage1, stages.image)
+
+
+def test_eval_is_deterministic_and_batch_items_are_independent() -> None:
+    model = tiny_model()
+    x = torch.rand(3, 3, 20, 28)
+    with torch.no_grad():
+        batched = model(x)
+        assert torch.equal(batched, model(x))
+        for index in range(3):
+            torch.testing.assert_close(batched[index : index + 1], model(x[index : index + 1]), rtol=1e-4, atol=1e-5)
+
+
+def test_timm_conventions_for_an_image_to_image_model() -> None:
+    model = timm.create_model(TINY)
+    cfg = model.pretrained_cfg
+    assert cfg["architecture"] == TINY
+    assert cfg["mean"] == (0.0, 0.0, 0.0) and cfg["std"] == (1.0, 1.0, 1.0)
+    assert cfg.get("num_classes") is None and cfg.get("first_conv") is None and cfg.get("classifier") is None
+    assert model.num_classes == 0 and model.num_features == 16
+    decay_free = model.no_weight_decay()
+    assert decay_free and all(name.endswith(("temperature", "relative_position_bias_table", "threshold")) for name in decay_free)
+    assert "mask_head.threshold" in decay_free
+    # timm's optimizer factory must accept the model.
+    timm.optim.create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+
+
+def test_constructor_arguments_override_the_variant() -> None:
+    model = timm.create_model(TINY, num_clusters=3, window_size=4)
+    clustered = [m for m in model.modules() if isinstance(m, derainzoo.layers.ClusteredNonLocalWindowAttention)]
+    assert clustered and all(m.num_clusters == 3 and m.window_size == 4 for m in clustered)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (torch.rand(3, 16, 16), ValueError, r"\(B, 3, H, W\)"),
+        (torch.rand(1, 1, 16, 16), ValueError, r"\(B, 3, H, W\)"),
+        (torch.rand(1, 4, 16, 16), ValueError, r"\(B, 3, H, W\)"),
+        (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, "floating-point"),
+        (torch.rand(0, 3, 16, 16), ValueError, "empty"),
+        ([[0.5]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input_is_refused(x, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        tiny_model()(x)
+
+
+def test_only_rgb_is_supported() -> None:
+    with pytest.raises(ValueError, match="in_chans must be 3"):
+        timm.create_model(TINY, in_chans=1)
+
+
+def test_pretrained_without_weights_says_so() -> None:
+    with pytest.raises(PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_tiny"):
+        timm.create_model(TINY, pretrained=True)
+
+
+def test_timm_pretrained_cfg_overlay_file_uses_the_checked_loader(tmp_path) -> None:
+    source = tiny_model(seed=3)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(source, path)
+    loaded = timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+    path.with_name(path.name + ".sha256").write_text("0" * 64 + "  tiny.safetensors\n")
+    with pytest.raises(ValueError, match="sha256"):
+        timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
