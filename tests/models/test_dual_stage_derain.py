@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from timm.optim import create_optimizer_v2
 
 import derainzoo
 from derainzoo.hub import PretrainedWeightsUnavailableError, save_weights
@@ -81,7 +82,7 @@ def test_timm_conventions_for_an_image_to_image_model() -> None:
     assert decay_free and all(name.endswith(("temperature", "relative_position_bias_table", "threshold")) for name in decay_free)
     assert "mask_head.threshold" in decay_free
     # timm's optimizer factory must accept the model.
-    timm.optim.create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
 
 
 def test_constructor_arguments_override_the_variant() -> None:

@@ -3,6 +3,7 @@
 Every module takes and returns channels-first feature maps ``(B, C, H, W)``.
 """
 
+from derainzoo.layers.block import TransformerBlock
 from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention, cluster_order, spherical_kmeans
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.ffn import GatedDConvFeedForward
@@ -20,17 +21,21 @@ from derainzoo.layers.morphology import (
 )
 from derainzoo.layers.norm import LayerNorm2d
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
+from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
 from derainzoo.layers.window_attention import ShiftedWindowAttention
 
 __all__ = [
     "ClusteredNonLocalWindowAttention",
+    "Downsample",
     "GatedDConvFeedForward",
     "LayerNorm2d",
     "MorphologicalMaskHead",
     "RainMaskAttention",
     "ShiftedWindowAttention",
     "StructuringElement",
+    "TransformerBlock",
+    "Upsample",
     "black_tophat",
     "box_kernel",
     "closing",

@@ -1,0 +1,95 @@
+"""The derainzoo command, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from derainzoo.cli import main
+from derainzoo.hub import save_weights
+
+from .helpers import TINY, smooth_image, tiny_model
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(tiny_model(), path)
+    return path
+
+
+def write_image(path, height: int = 30, width: int = 44) -> None:
+    pixels = (smooth_image(height, width)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "derainzoo", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_derain_files_keeps_names_and_sizes(tmp_path, weights) -> None:
+    write_image(tmp_path / "a.png", 30, 44)
+    write_image(tmp_path / "b.jpg", 17, 23)
+    out = tmp_path / "out"
+    result = run_cli("derain", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(out),
+                     "--model", TINY, "--weights", str(weights))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out / "a.png").size == (44, 30)
+    assert Image.open(out / "b.jpg").size == (23, 17)
+    assert "derain" in result.stderr  # the progress bar
+
+
+def test_a_bad_file_is_reported_and_the_others_written(tmp_path, weights, capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    out = tmp_path / "out"
+    code = main(["derain", str(folder), "-o", str(out), "--model", TINY, "--weights", str(weights)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.png" in captured.err and "Traceback" not in captured.err
+    assert (out / "good.png").is_file() and not (out / "broken.png").exists()
+
+
+def test_tiled_run_and_overwrite_protection(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "photo.png", 80, 90)
+    assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path / "tiled"), "--model", TINY,
+                 "--weights", str(weights), "--tile", "48", "--tile-overlap", "8"]) == 0
+    assert Image.open(tmp_path / "tiled" / "photo.png").size == (90, 80)
+    assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--model", TINY,
+                 "--weights", str(weights)]) == 1
+    assert "overwrite the input" in capsys.readouterr().err
+
+
+def test_missing_inputs_and_empty_folders_are_errors(tmp_path, weights, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    code = main(["derain", str(tmp_path / "empty"), str(tmp_path / "nope.png"), "-o", str(tmp_path / "out"),
+                 "--model", TINY, "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 1 and "holds no image files" in err and "nope.png: no such file" in err
+
+
+def test_unknown_model_and_missing_weights_exit_with_a_message(tmp_path, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derian"]) == 2
+    assert "Did you mean 'dual_stage_derain'" in capsys.readouterr().err
+    assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", TINY]) == 2
+    assert "no pretrained weights" in capsys.readouterr().err
+
+
+def test_list_names_every_model(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("dual_stage_derain ", "dual_stage_derain_tiny", "dual_stage_derain_base"))
+
+
+def test_real_rain100l_image(rain100l_train, tmp_path, weights) -> None:
+    source = rain100l_train / "rain" / "001.webp"
+    result = run_cli("derain", str(source), "-o", str(tmp_path), "--model", TINY, "--weights", str(weights))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "001.webp").size == Image.open(source).size

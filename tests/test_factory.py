@@ -1,0 +1,51 @@
+"""create_model / list_models / list_pretrained."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import derainzoo
+from derainzoo.hub import BUNDLED_WEIGHTS_DIR, save_weights
+
+from .helpers import TINY, tiny_model
+
+
+def test_list_models_names_every_variant_and_filters() -> None:
+    assert derainzoo.list_models() == [
+        "dual_stage_derain",
+        "dual_stage_derain_base",
+        "dual_stage_derain_small",
+        "dual_stage_derain_tiny",
+    ]
+    assert derainzoo.list_models("*tiny") == [TINY]
+    assert set(derainzoo.list_models()) <= set(timm.list_models())
+
+
+def test_list_pretrained_matches_the_bundled_files() -> None:
+    bundled = {path.name.removesuffix(".safetensors") for path in BUNDLED_WEIGHTS_DIR.glob("*.safetensors")}
+    assert set(derainzoo.list_pretrained()) == bundled
+
+
+def test_unknown_name_is_repeated_with_suggestions() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'dual_stage_derain_tine'.*Did you mean 'dual_stage_derain_tiny'"):
+        derainzoo.create_model("dual_stage_derain_tine")
+    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+        derainzoo.create_model("resnet50")
+
+
+def test_create_model_with_a_weights_file(tmp_path) -> None:
+    source = tiny_model(seed=5)
+    path = tmp_path / "w.safetensors"
+    save_weights(source, path)
+    model = derainzoo.create_model(TINY, weights=path).eval()
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+    with pytest.raises(ValueError, match="not both"):
+        derainzoo.create_model(TINY, pretrained=True, weights=path)
+
+
+def test_kwargs_reach_the_constructor() -> None:
+    assert derainzoo.create_model(TINY, embed_dim=8).num_features == 8

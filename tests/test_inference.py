@@ -1,0 +1,150 @@
+"""derain(): every input kind comes back in kind; tiling; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from derainzoo.hub import PretrainedWeightsUnavailableError
+from derainzoo.inference import default_model, derain, load_image, tiled_forward
+
+from .helpers import smooth_image, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def as_pil(batch: torch.Tensor) -> Image.Image:
+    return Image.fromarray((batch[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def test_pil_rgb_round_trip_matches_the_model(model) -> None:
+    image = as_pil(smooth_image(21, 34))
+    result = derain(image, model)
+    assert isinstance(result, Image.Image) and result.mode == "RGB" and result.size == image.size
+    batch = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = (model(batch).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(result), expected)
+
+
+def test_pil_grayscale_and_alpha_are_kept(model) -> None:
+    rgb = as_pil(smooth_image(16, 20))
+    gray = derain(rgb.convert("L"), model)
+    assert gray.mode == "L" and gray.size == (20, 16)
+    rgba = rgb.convert("RGBA")
+    alpha = Image.fromarray(np.tile(np.arange(20, dtype=np.uint8) * 10, (16, 1)))
+    rgba.putalpha(alpha)
+    result = derain(rgba, model)
+    assert result.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(result.getchannel("A")), np.asarray(alpha))
+    assert derain(rgb.convert("P"), model).mode == "RGB"
+    assert derain(rgb.convert("CMYK"), model).mode == "RGB"
+
+
+def test_pil_exif_orientation_is_applied(model) -> None:
+    image = as_pil(smooth_image(10, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.info["exif"] = exif.tobytes()
+    image.getexif()[0x0112] = 6
+    assert derain(image, model).size == (10, 30)
+
+
+def test_sixteen_bit_grayscale_uses_its_full_range(model) -> None:
+    plane = (np.linspace(0, 1, 24 * 18).reshape(18, 24) * 65535).astype(np.uint16)
+    result = derain(Image.fromarray(plane), model)
+    assert result.mode == "L" and result.size == (24, 18)
+    assert np.asarray(result).std() > 20  # not clipped to white as a naive 8-bit conversion would
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_numpy_arrays_keep_their_dtype(model, dtype) -> None:
+    image = smooth_image(15, 17)[0].permute(1, 2, 0).numpy()
+    if np.issubdtype(dtype, np.integer):
+        image = (image * np.iinfo(dtype).max).round()
+    result = derain(image.astype(dtype), model)
+    assert result.dtype == dtype and result.shape == (15, 17, 3)
+
+
+def test_tensors_keep_shape_and_dtype(model) -> None:
+    image = smooth_image(12, 13)
+    assert derain(image[0], model).shape == (3, 12, 13)
+    batch = derain(torch.cat([image, image.flip(-1)]), model)
+    assert batch.shape == (2, 3, 12, 13) and batch.dtype == torch.float32
+    as_bytes = derain((image * 255).round().to(torch.uint8), model)
+    assert as_bytes.dtype == torch.uint8
+    assert derain(image.double(), model).dtype == torch.float64
+
+
+def test_model_mode_is_restored(model) -> None:
+    model.train()
+    derain(smooth_image(8, 8), model)
+    assert model.training
+    model.eval()
+
+
+def test_single_tile_covering_the_image_equals_whole_image(model) -> None:
+    image = smooth_image(40, 56)
+    whole = derain(image, model)
+    assert torch.equal(derain(image, model, tile_size=64), whole)
+
+
+def test_blending_weights_form_a_partition_of_unity() -> None:
+    x = torch.rand(2, 3, 70, 95)
+    torch.testing.assert_close(tiled_forward(lambda t: t, x, tile_size=32, tile_overlap=8), x)
+    torch.testing.assert_close(tiled_forward(lambda t: 2 * t, x, tile_size=20, tile_overlap=0), 2 * x)
+
+
+def test_small_tiles_stay_close_to_whole_image(model) -> None:
+    image = smooth_image(96, 128)
+    whole = derain(image, model)
+    tiled = derain(image, model, tile_size=64, tile_overlap=16)
+    assert (tiled - whole).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "message"),
+    [
+        (torch.full((1, 3, 8, 8), float("nan")), ValueError, "NaN"),
+        (torch.full((1, 3, 8, 8), float("inf")), ValueError, "NaN or infinite"),
+        (torch.full((1, 3, 8, 8), 200.0), ValueError, "divide 0..255 data by 255"),
+        (torch.rand(1, 4, 8, 8), ValueError, r"\(B, 3, H, W\)"),
+        (torch.rand(1, 3, 0, 8), ValueError, "empty"),
+        (torch.zeros(3, 8, 8, dtype=torch.int32), TypeError, "float"),
+        (np.zeros((8, 8)), ValueError, r"\(H, W, 3\)"),
+        (np.zeros((8, 8, 3), dtype=np.int64), TypeError, "uint8, uint16 or float"),
+        ([[0.0]], TypeError, "PIL.Image.Image"),
+    ],
+)
+def test_bad_input_is_refused(model, image, error, message) -> None:
+    with pytest.raises(error, match=message):
+        derain(image, model)
+
+
+@pytest.mark.parametrize(("tile_size", "overlap"), [(4, 0), (64, 40), (64, -1)])
+def test_bad_tile_settings_are_refused(model, tile_size, overlap) -> None:
+    with pytest.raises(ValueError, match="tile"):
+        derain(smooth_image(16, 16), model, tile_size=tile_size, tile_overlap=overlap)
+
+
+def test_default_model_without_bundled_weights_says_so() -> None:
+    default_model.cache_clear()
+    with pytest.raises(PretrainedWeightsUnavailableError, match="dual_stage_derain"):
+        derain(smooth_image(8, 8))
+
+
+def test_load_image_reports_bad_files(tmp_path) -> None:
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png: not an image"):
+        load_image(tmp_path / "notes.png")
+    as_pil(smooth_image(32, 32)).save(tmp_path / "cut.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.png: corrupt or truncated"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(ValueError, match="no such image file"):
+        load_image(tmp_path / "missing.png")
