@@ -1,0 +1,138 @@
+"""Parameters, FLOPs and latency of every derainzoo variant.
+
+Examples:
+    python benchmarks/bench_models.py --device cpu --sizes 321x481
+    python benchmarks/bench_models.py --device cuda --sizes 256 512 1024 --dtypes fp32 bf16 --compile
+
+Results are printed as a Markdown table and written to ``benchmarks/results/`` (CSV + Markdown),
+headed by the machine, library versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import derainzoo
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    return int(height), int(width or height)
+
+
+def count_flops(model: torch.nn.Module, size: tuple[int, int]) -> float:
+    """FLOPs of one forward pass (2 per multiply-add); SDPA counted through its math kernel,
+    which is the only one FlopCounterMode sees on the CPU."""
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, *size))
+    return counter.get_total_flops()
+
+
+def time_forward(model, size, device, dtype_name, repeats, warmup) -> tuple[float, float | None]:
+    """Median latency in ms over ``repeats`` runs on rotating inputs, and peak CUDA memory (GiB)."""
+    inputs = [torch.rand(1, 3, *size, device=device) for _ in range(3)]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16")
+    times = []
+    with torch.inference_mode(), autocast:
+        for index in range(warmup):
+            model(inputs[index % 3])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        for index in range(repeats):
+            x = inputs[index % 3]
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(x)
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                begin = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - begin) * 1000)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return statistics.median(times), peak
+
+
+def machine_header(device: torch.device) -> str:
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
+    return (
+        f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} | device {device.type} ({card}) | "
+        f"{torch.get_num_threads()} CPU threads | python {platform.python_version()} | torch {torch.__version__} | "
+        f"derainzoo {derainzoo.__version__}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=derainzoo.list_models())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(321, 481)], help="HxW or S (square)")
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tag", default=None, help="name of the result files (default: device and date)")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    header = machine_header(device)
+    print(header)
+    rows = []
+    for name in args.models:
+        model = derainzoo.create_model(name).eval()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        gflops = count_flops(model, (256, 256)) / 1e9
+        model = model.to(device)
+        variants = [("eager", model)] + ([("compile", torch.compile(model))] if args.compile else [])
+        for mode, runnable in variants:
+            for dtype_name in args.dtypes:
+                for size in args.sizes:
+                    try:
+                        latency, peak = time_forward(runnable, size, device, dtype_name, args.repeats, args.warmup)
+                    except torch.OutOfMemoryError:
+                        latency, peak = float("nan"), float("nan")
+                        torch.cuda.empty_cache()
+                    row = {
+                        "model": name,
+                        "params_M": f"{params:.3f}",
+                        "GFLOPs@256": f"{gflops:.2f}",
+                        "mode": mode,
+                        "dtype": dtype_name,
+                        "size": f"{size[0]}x{size[1]}",
+                        "latency_ms": f"{latency:.1f}",
+                        "peak_GiB": "" if peak is None else f"{peak:.2f}",
+                    }
+                    rows.append(row)
+                    print(" | ".join(row.values()), flush=True)
+
+    tag = args.tag or f"models_{device.type}_{datetime.date.today():%Y%m%d}"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS_DIR / f"{tag}.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    table += ["| " + " | ".join(row.values()) + " |" for row in rows]
+    (RESULTS_DIR / f"{tag}.md").write_text(f"{header}\n\n" + "\n".join(table) + "\n")
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
