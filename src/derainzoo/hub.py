@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,6 +35,7 @@ __all__ = [
     "file_sha256",
     "load_pretrained_weights",
     "load_weights",
+    "read_safetensors",
     "save_weights",
 ]
 
@@ -125,30 +126,23 @@ def _check_is_safetensors(path: Path) -> None:
         raise UnsafeCheckpointError(f"{path} is not a valid safetensors file (bad or truncated header)")
 
 
-def load_weights(
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    sha256: str | None = None,
-    strict: bool = True,
-) -> nn.Module:
-    """Load a safetensors file into ``model``, after checking it.
+def read_safetensors(
+    path: str | os.PathLike[str], *, sha256: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file after checking its format and checksum.
 
     Args:
-        model: the module to fill; tensors are cast to its parameters' dtypes.
         path: the safetensors file.
         sha256: expected hex checksum; defaults to the one recorded in ``<path>.sha256`` when
             that file exists.
-        strict: require exactly the model's keys and shapes.
 
     Returns:
-        ``model``, for chaining.
+        ``(tensors, metadata)``: the tensors on the CPU and the header's string metadata.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         UnsafeCheckpointError: the file is a pickle, or not a (complete) safetensors file.
         ChecksumMismatchError: the file's sha256 differs from the expected one.
-        WeightsMismatchError: the tensors do not fit the model; the message names them.
     """
     path = Path(path)
     if not path.is_file():
@@ -162,10 +156,39 @@ def load_weights(
                 f"sha256 of {path} is {actual}, but {expected} was recorded: the file is corrupt or was changed"
             )
     try:
-        state_dict = load_file(str(path))
+        with safe_open(str(path), framework="pt") as stream:
+            metadata = stream.metadata() or {}
+        tensors = load_file(str(path))
     except SafetensorError as error:
         raise UnsafeCheckpointError(f"{path} could not be read as safetensors: {error}") from error
-    _check_state_dict_fits(model, state_dict, path, strict)
+    return tensors, metadata
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    strict: bool = True,
+) -> nn.Module:
+    """Load a safetensors file into ``model``, after checking it with :func:`read_safetensors`.
+
+    Args:
+        model: the module to fill; tensors are cast to its parameters' dtypes.
+        path: the safetensors file.
+        sha256: expected hex checksum; defaults to the one recorded in ``<path>.sha256``.
+        strict: require exactly the model's keys and shapes.
+
+    Returns:
+        ``model``, for chaining.
+
+    Raises:
+        FileNotFoundError, UnsafeCheckpointError, ChecksumMismatchError: see
+            :func:`read_safetensors`.
+        WeightsMismatchError: the tensors do not fit the model; the message names them.
+    """
+    state_dict, _ = read_safetensors(path, sha256=sha256)
+    _check_state_dict_fits(model, state_dict, Path(path), strict)
     model.load_state_dict(state_dict, strict=strict)
     return model
 

@@ -8,14 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from derainzoo.layers.color import rgb_to_luma
-from derainzoo.layers.morphology import (
-    StructuringElement,
-    box_kernel,
-    dilation,
-    line_kernel,
-    opening,
-    white_tophat,
-)
+from derainzoo.layers.morphology import StructuringElement, box_kernel, dilation, line_elements, max_line_opening, white_tophat
 
 __all__ = ["MorphologicalMaskHead"]
 
@@ -74,15 +67,10 @@ class MorphologicalMaskHead(nn.Module):
         refine_channels: int = 16,
     ) -> None:
         super().__init__()
-        if num_angles < 1:
-            raise ValueError(f"num_angles must be at least 1, got {num_angles}")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.tophat_element = StructuringElement.from_kernel(box_kernel(tophat_size))
-        self.line_elements = tuple(
-            StructuringElement.from_kernel(line_kernel(line_length, 180.0 * index / num_angles))
-            for index in range(num_angles)
-        )
+        self.line_elements = line_elements(line_length, num_angles)
         self.halo_element = StructuringElement.from_kernel(box_kernel(halo_size))
         self.threshold = nn.Parameter(torch.tensor(float(threshold)))
         # Stored as a logarithm so the temperature stays positive under any update.
@@ -107,9 +95,7 @@ class MorphologicalMaskHead(nn.Module):
             ``(B, 1, H, W)`` non-negative response, in image units.
         """
         _check_rgb(image)
-        streaks = white_tophat(rgb_to_luma(image), self.tophat_element)
-        responses = [opening(streaks, element) for element in self.line_elements]
-        return torch.stack(responses).amax(dim=0)
+        return max_line_opening(white_tophat(rgb_to_luma(image), self.tophat_element), self.line_elements)
 
     def prior_logits(self, image: Tensor) -> Tensor:
         """Logits of the morphological prior (steps 1-3), before refinement.

@@ -39,6 +39,8 @@ __all__ = [
     "closing",
     "white_tophat",
     "black_tophat",
+    "line_elements",
+    "max_line_opening",
 ]
 
 
@@ -267,3 +269,25 @@ def black_tophat(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
         ``(B, C, H, W)`` non-negative tensor; zero on a constant image.
     """
     return closing(x, kernel) - x
+
+
+def line_elements(length: int, num_angles: int) -> tuple[StructuringElement, ...]:
+    """Line elements of one length at ``num_angles`` orientations evenly spread over 180 degrees."""
+    if num_angles < 1:
+        raise ValueError(f"num_angles must be at least 1, got {num_angles}")
+    return tuple(
+        StructuringElement.from_kernel(line_kernel(length, 180.0 * index / num_angles)) for index in range(num_angles)
+    )
+
+
+def max_line_opening(x: Tensor, elements: tuple[StructuringElement, ...]) -> Tensor:
+    """Largest opening of ``x`` over line elements: keeps structures elongated in any direction.
+
+    Args:
+        x: ``(B, C, H, W)`` floating-point tensor.
+        elements: line elements, e.g. from :func:`line_elements`.
+
+    Returns:
+        ``(B, C, H, W)`` tensor, never above ``x``.
+    """
+    return torch.stack([opening(x, element) for element in elements]).amax(dim=0)

@@ -1,0 +1,218 @@
+"""Reference training script for derainzoo models on a paired rain/norain folder.
+
+One process (CPU or one GPU):
+    python examples/train.py --data ../shared/data/Rain100L_train --model dual_stage_derain_tiny \
+        --steps 20000 --batch-size 8 --crop 96 --out runs/tiny
+
+Several GPUs or nodes (DistributedDataParallel, one process per GPU):
+    torchrun --nproc_per_node 4 examples/train.py --data ... --out runs/base
+
+AdamW with a linear warm-up and cosine decay, bf16 autocast on GPU, an exponential moving
+average (EMA) of the weights, gradient clipping, validation on held-out *training* pairs
+(Y-channel PSNR/SSIM), safetensors checkpoints with exact resume (``--resume``, or rerun with
+the same ``--out``), and ``--time-limit`` to stop cleanly before a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from timm.optim import create_optimizer_v2
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+import derainzoo
+from derainzoo.data import PairedImageFolder
+from derainzoo.evaluation import evaluate
+from derainzoo.hub import save_weights
+from derainzoo.losses import DualStageLoss
+from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, help="folder with rain/ and norain/ (training pairs)")
+    parser.add_argument("--val-count", type=int, default=10, help="pairs held out of --data for validation")
+    parser.add_argument("--model", default="dual_stage_derain_tiny")
+    parser.add_argument("--init-weights", type=Path, help="start from these safetensors weights")
+    parser.add_argument("--steps", type=int, default=20000, help="total optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="per process")
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=500)
+    parser.add_argument("--min-lr-ratio", type=float, default=0.01)
+    parser.add_argument("--grad-clip", type=float, default=0.5)
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--stage1-weight", type=float, default=0.5)
+    parser.add_argument("--frequency-weight", type=float, default=0.05)
+    parser.add_argument("--mask-weight", type=float, default=0.05)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--ckpt-every", type=int, default=500)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on GPU")
+    parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
+    parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
+    return parser.parse_args(argv)
+
+
+class StagesForward(nn.Module):
+    """Make ``forward`` return every stage, so DistributedDataParallel sees the real forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> derainzoo.DerainOutput:
+        return self.model.forward_stages(x)
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def parameters_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rank, world_size, device = setup_distributed()
+    is_main = rank == 0
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    stems = PairedImageFolder(args.data).stems
+    if not 0 <= args.val_count < len(stems):
+        raise SystemExit(f"--val-count must be in [0, {len(stems) - 1}], got {args.val_count}")
+    train_stems, val_stems = stems[: len(stems) - args.val_count], stems[len(stems) - args.val_count :]
+    samples_per_epoch = max(len(train_stems), args.batch_size * world_size)
+    train_set = PairedImageFolder(
+        args.data, crop_size=args.crop, augment=True, cache=True, seed=args.seed, stems=train_stems,
+        samples_per_epoch=samples_per_epoch,
+    )
+    val_set = PairedImageFolder(args.data, stems=val_stems, cache=True) if val_stems else None
+    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True)
+    loader = DataLoader(
+        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+        pin_memory=device.type == "cuda",
+    )
+    steps_per_epoch = len(loader)
+
+    model = derainzoo.create_model(args.model, weights=args.init_weights).to(device)
+    ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
+    optimizer = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = warmup_cosine_schedule(optimizer, args.warmup_steps, args.steps, args.min_lr_ratio)
+    criterion = DualStageLoss(args.stage1_weight, args.frequency_weight, args.mask_weight)
+
+    step, best_psnr = 0, float("-inf")
+    resume = args.resume or (args.out / "last.safetensors")
+    if resume.is_file():
+        step, extra = load_training_state(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema_model=ema.module)
+        best_psnr = extra.get("best_psnr", best_psnr)
+        if is_main:
+            print(f"resumed from {resume} at step {step}")
+
+    network: nn.Module = StagesForward(model)
+    if world_size > 1:
+        network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.compile:
+        network = torch.compile(network)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and not args.no_bf16)
+
+    def checkpoint() -> None:
+        if is_main:
+            save_training_state(
+                args.out / "last.safetensors", model=model, optimizer=optimizer, scheduler=scheduler, step=step,
+                ema_model=ema.module, extra={"best_psnr": best_psnr, "args": {k: str(v) for k, v in vars(args).items()}},
+            )
+
+    def validate() -> None:
+        nonlocal best_psnr
+        if is_main and val_set is not None:
+            result = evaluate(ema.module, val_set, device=device, progress=False)
+            record = {"step": step, "val_psnr": result.psnr, "val_ssim": result.ssim, "lr": scheduler.get_last_lr()[0]}
+            with open(args.out / "log.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            tqdm.write(f"step {step}: validation PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} (EMA weights)")
+            if result.psnr > best_psnr:
+                best_psnr = result.psnr
+                save_weights(ema.module, args.out / "best_ema.safetensors", metadata={"architecture": args.model, "step": str(step)})
+
+    start_time = time.monotonic()
+    progress = tqdm(total=args.steps, initial=step, desc="train", disable=not is_main, dynamic_ncols=True)
+    model.train()
+    out_of_time = False
+    while step < args.steps and not out_of_time:
+        epoch = step // steps_per_epoch
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        # Skipping the batches already done in this epoch makes a resumed run see exactly the
+        # batches the uninterrupted run would have seen.
+        for rainy, clean, _ in itertools.islice(loader, step % steps_per_epoch, None):
+            rainy, clean = rainy.to(device, non_blocking=True), clean.to(device, non_blocking=True)
+            with autocast:
+                outputs = network(rainy)
+            loss, parts = criterion(outputs, rainy, clean)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            ema.update(model, step=step)
+            progress.update(1)
+            if step % args.log_every == 0 and is_main:
+                progress.set_postfix({name: f"{value.item():.4f}" for name, value in parts.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"})
+            if step % args.val_every == 0 or step == args.steps:
+                validate()
+            out_of_time = args.time_limit is not None and time.monotonic() - start_time > 60 * args.time_limit
+            if world_size > 1:
+                flag = torch.tensor(float(out_of_time), device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
+                checkpoint()
+            if out_of_time or step >= args.steps:
+                break
+    progress.close()
+
+    if is_main and step >= args.steps:
+        save_weights(ema.module, args.out / "final_ema.safetensors", metadata={"architecture": args.model, "step": str(step)})
+    (args.out / f"final_state_rank{rank}.json").write_text(
+        json.dumps({"step": step, "model_sha256": parameters_digest(model), "ema_sha256": parameters_digest(ema.module)})
+    )
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Training losses: Charbonnier on both stages, a frequency term and a rain-mask term."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from derainzoo.layers.color import rgb_to_luma
+from derainzoo.layers.morphology import line_elements, max_line_opening
+from derainzoo.models.dual_stage_derain import DerainOutput
+
+__all__ = ["DualStageLoss", "charbonnier_loss", "frequency_loss", "rain_mask_target"]
+
+
+def charbonnier_loss(prediction: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
+    """Mean of ``sqrt((prediction - target)^2 + eps^2)``: a smooth L1, robust to outliers.
+
+    Args:
+        prediction: any shape.
+        target: same shape as ``prediction``.
+        eps: smoothing constant; near zero the loss is quadratic, beyond it linear.
+
+    Returns:
+        Scalar tensor.
+    """
+    return torch.sqrt((prediction - target).square() + eps**2).mean()
+
+
+def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """L1 distance of the 2-D Fourier spectra (real and imaginary parts), per pixel.
+
+    Rain streaks and fine texture live in the high frequencies, which a pixel loss weighs
+    little; this term weighs every frequency alike.
+
+    Args:
+        prediction: ``(B, C, H, W)``.
+        target: ``(B, C, H, W)``.
+
+    Returns:
+        Scalar tensor.
+    """
+    difference = torch.fft.rfft2(prediction.float() - target.float(), norm="ortho")
+    return torch.view_as_real(difference).abs().mean()
+
+
+def rain_mask_target(
+    rainy: Tensor, clean: Tensor, line_length: int = 9, num_angles: int = 12, threshold: float = 0.04
+) -> Tensor:
+    """Where the rain is, from a training pair: the morphologically cleaned true rain layer.
+
+    The luma of ``|rainy - clean|`` is opened by line elements (as the mask head does with its
+    top-hat), so that only elongated rain counts, and thresholded.
+
+    Args:
+        rainy: ``(B, 3, H, W)`` in ``[0, 1]``.
+        clean: ``(B, 3, H, W)`` in ``[0, 1]``.
+        line_length: length of the line elements.
+        num_angles: orientations of the line elements.
+        threshold: rain-layer brightness above which a pixel is rain.
+
+    Returns:
+        ``(B, 1, H, W)`` float 0/1 mask.
+    """
+    rain_layer = rgb_to_luma((rainy - clean).abs().float())
+    return (max_line_opening(rain_layer, line_elements(line_length, num_angles)) > threshold).float()
+
+
+class DualStageLoss(nn.Module):
+    """``L = charb(B2, y) + w1 charb(B1, y) + wf freq(B2, y) + wm BCE(m, m*)``.
+
+    Both stages are supervised so stage 1 really suppresses rain (and its features feed stage 2);
+    the mask term teaches the mask head where the true rain is (``m*`` from
+    :func:`rain_mask_target`).
+
+    Args:
+        stage1_weight: weight ``w1`` of the stage-1 Charbonnier term.
+        frequency_weight: weight ``wf`` of the frequency term on the final image.
+        mask_weight: weight ``wm`` of the mask term; 0 disables it.
+        eps: Charbonnier constant.
+    """
+
+    def __init__(
+        self, stage1_weight: float = 0.5, frequency_weight: float = 0.05, mask_weight: float = 0.05, eps: float = 1e-3
+    ) -> None:
+        super().__init__()
+        self.stage1_weight = stage1_weight
+        self.frequency_weight = frequency_weight
+        self.mask_weight = mask_weight
+        self.eps = eps
+
+    def forward(self, outputs: DerainOutput, rainy: Tensor, clean: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and its parts.
+
+        Args:
+            outputs: what :meth:`DualStageDerain.forward_stages` returned for ``rainy``.
+            rainy: ``(B, 3, H, W)`` inputs.
+            clean: ``(B, 3, H, W)`` ground truth.
+
+        Returns:
+            ``(loss, parts)``: the scalar to minimise and each term's detached value, for logging
+            (kept as tensors so logging does not force a device synchronisation every step).
+        """
+        parts = {
+            "final": charbonnier_loss(outputs.image.float(), clean, self.eps),
+            "stage1": charbonnier_loss(outputs.stage1.float(), clean, self.eps),
+            "frequency": frequency_loss(outputs.image, clean),
+        }
+        total = parts["final"] + self.stage1_weight * parts["stage1"] + self.frequency_weight * parts["frequency"]
+        if self.mask_weight:
+            with torch.autocast(device_type=rainy.device.type, enabled=False):
+                target = rain_mask_target(rainy, clean)
+                parts["mask"] = F.binary_cross_entropy(outputs.mask.float().clamp(1e-6, 1 - 1e-6), target)
+            total = total + self.mask_weight * parts["mask"]
+        return total, {name: value.detach() for name, value in parts.items()}

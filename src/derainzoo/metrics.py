@@ -1,0 +1,112 @@
+"""PSNR and SSIM on the Y channel, as the deraining papers compute them.
+
+The protocol of Restormer's and DRSformer's evaluation scripts (and BasicSR's
+``calculate_psnr`` / ``calculate_ssim`` with ``test_y_channel=True``):
+
+* both images are 8-bit (the output of a model is quantised first; derainzoo rounds, see
+  :func:`quantize`), then converted to the ITU-R BT.601 luma of YCbCr,
+  ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` for ``R, G, B`` in ``[0, 1]`` (so ``Y`` is in
+  ``[16, 235]``), in float64;
+* ``PSNR = 10 log10(255^2 / MSE)``;
+* SSIM with an 11x11 Gaussian window (sigma 1.5), ``C1 = (0.01 * 255)^2``,
+  ``C2 = (0.03 * 255)^2``, averaged over the positions where the window fits inside the image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["psnr_y", "quantize", "rgb_to_y", "ssim_y"]
+
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+
+
+def quantize(image: Tensor, rounding: bool = True) -> Tensor:
+    """Map ``[0, 1]`` floats to the 8-bit grid, kept as floats in ``[0, 1]``.
+
+    Args:
+        image: any-shape tensor, nominally in ``[0, 1]``; clamped first.
+        rounding: round to the nearest level (derainzoo's choice); ``False`` truncates as
+            ``uint8(255 * x)`` does, which is how PReNet and BRN save their outputs (about
+            0.17 dB lower on Rain100L).
+
+    Returns:
+        Tensor of ``k / 255`` values.
+    """
+    scaled = image.clamp(0.0, 1.0) * 255.0
+    return (scaled.round() if rounding else scaled.floor()) / 255.0
+
+
+def rgb_to_y(image: Tensor) -> Tensor:
+    """BT.601 luma of YCbCr on the 0..255 scale.
+
+    Args:
+        image: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+    Returns:
+        ``(B, 1, H, W)`` float64 ``Y`` in ``[16, 235]``.
+    """
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
+    weights = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=image.device)
+    return (16.0 + torch.einsum("bchw,c->bhw", image.to(torch.float64), weights)).unsqueeze(1)
+
+
+def _check_pair(prediction: Tensor, target: Tensor) -> None:
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction and target shapes differ: {tuple(prediction.shape)} vs {tuple(target.shape)}")
+
+
+def psnr_y(prediction: Tensor, target: Tensor) -> Tensor:
+    """Y-channel PSNR in dB per image.
+
+    Args:
+        prediction: ``(B, 3, H, W)`` RGB in ``[0, 1]``, already on the 8-bit grid (see
+            :func:`quantize`).
+        target: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+    Returns:
+        ``(B,)`` float64 PSNR; ``inf`` for identical images.
+    """
+    _check_pair(prediction, target)
+    mse = (rgb_to_y(prediction) - rgb_to_y(target)).square().mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(255.0**2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
+    profile = torch.exp(-coords.square() / (2 * sigma**2))
+    profile = profile / profile.sum()
+    return (profile[:, None] * profile[None, :])[None, None]
+
+
+def ssim_y(prediction: Tensor, target: Tensor, window_size: int = 11, sigma: float = 1.5) -> Tensor:
+    """Y-channel SSIM per image (Wang et al. 2004, Gaussian window, valid positions only).
+
+    Args:
+        prediction: ``(B, 3, H, W)`` RGB in ``[0, 1]``, already on the 8-bit grid.
+        target: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+        window_size: side of the Gaussian window; the images must be at least this large.
+        sigma: standard deviation of the Gaussian window.
+
+    Returns:
+        ``(B,)`` float64 SSIM.
+    """
+    _check_pair(prediction, target)
+    if min(prediction.shape[-2:]) < window_size:
+        raise ValueError(f"SSIM needs images of at least {window_size}x{window_size}, got {tuple(prediction.shape[-2:])}")
+    x, y = rgb_to_y(prediction), rgb_to_y(target)
+    window = _gaussian_window(window_size, sigma, x.device)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, window)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x.square()
+    var_y = blur(y * y) - mu_y.square()
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x.square() + mu_y.square() + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3))
