@@ -17,3 +17,12 @@ def rain100l_train() -> Path:
     if not (folder / "rain").is_dir():
         pytest.skip(f"Rain100L_train not found under {DATA_ROOT} (set DERAINZOO_DATA)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def rain100l_test() -> Path:
+    """``Rain100L_test`` folder; the test is skipped without it. Used for the evaluation oracle only."""
+    folder = DATA_ROOT / "Rain100L_test"
+    if not (folder / "rain").is_dir():
+        pytest.skip(f"Rain100L_test not found under {DATA_ROOT} (set DERAINZOO_DATA)")
+    return folder

@@ -23,3 +23,21 @@ def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     phases = torch.rand(3, generator=generator) * 6.28
     channels = [0.5 + 0.3 * torch.sin(3 * rows + 2 * cols + phase) + 0.1 * (rows - cols) for phase in phases]
     return torch.stack(channels)[None].clamp(0.1, 0.9)
+
+
+def write_paired_folder(root, count: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0) -> None:
+    """A small rain/ + norain/ dataset of smooth images with synthetic streaks, as PNG files."""
+    import numpy as np
+    from PIL import Image
+
+    from derainzoo.data import synthesize_rain
+
+    (root / "rain").mkdir(parents=True, exist_ok=True)
+    (root / "norain").mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    for index in range(count):
+        clean = smooth_image(*size, seed=seed + index)
+        rainy, _ = synthesize_rain(clean, density=0.01, length=9, angle=70 + 5 * index, generator=generator)
+        for folder, image in (("rain", rainy), ("norain", clean)):
+            pixels = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(root / folder / f"{index:03d}.png")

@@ -93,3 +93,20 @@ def test_real_rain100l_image(rain100l_train, tmp_path, weights) -> None:
     result = run_cli("derain", str(source), "-o", str(tmp_path), "--model", TINY, "--weights", str(weights))
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "001.webp").size == Image.open(source).size
+
+
+def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
+    from .helpers import write_paired_folder
+
+    write_paired_folder(tmp_path / "pairs", count=3)
+    csv_path = tmp_path / "scores.csv"
+    assert main(["eval", "--data", str(tmp_path / "pairs"), "--model", TINY, "--weights", str(weights),
+                 "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| dual_stage_derain_tiny" in out and "PSNR (Y)" in out
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "image,psnr,ssim" and len(rows) == 5 and rows[-1].startswith("mean,")
+    assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline"]) == 0
+    assert "rainy input" in capsys.readouterr().out
+    assert main(["eval", "--data", str(tmp_path / "nothing"), "--input-baseline"]) == 2
+    assert "not a folder" in capsys.readouterr().err

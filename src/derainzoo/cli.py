@@ -1,4 +1,4 @@
-"""The ``derainzoo`` command: derain image files, list models."""
+"""The ``derainzoo`` command: derain image files, evaluate on a paired folder, list models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from derainzoo._factory import create_model, list_models, list_pretrained
+from derainzoo.evaluation import evaluate
 from derainzoo.hub import PretrainedWeightsUnavailableError
 from derainzoo.inference import DEFAULT_MODEL, derain, load_image
 
@@ -31,6 +32,16 @@ def _build_parser() -> argparse.ArgumentParser:
     derain_parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
     derain_parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     derain_parser.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
+
+    eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
+    eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
+    eval_parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
+    eval_parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+    eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
+    eval_parser.add_argument("--tile", type=int, help="derain in tiles of this size")
+    eval_parser.add_argument("--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding")
+    eval_parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    eval_parser.add_argument("--csv", type=Path, help="write per-image scores to this CSV file")
 
     commands.add_parser("list", help="list the models and the pretrained weights available")
     return parser
@@ -52,14 +63,12 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def _derain_command(args: argparse.Namespace) -> int:
-    files, errors = _collect_inputs(args.inputs)
-    for message in errors:
-        print(f"derainzoo: error: {message}", file=sys.stderr)
-    if not files:
-        print("derainzoo: error: nothing to derain", file=sys.stderr)
-        return 1
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def _device(args: argparse.Namespace) -> torch.device:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
+    """The requested model with its weights, or ``None`` after reporting why it cannot be built."""
     try:
         if args.weights is not None:
             model = create_model(args.model, weights=args.weights)
@@ -67,8 +76,21 @@ def _derain_command(args: argparse.Namespace) -> int:
             model = create_model(args.model, pretrained=True)
     except (ValueError, FileNotFoundError, PretrainedWeightsUnavailableError) as error:
         print(f"derainzoo: error: {error}", file=sys.stderr)
+        return None
+    return model.eval().to(device)
+
+
+def _derain_command(args: argparse.Namespace) -> int:
+    files, errors = _collect_inputs(args.inputs)
+    for message in errors:
+        print(f"derainzoo: error: {message}", file=sys.stderr)
+    if not files:
+        print("derainzoo: error: nothing to derain", file=sys.stderr)
+        return 1
+    device = _device(args)
+    model = _load_model(args, device)
+    if model is None:
         return 2
-    model = model.eval().to(device)
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -94,6 +116,26 @@ def _derain_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _eval_command(args: argparse.Namespace) -> int:
+    device = _device(args)
+    model = None
+    if not args.input_baseline:
+        model = _load_model(args, device)
+        if model is None:
+            return 2
+    try:
+        result = evaluate(model, args.data, device=device, tile_size=args.tile, rounding=not args.truncate)
+    except ValueError as error:
+        print(f"derainzoo: error: {error}", file=sys.stderr)
+        return 2
+    name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
+    print(f"| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
+    print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")
+    if args.csv is not None:
+        result.write_csv(args.csv)
+    return 0
+
+
 def _list_command() -> int:
     pretrained = list_pretrained()
     for name in list_models():
@@ -107,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "list":
         return _list_command()
+    if args.command == "eval":
+        return _eval_command(args)
     return _derain_command(args)
 
 

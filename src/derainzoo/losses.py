@@ -49,8 +49,9 @@ def rain_mask_target(
 ) -> Tensor:
     """Where the rain is, from a training pair: the morphologically cleaned true rain layer.
 
-    The luma of ``|rainy - clean|`` is opened by line elements (as the mask head does with its
-    top-hat), so that only elongated rain counts, and thresholded.
+    Rain adds light, so the rain layer is the positive part of ``rainy - clean``; its luma is
+    opened by line elements (as the mask head does with its top-hat), so that only elongated
+    rain counts, and thresholded.
 
     Args:
         rainy: ``(B, 3, H, W)`` in ``[0, 1]``.
@@ -62,7 +63,7 @@ def rain_mask_target(
     Returns:
         ``(B, 1, H, W)`` float 0/1 mask.
     """
-    rain_layer = rgb_to_luma((rainy - clean).abs().float())
+    rain_layer = rgb_to_luma((rainy - clean).clamp_min(0.0).float())
     return (max_line_opening(rain_layer, line_elements(line_length, num_angles)) > threshold).float()
 
 

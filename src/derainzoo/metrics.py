@@ -75,11 +75,10 @@ def psnr_y(prediction: Tensor, target: Tensor) -> Tensor:
     return 10.0 * torch.log10(255.0**2 / mse)
 
 
-def _gaussian_window(size: int, sigma: float, device: torch.device) -> Tensor:
+def _gaussian_profile(size: int, sigma: float, device: torch.device) -> Tensor:
     coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     profile = torch.exp(-coords.square() / (2 * sigma**2))
-    profile = profile / profile.sum()
-    return (profile[:, None] * profile[None, :])[None, None]
+    return profile / profile.sum()
 
 
 def ssim_y(prediction: Tensor, target: Tensor, window_size: int = 11, sigma: float = 1.5) -> Tensor:
@@ -98,10 +97,11 @@ def ssim_y(prediction: Tensor, target: Tensor, window_size: int = 11, sigma: flo
     if min(prediction.shape[-2:]) < window_size:
         raise ValueError(f"SSIM needs images of at least {window_size}x{window_size}, got {tuple(prediction.shape[-2:])}")
     x, y = rgb_to_y(prediction), rgb_to_y(target)
-    window = _gaussian_window(window_size, sigma, x.device)
+    profile = _gaussian_profile(window_size, sigma, x.device)
 
     def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, window)
+        # The Gaussian window is separable: two 1-D passes equal the 2-D window, 5x cheaper.
+        return F.conv2d(F.conv2d(t, profile.view(1, 1, -1, 1)), profile.view(1, 1, 1, -1))
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_x, mu_y = blur(x), blur(y)

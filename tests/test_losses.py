@@ -1,0 +1,50 @@
+"""Losses: Charbonnier, frequency, mask target and the combined dual-stage loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from derainzoo.data import synthesize_rain
+from derainzoo.losses import DualStageLoss, charbonnier_loss, frequency_loss, rain_mask_target
+
+from .helpers import smooth_image, tiny_model
+
+
+def test_charbonnier_formula_and_limits() -> None:
+    prediction, target = torch.tensor([0.0, 1.0, 3.0]), torch.zeros(3)
+    expected = torch.sqrt(torch.tensor([0.0, 1.0, 9.0]) + 1e-6).mean()
+    torch.testing.assert_close(charbonnier_loss(prediction, target), expected)
+    assert charbonnier_loss(target, target).item() == pytest.approx(1e-3)
+
+
+def test_frequency_loss_is_zero_for_equal_images_and_sees_fine_detail() -> None:
+    image = smooth_image(32, 32)
+    assert frequency_loss(image, image).item() == 0.0
+    stripes = image.clone()
+    stripes[..., ::2] += 0.05
+    assert frequency_loss(stripes, image) > 0
+
+
+def test_mask_target_marks_streaks_not_noise() -> None:
+    clean = smooth_image(64, 64)
+    rainy, rain = synthesize_rain(clean, density=0.003, length=15, width=2, generator=torch.Generator().manual_seed(0))
+    target = rain_mask_target(rainy, clean)
+    assert target.shape == (1, 1, 64, 64) and set(target.unique().tolist()) <= {0.0, 1.0}
+    streaks = rain > 0.1
+    assert (target.bool() & streaks).sum() / streaks.sum() > 0.8
+    noisy = (clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert rain_mask_target(noisy, clean).mean() < 0.01
+
+
+def test_dual_stage_loss_parts_and_gradients() -> None:
+    model = tiny_model().train()
+    clean = smooth_image(32, 32)
+    rainy, _ = synthesize_rain(clean, generator=torch.Generator().manual_seed(2))
+    loss, parts = DualStageLoss()(model.forward_stages(rainy), rainy, clean)
+    assert set(parts) == {"final", "stage1", "frequency", "mask"}
+    expected = parts["final"] + 0.5 * parts["stage1"] + 0.05 * parts["frequency"] + 0.05 * parts["mask"]
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert model.mask_head.threshold.grad is not None and model.stage1_head.weight.grad.abs().sum() > 0
+    assert set(DualStageLoss(mask_weight=0.0)(model.forward_stages(rainy), rainy, clean)[1]) == {"final", "stage1", "frequency"}
