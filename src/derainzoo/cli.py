@@ -129,7 +129,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         print(f"derainzoo: error: {error}", file=sys.stderr)
         return 2
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
-    print(f"| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
+    print("| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
     print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")
     if args.csv is not None:
         result.write_csv(args.csv)

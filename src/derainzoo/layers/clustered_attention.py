@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from torch import Tensor, nn
+from torch import Tensor
 
-from derainzoo.layers.window import multi_head_attention
+from derainzoo.layers.window import WindowSelfAttentionBase, check_feature_map
 
 __all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order"]
 
@@ -78,7 +78,7 @@ def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
     return order, inverse
 
 
-class ClusteredNonLocalWindowAttention(nn.Module):
+class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
     """Window attention over pixels rearranged so that similar pixels share a window.
 
     1. Project the pixels to queries, keys and values (one linear layer).
@@ -126,23 +126,15 @@ class ClusteredNonLocalWindowAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
     ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop)
         if window_size < 1 or num_clusters < 1 or kmeans_iters < 0:
             raise ValueError(
                 "window_size and num_clusters must be positive and kmeans_iters non-negative, got "
                 f"window_size={window_size}, num_clusters={num_clusters}, kmeans_iters={kmeans_iters}"
             )
-        self.dim = dim
-        self.num_heads = num_heads
         self.window_size = window_size
         self.num_clusters = num_clusters
         self.kmeans_iters = kmeans_iters
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor) -> Tensor:
         """Attend within windows of similar pixels.
@@ -153,19 +145,19 @@ class ClusteredNonLocalWindowAttention(nn.Module):
         Returns:
             ``(B, C, H, W)`` features.
         """
-        if x.ndim != 4 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        check_feature_map(x, self.dim)
         height, width = x.shape[-2:]
         tokens = rearrange(x, "b c h w -> b (h w) c")
         query, key, value = self.qkv(tokens).chunk(3, dim=-1)
 
         order, inverse = cluster_order(spherical_kmeans(key, self.num_clusters, self.kmeans_iters))
         attended = self._attend_in_sorted_windows(*(_gather_tokens(t, order) for t in (query, key, value)))
-        out = self.proj_drop(self.proj(_gather_tokens(attended, inverse)))
+        out = _gather_tokens(attended, inverse)
         return rearrange(out, "b (h w) c -> b c h w", h=height, w=width)
 
     def _attend_in_sorted_windows(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        """Window attention over ``(B, N, C)`` sequences cut into chunks of ``window_size**2``."""
+        """Window attention (with the output projection) over ``(B, N, C)`` sequences cut into
+        chunks of ``window_size**2``."""
         batch, num_tokens, _ = query.shape
         window_tokens = self.window_size**2
         padding = -num_tokens % window_tokens
@@ -175,8 +167,7 @@ class ClusteredNonLocalWindowAttention(nn.Module):
             is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
             attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
         windows = [rearrange(t, "b (n t) c -> (b n) t c", t=window_tokens) for t in (query, key, value)]
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = multi_head_attention(*windows, num_heads=self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
+        out = self.attend(*windows, attn_mask=attn_mask)
         return rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]
 
 

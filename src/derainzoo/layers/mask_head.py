@@ -8,7 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from derainzoo.layers.color import rgb_to_luma
-from derainzoo.layers.morphology import StructuringElement, box_kernel, dilation, line_elements, max_line_opening, white_tophat
+from derainzoo.layers.morphology import (
+    StructuringElement,
+    box_kernel,
+    dilation,
+    line_elements,
+    max_line_opening,
+    white_tophat,
+)
 
 __all__ = ["MorphologicalMaskHead"]
 

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from derainzoo.layers.window import check_feature_map
+
 __all__ = ["RainMaskAttention", "resize_mask"]
 
 
@@ -110,8 +112,7 @@ class RainMaskAttention(nn.Module):
         return self.project_out(out)
 
     def _check_inputs(self, x: Tensor, mask: Tensor | None) -> None:
-        if x.ndim != 4 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        check_feature_map(x, self.dim)
         if mask is None:
             return
         if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]):

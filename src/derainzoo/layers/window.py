@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["pad_to_multiple", "window_partition", "window_reverse", "multi_head_attention"]
+__all__ = [
+    "WindowSelfAttentionBase",
+    "check_feature_map",
+    "multi_head_attention",
+    "pad_to_multiple",
+    "window_partition",
+    "window_reverse",
+]
+
+
+def check_feature_map(x: Tensor, channels: int, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a ``(B, channels, H, W)`` tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
 
 
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
@@ -105,3 +120,36 @@ def multi_head_attention(
     heads = [rearrange(t, "... t (h d) -> ... h t d", h=num_heads) for t in (query, key, value)]
     out = F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p)
     return rearrange(out, "... h t d -> ... t (h d)")
+
+
+class WindowSelfAttentionBase(nn.Module):
+    """What the window attentions share: the query/key/value and output projections, dropout,
+    input checks, and multi-head attention inside groups of tokens.
+
+    Subclasses decide which tokens form a window.
+
+    Args:
+        dim: channels ``C``.
+        num_heads: attention heads; must divide ``dim``.
+        qkv_bias: bias in the query/key/value projection.
+        attn_drop: attention dropout probability (training only).
+        proj_drop: dropout after the output projection (training only).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attend(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """:func:`multi_head_attention` with this module's heads and dropout, then the output
+        projection. Shapes: ``(..., T, C)`` in and out."""
+        dropout_p = self.attn_drop if self.training else 0.0
+        out = multi_head_attention(query, key, value, self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
+        return self.proj_drop(self.proj(out))

@@ -6,12 +6,18 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
+from derainzoo.layers.window import (
+    WindowSelfAttentionBase,
+    check_feature_map,
+    pad_to_multiple,
+    window_partition,
+    window_reverse,
+)
 
 __all__ = ["ShiftedWindowAttention"]
 
 
-class ShiftedWindowAttention(nn.Module):
+class ShiftedWindowAttention(WindowSelfAttentionBase):
     """Multi-head self-attention inside square windows, with a learned relative position bias.
 
     With ``shift_size > 0`` the feature map is rolled by ``-shift_size`` pixels before the
@@ -49,19 +55,11 @@ class ShiftedWindowAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
     ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop)
         if not 0 <= shift_size < window_size:
             raise ValueError(f"shift_size must satisfy 0 <= shift_size < window_size, got {shift_size}, {window_size}")
-        self.dim = dim
-        self.num_heads = num_heads
         self.window_size = window_size
         self.shift_size = shift_size
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
         span = 2 * window_size - 1
         self.relative_position_bias_table = nn.Parameter(torch.zeros(span * span, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
@@ -76,8 +74,7 @@ class ShiftedWindowAttention(nn.Module):
         Returns:
             ``(B, C, H, W)`` features.
         """
-        if x.ndim != 4 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {tuple(x.shape)}")
+        check_feature_map(x, self.dim)
         height, width = x.shape[-2:]
         padded = pad_to_multiple(x, self.window_size)
         padded_height, padded_width = padded.shape[-2:]
@@ -90,9 +87,7 @@ class ShiftedWindowAttention(nn.Module):
         ).to(query.dtype)
         region_mask = self._region_mask(height, width, padded_height, padded_width, x.device)
         attn_mask = bias if region_mask is None else bias.masked_fill(region_mask, float("-inf"))
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = multi_head_attention(query, key, value, self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
-        out = self.proj_drop(self.proj(out))
+        out = self.attend(query, key, value, attn_mask=attn_mask)
 
         merged = window_reverse(out, self.window_size, padded_height, padded_width)
         unshifted = torch.roll(merged, shifts=(self.shift_size, self.shift_size), dims=(2, 3))
