@@ -1,0 +1,115 @@
+"""Generate the documentation figures from real Rain100L images and the bundled model.
+
+    python docs/make_figures.py --data ../shared/data
+
+Writes web-sized PNG files to docs/assets/. Uses the pretrained weights bundled with derainzoo
+(the default inference model) and, for the gallery, Rain100L *test* images (inference only).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image, ImageDraw
+
+from derainzoo.data import PairedImageFolder
+from derainzoo.inference import DEFAULT_MODEL, default_model
+from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` or ``(1, H, W)`` in [0, 1] to an RGB PIL image."""
+    array = tensor.detach().clamp(0, 1).mul(255).round().byte()
+    if array.shape[0] == 1:
+        array = array.expand(3, -1, -1)
+    return Image.fromarray(rearrange(array, "c h w -> h w c").numpy())
+
+
+def labelled_row(images: list[Image.Image], labels: list[str], width: int = 320) -> Image.Image:
+    resized = [image.resize((width, round(image.height * width / image.width)), Image.LANCZOS) for image in images]
+    height = resized[0].height
+    canvas = Image.new("RGB", (width * len(resized), height + 18), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (image, label) in enumerate(zip(resized, labels)):
+        canvas.paste(image, (index * width, 18))
+        draw.text((index * width + 4, 3), label, fill="black")
+    return canvas
+
+
+def gallery(model, test_set: PairedImageFolder, stems: list[str]) -> None:
+    rows = []
+    for stem in stems:
+        rainy, clean, _ = test_set[test_set.stems.index(stem)]
+        with torch.no_grad():
+            derained = model(rainy[None])[0]
+        rows.append(labelled_row([to_image(rainy), to_image(derained), to_image(clean)],
+                                 [f"rainy (Rain100L test {stem})", f"derained ({DEFAULT_MODEL})", "ground truth"]))
+    canvas = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        canvas.paste(row, (0, top))
+        top += row.height
+    canvas.save(ASSETS / "gallery.png", optimize=True)
+
+
+def mask_figure(model, rainy: torch.Tensor, clean: torch.Tensor) -> None:
+    with torch.no_grad():
+        prior = torch.sigmoid(model.mask_head.prior_logits(rainy[None]))[0]
+        mask = model.mask_head(rainy[None])[0]
+    rain_layer = (rgb_to_luma((rainy - clean).clamp_min(0)[None])[0] * 4).clamp(0, 1)
+    labelled_row([to_image(rainy), to_image(rain_layer), to_image(prior), to_image(mask)],
+                 ["rainy input", "true rain layer (x4)", "morphological prior", "final mask (trained head)"],
+                 width=300).save(ASSETS / "mask_head.png", optimize=True)
+
+
+def clustering_figure(model, rainy: torch.Tensor) -> None:
+    """Colour every stage-2 pixel by its cluster and outline the pixels of one window."""
+    block = next(m for m in model.modules() if isinstance(m, ClusteredNonLocalWindowAttention))
+    captured = {}
+    handle = block.register_forward_hook(lambda module, inputs, output: captured.setdefault("x", inputs[0]))
+    with torch.no_grad():
+        model(rainy[None])
+    handle.remove()
+    features = captured["x"]
+    height, width = features.shape[-2:]
+    with torch.no_grad():
+        keys = block.qkv(rearrange(features, "b c h w -> b (h w) c")).chunk(3, dim=-1)[1]
+        assignment = spherical_kmeans(keys, block.num_clusters, block.kmeans_iters)
+        order, _ = cluster_order(assignment)
+    palette = torch.tensor(np.random.default_rng(0).uniform(0.2, 1.0, (block.num_clusters, 3)), dtype=torch.float32)
+    cluster_map = rearrange(palette[assignment[0]], "(h w) c -> c h w", h=height)
+    window_tokens = block.window_size**2
+    middle = order.shape[1] // 2 // window_tokens * window_tokens
+    window = order[0, middle : middle + window_tokens]
+    highlight = torch.zeros(height * width, dtype=torch.bool)
+    highlight[window] = True
+    highlight = rearrange(highlight, "(h w) -> h w", h=height)
+    shown = rearrange(torch.nn.functional.interpolate(rainy[None], size=(height, width), mode="area")[0], "c h w -> c h w").clone()
+    shown[:, highlight] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+    labelled_row([to_image(rainy), to_image(cluster_map), to_image(shown)],
+                 ["rainy input", f"stage-2 clusters (K={block.num_clusters})", f"one window: {window_tokens} pixels in red"],
+                 width=320).save(ASSETS / "clustering.png", optimize=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    args = parser.parse_args()
+    ASSETS.mkdir(exist_ok=True)
+    model = default_model("cpu")
+    test_set = PairedImageFolder(args.data / "Rain100L_test")
+    gallery(model, test_set, ["001", "033", "078"])
+    rainy, clean, _ = test_set[test_set.stems.index("033")]
+    mask_figure(model, rainy, clean)
+    clustering_figure(model, rainy)
+    print(f"figures written to {ASSETS}")
+
+
+if __name__ == "__main__":
+    main()
