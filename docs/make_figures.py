@@ -2,7 +2,7 @@
 
     python docs/make_figures.py --data ../shared/data
 
-Writes web-sized PNG files to docs/assets/. Uses the pretrained weights bundled with derainzoo
+Writes web-sized JPEG files to docs/assets/. Uses the pretrained weights bundled with derainzoo
 (the default inference model) and, for the gallery, Rain100L *test* images (inference only).
 """
 
@@ -55,7 +55,7 @@ def gallery(model, test_set: PairedImageFolder, stems: list[str]) -> None:
     for row in rows:
         canvas.paste(row, (0, top))
         top += row.height
-    canvas.save(ASSETS / "gallery.png", optimize=True)
+    canvas.save(ASSETS / "gallery.jpg", quality=85)
 
 
 def mask_figure(model, rainy: torch.Tensor, clean: torch.Tensor) -> None:
@@ -65,7 +65,7 @@ def mask_figure(model, rainy: torch.Tensor, clean: torch.Tensor) -> None:
     rain_layer = (rgb_to_luma((rainy - clean).clamp_min(0)[None])[0] * 4).clamp(0, 1)
     labelled_row([to_image(rainy), to_image(rain_layer), to_image(prior), to_image(mask)],
                  ["rainy input", "true rain layer (x4)", "morphological prior", "final mask (trained head)"],
-                 width=300).save(ASSETS / "mask_head.png", optimize=True)
+                 width=300).save(ASSETS / "mask_head.jpg", quality=85)
 
 
 def clustering_figure(model, rainy: torch.Tensor) -> None:
@@ -85,16 +85,21 @@ def clustering_figure(model, rainy: torch.Tensor) -> None:
     palette = torch.tensor(np.random.default_rng(0).uniform(0.2, 1.0, (block.num_clusters, 3)), dtype=torch.float32)
     cluster_map = rearrange(palette[assignment[0]], "(h w) c -> c h w", h=height)
     window_tokens = block.window_size**2
-    middle = order.shape[1] // 2 // window_tokens * window_tokens
-    window = order[0, middle : middle + window_tokens]
-    highlight = torch.zeros(height * width, dtype=torch.bool)
-    highlight[window] = True
-    highlight = rearrange(highlight, "(h w) -> h w", h=height)
-    shown = rearrange(torch.nn.functional.interpolate(rainy[None], size=(height, width), mode="area")[0], "c h w -> c h w").clone()
+    # Show a window of the second-largest cluster: the largest one is usually plain background,
+    # where a window is just a run of neighbouring pixels.
+    sizes = torch.bincount(assignment[0], minlength=block.num_clusters)
+    cluster = int(sizes.argsort(descending=True)[1])
+    start = int((assignment[0][order[0]] < cluster).sum()) + int(sizes[cluster]) // 2
+    window = order[0, start : start + window_tokens]
+    highlight = torch.zeros(height * width)
+    highlight[window] = 1.0
+    # Thicken the marked pixels by one pixel so they stay visible at web size.
+    highlight = torch.nn.functional.max_pool2d(rearrange(highlight, "(h w) -> 1 1 h w", h=height), 3, 1, 1)[0, 0] > 0
+    shown = torch.nn.functional.interpolate(rainy[None], size=(height, width), mode="area")[0].clone()
     shown[:, highlight] = torch.tensor([1.0, 0.0, 0.0])[:, None]
     labelled_row([to_image(rainy), to_image(cluster_map), to_image(shown)],
-                 ["rainy input", f"stage-2 clusters (K={block.num_clusters})", f"one window: {window_tokens} pixels in red"],
-                 width=320).save(ASSETS / "clustering.png", optimize=True)
+                 ["rainy input", f"stage-2 clusters (K={block.num_clusters})", f"one window of {window_tokens} pixels (red)"],
+                 width=320).save(ASSETS / "clustering.jpg", quality=85)
 
 
 def main() -> None:

@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 
 __all__ = ["DEFAULT_MODEL", "default_model", "derain", "load_image", "tiled_forward"]
 
-DEFAULT_MODEL = "dual_stage_derain"
-"""The architecture :func:`derain` uses when no model is given (with its bundled weights)."""
+DEFAULT_MODEL = "dual_stage_derain_tiny"
+"""The architecture :func:`derain` and the command use when no model is given: the best one
+that has bundled weights (``dual_stage_derain`` itself still awaits its GPU training)."""
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
 

@@ -113,8 +113,18 @@ def test_only_rgb_is_supported() -> None:
 
 
 def test_pretrained_without_weights_says_so() -> None:
-    with pytest.raises(PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_tiny"):
-        timm.create_model(TINY, pretrained=True)
+    with pytest.raises(PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_small"):
+        timm.create_model("dual_stage_derain_small", pretrained=True)
+
+
+def test_bundled_weights_load_by_name_and_by_tag() -> None:
+    by_name = timm.create_model(TINY, pretrained=True).eval()
+    by_tag = derainzoo.create_model(TINY + ".rain100l", pretrained=True).eval()
+    assert by_name.pretrained_cfg["tag"] == "rain100l"
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(by_name(x), by_tag(x))
+        assert not torch.equal(by_name(x), tiny_model()(x))
 
 
 def test_timm_pretrained_cfg_overlay_file_uses_the_checked_loader(tmp_path) -> None:
