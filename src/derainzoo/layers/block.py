@@ -41,5 +41,6 @@ class TransformerBlock(nn.Module):
         self.ffn = GatedDConvFeedForward(dim, expansion=ffn_expansion, bias=bias)
 
     def forward(self, x: Tensor, *context: Tensor) -> Tensor:
+        """``(B, C, H, W)`` in and out; ``context`` goes to the token mixer."""
         x = x + self.token_mixer(self.norm1(x), *context)
         return x + self.ffn(self.norm2(x))

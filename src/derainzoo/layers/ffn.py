@@ -33,5 +33,6 @@ class GatedDConvFeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` in and out."""
         gate, content = self.depthwise(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(gate) * content)

@@ -29,6 +29,7 @@ class LayerNorm2d(nn.LayerNorm):
         super().__init__(num_channels, eps=eps, elementwise_affine=affine)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` in and out."""
         channels_last = rearrange(x, "b c h w -> b h w c")
         normalised = F.layer_norm(channels_last, self.normalized_shape, self.weight, self.bias, self.eps)
         return rearrange(normalised, "b h w c -> b c h w")

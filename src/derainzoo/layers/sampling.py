@@ -26,6 +26,7 @@ class Downsample(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(in_dim, out_dim // 4, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim, H, W)`` to ``(B, out_dim, H / 2, W / 2)``."""
         return self.body(x)
 
 
@@ -46,4 +47,5 @@ class Upsample(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(in_dim, out_dim * 4, 3, padding=1, bias=False), nn.PixelShuffle(2))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim, H, W)`` to ``(B, out_dim, 2 H, 2 W)``."""
         return self.body(x)

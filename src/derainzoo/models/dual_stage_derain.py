@@ -82,6 +82,7 @@ class RainSuppressionUNet(nn.Module):
         self.decoders = nn.ModuleList(blocks(level) for level in range(len(depths) - 1))
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        """Encoder, bottleneck and decoder; every level sees the mask at its own resolution."""
         skips = []
         for encoder, downsample in zip(self.encoders, self.downsamples):
             features = _run_blocks(encoder, features, resize_mask(mask, features.shape[-2:]))
@@ -138,6 +139,7 @@ class DetailReconstruction(nn.Module):
         self.to_full_resolution = nn.Sequential(nn.Conv2d(dim, 4 * in_dim, 1, bias=False), nn.PixelShuffle(2))
 
     def forward(self, features: Tensor) -> Tensor:
+        """Refine at half resolution and add the result back to the full-resolution features."""
         half = self.to_half_resolution(features)
         return features + self.to_full_resolution(_run_blocks(self.blocks, half))
 
