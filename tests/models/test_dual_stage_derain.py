@@ -138,3 +138,39 @@ def test_timm_pretrained_cfg_overlay_file_uses_the_checked_loader(tmp_path) -> N
     path.with_name(path.name + ".sha256").write_text("0" * 64 + "  tiny.safetensors\n")
     with pytest.raises(ValueError, match="sha256"):
         timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+@pytest.fixture(scope="module")
+def pretrained_tiny():
+    return timm.create_model(TINY, pretrained=True).eval()
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_black_and_white_images_stay_black_and_white(pretrained_tiny, value: float) -> None:
+    with torch.no_grad():
+        out = pretrained_tiny(torch.full((1, 3, 40, 40), value))
+    assert torch.isfinite(out).all()
+    assert (out - value).abs().max() < 0.02
+
+
+def test_bfloat16_autocast_close_to_float32(pretrained_tiny) -> None:
+    from derainzoo.data import synthesize_rain
+
+    from ..helpers import smooth_image
+
+    rainy, _ = synthesize_rain(smooth_image(48, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = pretrained_tiny(rainy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low_precision = pretrained_tiny(rainy)
+    assert (low_precision.float() - reference).abs().mean() < 2e-3
+
+
+def test_memory_layout_does_not_change_the_output(pretrained_tiny) -> None:
+    x = torch.rand(1, 3, 30, 44)
+    with torch.no_grad():
+        reference = pretrained_tiny(x)
+        channels_last = pretrained_tiny(x.contiguous(memory_format=torch.channels_last))
+        transposed = pretrained_tiny(x.transpose(-1, -2).contiguous().transpose(-1, -2))
+    torch.testing.assert_close(channels_last, reference, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(transposed, reference, rtol=1e-4, atol=1e-5)
