@@ -14,22 +14,16 @@ time against pixels when matplotlib is installed.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import RESULTS_DIR, machine_header, time_call, write_results
 from einops import rearrange
 from torch import Tensor, nn
 
 from derainzoo.layers import ClusteredNonLocalWindowAttention, RainMaskAttention, ShiftedWindowAttention
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import RESULTS_DIR, machine_header  # noqa: E402
 
 
 class GlobalAttention(nn.Module):
@@ -72,36 +66,15 @@ def build_blocks(dim: int, num_heads: int, window_size: int) -> dict[str, nn.Mod
 
 def measure(block: nn.Module, x: Tensor, backward: bool, repeats: int, warmup: int) -> tuple[float, float | None]:
     """Median milliseconds and peak CUDA memory (GiB) of forward (+ backward)."""
-    device = x.device
 
-    def run() -> None:
+    def run(_: int) -> None:
         if backward:
-            source = x.detach().requires_grad_(True)
-            block(source).sum().backward()
+            block(x.detach().requires_grad_(True)).sum().backward()
         else:
             with torch.no_grad():
                 block(x)
 
-    for _ in range(warmup):
-        run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            begin = time.perf_counter()
-            run()
-            times.append((time.perf_counter() - begin) * 1000)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return statistics.median(times), peak
+    return time_call(run, x.device, repeats, warmup)
 
 
 def main() -> int:
@@ -156,16 +129,8 @@ def main() -> int:
             ratios.append(f"clustered / window attention at {size}^2 = {time_of(clustered, size) / time_of(window, size):.2f} (target <= 1.5)")
 
     tag = args.tag or f"layers_{device.type}_{datetime.date.today():%Y%m%d}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_DIR / f"{tag}.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    table += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows]
     settings = f"dim {args.dim}, heads {args.heads}, window {args.window_size}, batch 1, fp32, median of {args.repeats}"
-    (RESULTS_DIR / f"{tag}.md").write_text(f"{header}\n\n{settings}\n\n" + "\n".join(table) + "\n\n" + "\n".join(f"- {r}" for r in ratios) + "\n")
-    print("\n".join(table))
+    print(write_results(tag, f"{header}\n\n{settings}", rows, notes=ratios))
     print("\n".join(ratios))
     try:
         import matplotlib

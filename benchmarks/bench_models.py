@@ -11,21 +11,15 @@ headed by the machine, library versions and date.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import platform
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
+from common import machine_header, time_call, write_results
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import derainzoo
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,40 +36,11 @@ def count_flops(model: torch.nn.Module, size: tuple[int, int]) -> float:
 
 
 def time_forward(model, size, device, dtype_name, repeats, warmup) -> tuple[float, float | None]:
-    """Median latency in ms over ``repeats`` runs on rotating inputs, and peak CUDA memory (GiB)."""
+    """Median latency in ms on three rotating inputs, and peak CUDA memory (GiB)."""
     inputs = [torch.rand(1, 3, *size, device=device) for _ in range(3)]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16")
-    times = []
     with torch.inference_mode(), autocast:
-        for index in range(warmup):
-            model(inputs[index % 3])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        for index in range(repeats):
-            x = inputs[index % 3]
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                model(x)
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                begin = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - begin) * 1000)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return statistics.median(times), peak
-
-
-def machine_header(device: torch.device) -> str:
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
-    return (
-        f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} | device {device.type} ({card}) | "
-        f"{torch.get_num_threads()} CPU threads | python {platform.python_version()} | torch {torch.__version__} | "
-        f"derainzoo {derainzoo.__version__}"
-    )
+        return time_call(lambda index: model(inputs[index % 3]), device, repeats, warmup)
 
 
 def main() -> int:
@@ -122,15 +87,7 @@ def main() -> int:
                     print(" | ".join(row.values()), flush=True)
 
     tag = args.tag or f"models_{device.type}_{datetime.date.today():%Y%m%d}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_DIR / f"{tag}.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    table += ["| " + " | ".join(row.values()) + " |" for row in rows]
-    (RESULTS_DIR / f"{tag}.md").write_text(f"{header}\n\n" + "\n".join(table) + "\n")
-    print("\n".join(table))
+    print(write_results(tag, header, rows))
     return 0
 
 
