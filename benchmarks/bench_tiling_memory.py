@@ -1,0 +1,72 @@
+"""Peak memory (RSS) of derain() on large photos, whole-image versus tiled, on the CPU.
+
+    python benchmarks/bench_tiling_memory.py --megapixels 1 4 12 --tile 256
+
+Each measurement runs in a fresh process (peak RSS is per process), on a random image of the
+given size, with the bundled default model. Writes ``benchmarks/results/tiling_memory_cpu_<date>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import subprocess
+import sys
+
+import torch
+from common import machine_header, write_results
+
+CHILD = """
+import json, resource, sys, time
+import torch
+from derainzoo.inference import default_model, derain
+height, width, tile = (int(v) for v in sys.argv[1:4])
+model = default_model("cpu")
+image = torch.rand(1, 3, height, width)
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+derain(image, model, tile_size=tile or None)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "before_mib": baseline / 1024}))
+"""
+
+
+def measure(height: int, width: int, tile: int) -> dict[str, float]:
+    result = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), str(tile)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--megapixels", nargs="+", type=float, default=[1, 4, 12])
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--whole-max-megapixels", type=float, default=4, help="skip whole-image runs above this")
+    parser.add_argument("--tag", default=None)
+    args = parser.parse_args()
+
+    header = machine_header(torch.device("cpu"))
+    print(header)
+    rows = []
+    for megapixels in args.megapixels:
+        # A 4:3 photo of the requested size.
+        width = int(math.sqrt(megapixels * 1e6 * 4 / 3))
+        height = int(megapixels * 1e6 / width)
+        for tile in (0, args.tile):
+            if tile == 0 and megapixels > args.whole_max_megapixels:
+                continue
+            figures = measure(height, width, tile)
+            row = {"image": f"{width}x{height} ({megapixels:g} MP)", "mode": f"tiles of {tile}" if tile else "whole image",
+                   "peak_RSS_MiB": f"{figures['peak_mib']:.0f}", "seconds": f"{figures['seconds']:.1f}"}
+            rows.append(row)
+            print(" | ".join(row.values()), flush=True)
+    tag = args.tag or f"tiling_memory_cpu_{datetime.date.today():%Y%m%d}"
+    print(write_results(tag, f"{header}\n\nbundled default model, fp32, tile overlap 32", rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
