@@ -10,19 +10,20 @@ import pytest
 DATA_ROOT = Path(os.environ.get("DERAINZOO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def _benchmark_folder(name: str) -> Path:
+    folder = DATA_ROOT / name
+    if not (folder / "rain").is_dir():
+        pytest.skip(f"{name} not found under {DATA_ROOT} (set DERAINZOO_DATA)")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def rain100l_train() -> Path:
     """``Rain100L_train`` folder (``rain/`` + ``norain/``); the test is skipped without it."""
-    folder = DATA_ROOT / "Rain100L_train"
-    if not (folder / "rain").is_dir():
-        pytest.skip(f"Rain100L_train not found under {DATA_ROOT} (set DERAINZOO_DATA)")
-    return folder
+    return _benchmark_folder("Rain100L_train")
 
 
 @pytest.fixture(scope="session")
 def rain100l_test() -> Path:
-    """``Rain100L_test`` folder; the test is skipped without it. Used for the evaluation oracle only."""
-    folder = DATA_ROOT / "Rain100L_test"
-    if not (folder / "rain").is_dir():
-        pytest.skip(f"Rain100L_test not found under {DATA_ROOT} (set DERAINZOO_DATA)")
-    return folder
+    """``Rain100L_test`` folder; the test is skipped without it. Used for scoring only, never training."""
+    return _benchmark_folder("Rain100L_test")
