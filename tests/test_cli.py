@@ -122,3 +122,12 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
     assert "rainy input" in capsys.readouterr().out
     assert main(["eval", "--data", str(tmp_path / "nothing"), "--input-baseline"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_output_folder_that_cannot_be_created_is_reported(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    code = main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "taken"), "--model", TINY,
+                 "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot create output folder" in err and "Traceback" not in err
