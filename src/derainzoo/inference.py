@@ -202,14 +202,18 @@ def _to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
     """Convert ``image`` to a ``(B, 3, H, W)`` float32 batch in [0, 1] and a function that
     converts a model output back to the caller's form."""
     if isinstance(image, Image.Image):
-        return _pil_to_batch(image)
-    if isinstance(image, np.ndarray):
-        return _array_to_batch(image)
-    if isinstance(image, Tensor):
-        return _tensor_to_batch(image)
-    raise TypeError(
-        f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
-    )
+        batch, restore = _pil_to_batch(image)
+    elif isinstance(image, np.ndarray):
+        batch, restore = _array_to_batch(image)
+    elif isinstance(image, Tensor):
+        batch, restore = _tensor_to_batch(image)
+    else:
+        raise TypeError(
+            f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
+        )
+    # Integer and PIL inputs are in range by construction; the check costs one pass over the pixels.
+    _check_values(batch, "image")
+    return batch, restore
 
 
 def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.Image]]:
@@ -225,8 +229,6 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
         rgb = np.repeat((plane / scale).clip(0, 1)[..., None], 3, axis=2).astype(np.float32)
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ValueError(f"image is empty (size {image.size})")
     batch = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
 
     def restore(output: Tensor) -> Image.Image:
@@ -252,11 +254,8 @@ def _array_to_batch(array: np.ndarray) -> tuple[Tensor, Callable[[Tensor], np.nd
     elif np.issubdtype(dtype, np.floating):
         scale = None
         batch = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
-        _check_values(batch, "image")
     else:
         raise TypeError(f"a numpy image must be uint8, uint16 or float in [0, 1], got dtype {dtype}")
-    if batch.numel() == 0:
-        raise ValueError(f"image is empty (shape {array.shape})")
 
     def restore(output: Tensor) -> np.ndarray:
         pixels = output[0].permute(1, 2, 0).cpu().numpy()
@@ -275,11 +274,8 @@ def _tensor_to_batch(tensor: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]
         batch = batch.float() / 255.0
     elif tensor.is_floating_point():
         batch = batch.float()
-        _check_values(batch, "image")
     else:
         raise TypeError(f"a tensor image must be float in [0, 1] or uint8, got dtype {tensor.dtype}")
-    if batch.numel() == 0:
-        raise ValueError(f"image is empty (shape {tuple(tensor.shape)})")
 
     def restore(output: Tensor) -> Tensor:
         output = output if tensor.ndim == 4 else output[0]
