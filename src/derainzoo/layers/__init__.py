@@ -22,6 +22,7 @@ from derainzoo.layers.morphology import (
 from derainzoo.layers.norm import LayerNorm2d
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
+from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
 from derainzoo.layers.window_attention import ShiftedWindowAttention
 
@@ -37,6 +38,7 @@ __all__ = [
     "TransformerBlock",
     "Upsample",
     "black_tophat",
+    "check_feature_map",
     "box_kernel",
     "closing",
     "cluster_order",

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
-from derainzoo.layers.window import WindowSelfAttentionBase, check_feature_map
+from derainzoo.layers.validation import check_feature_map
+from derainzoo.layers.window import WindowSelfAttentionBase
 
 __all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order"]
 

@@ -16,6 +16,7 @@ from derainzoo.layers.morphology import (
     max_line_opening,
     white_tophat,
 )
+from derainzoo.layers.validation import check_feature_map
 
 __all__ = ["MorphologicalMaskHead"]
 
@@ -101,7 +102,7 @@ class MorphologicalMaskHead(nn.Module):
         Returns:
             ``(B, 1, H, W)`` non-negative response, in image units.
         """
-        _check_rgb(image)
+        check_feature_map(image, 3, "image")
         return max_line_opening(white_tophat(rgb_to_luma(image), self.tophat_element), self.line_elements)
 
     def prior_logits(self, image: Tensor) -> Tensor:
@@ -129,12 +130,3 @@ class MorphologicalMaskHead(nn.Module):
         logits = self.prior_logits(image)
         correction = self.refine(torch.cat([image, torch.sigmoid(logits)], dim=1))
         return torch.sigmoid(logits + correction)
-
-
-def _check_rgb(image: Tensor) -> None:
-    if not isinstance(image, Tensor):
-        raise TypeError(f"image must be a torch.Tensor of shape (B, 3, H, W), got {type(image).__name__}")
-    if image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
-    if not image.is_floating_point():
-        raise TypeError(f"image must be a floating-point tensor in [0, 1], got dtype {image.dtype}")

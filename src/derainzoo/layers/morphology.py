@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from derainzoo.layers.validation import check_feature_map
+
 __all__ = [
     "StructuringElement",
     "box_kernel",
@@ -152,15 +154,6 @@ def _as_element(kernel: Tensor | StructuringElement) -> StructuringElement:
     return kernel if isinstance(kernel, StructuringElement) else StructuringElement.from_kernel(kernel)
 
 
-def _check_image(x: Tensor) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, C, H, W), got {x.ndim}-D shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-
-
 def _shifted_reduce(x: Tensor, element: StructuringElement, sign: int, take_max: bool) -> Tensor:
     """Reduce ``x(p + sign * b)`` over the element offsets ``b`` with max or min."""
     kh, kw = element.shape
@@ -190,7 +183,7 @@ def dilation(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_dilation(x, footprint=kernel,
         mode="constant", cval=-inf)`` on each ``(H, W)`` plane.
     """
-    _check_image(x)
+    check_feature_map(x)
     element = _as_element(kernel)
     if element.is_full_odd_rectangle:
         kh, kw = element.shape
@@ -209,7 +202,7 @@ def erosion(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_erosion(x, footprint=kernel,
         mode="constant", cval=inf)`` on each ``(H, W)`` plane.
     """
-    _check_image(x)
+    check_feature_map(x)
     element = _as_element(kernel)
     if element.is_full_odd_rectangle:
         kh, kw = element.shape

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from derainzoo.layers.window import check_feature_map
+from derainzoo.layers.validation import check_feature_map
 
 __all__ = ["RainMaskAttention", "resize_mask"]
 

@@ -8,20 +8,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "WindowSelfAttentionBase",
-    "check_feature_map",
     "multi_head_attention",
     "pad_to_multiple",
     "window_partition",
     "window_reverse",
 ]
-
-
-def check_feature_map(x: Tensor, channels: int, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a ``(B, channels, H, W)`` tensor."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
 
 
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:

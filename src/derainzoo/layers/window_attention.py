@@ -6,9 +6,9 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import (
     WindowSelfAttentionBase,
-    check_feature_map,
     pad_to_multiple,
     window_partition,
     window_reverse,

@@ -23,6 +23,7 @@ from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttentio
 from derainzoo.layers.mask_head import MorphologicalMaskHead
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
+from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import pad_to_multiple
 from derainzoo.layers.window_attention import ShiftedWindowAttention
 
@@ -275,15 +276,9 @@ class DualStageDerain(nn.Module):
         return self.forward_stages(x).image
 
     def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"input must be a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"input must have shape (B, 3, H, W) (a batch of RGB images), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"input must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+        check_feature_map(x, self.in_chans, "input")
         if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
             raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")
-
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
