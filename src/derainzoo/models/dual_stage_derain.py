@@ -84,15 +84,17 @@ class RainSuppressionUNet(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Encoder, bottleneck and decoder; every level sees the mask at its own resolution."""
-        skips = []
+        skips, level_masks = [], []
         for encoder, downsample in zip(self.encoders, self.downsamples):
-            features = _run_blocks(encoder, features, resize_mask(mask, features.shape[-2:]))
+            level_masks.append(resize_mask(mask, features.shape[-2:]))
+            features = _run_blocks(encoder, features, level_masks[-1])
             skips.append(features)
             features = downsample(features)
         features = _run_blocks(self.bottleneck, features, resize_mask(mask, features.shape[-2:]))
+        # The decoder reuses the encoder's mask of each level rather than resizing it again.
         for level in reversed(range(len(skips))):
             features = self.fusions[level](torch.cat([self.upsamples[level](features), skips[level]], dim=1))
-            features = _run_blocks(self.decoders[level], features, resize_mask(mask, features.shape[-2:]))
+            features = _run_blocks(self.decoders[level], features, level_masks[level])
         return features
 
 
