@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention, cluster_order, spherical_kmeans
+from derainzoo.layers.clustered_attention import (
+    ClusteredNonLocalWindowAttention,
+    cluster_order,
+    permute_tokens,
+    spherical_kmeans,
+)
 
 
 def make_attention(dim: int = 16, num_heads: int = 2, window_size: int = 3, num_clusters: int = 4, seed: int = 0):
@@ -102,6 +107,18 @@ def test_cluster_order_groups_clusters_in_raster_order_and_inverts_exactly() -> 
     index = order[..., None].expand(-1, -1, 6)
     roundtrip = tokens.gather(1, index).gather(1, inverse[..., None].expand(-1, -1, 6))
     assert torch.equal(roundtrip, tokens)
+
+
+def test_permute_tokens_matches_per_sample_indexing_and_carries_gradients() -> None:
+    generator = torch.Generator().manual_seed(11)
+    tokens = torch.randn(3, 40, 5, generator=generator, requires_grad=True)
+    order = torch.stack([torch.randperm(40, generator=generator) for _ in range(3)])
+    permuted = permute_tokens(tokens, order)
+    expected = torch.stack([tokens[b, order[b]] for b in range(3)])
+    assert torch.equal(permuted, expected)
+    weights = torch.randn(3, 40, 5, generator=generator)
+    (permuted * weights).sum().backward()
+    assert torch.equal(tokens.grad, permute_tokens(weights, torch.argsort(order, dim=1)))
 
 
 def test_kmeans_recovers_separated_groups_and_ignores_scale() -> None:

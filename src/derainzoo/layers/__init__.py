@@ -4,7 +4,12 @@ Every module takes and returns channels-first feature maps ``(B, C, H, W)``.
 """
 
 from derainzoo.layers.block import TransformerBlock
-from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention, cluster_order, spherical_kmeans
+from derainzoo.layers.clustered_attention import (
+    ClusteredNonLocalWindowAttention,
+    cluster_order,
+    permute_tokens,
+    spherical_kmeans,
+)
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.ffn import GatedDConvFeedForward
 from derainzoo.layers.mask_head import MorphologicalMaskHead
@@ -48,6 +53,7 @@ __all__ = [
     "multi_head_attention",
     "opening",
     "pad_to_multiple",
+    "permute_tokens",
     "resize_mask",
     "rgb_to_luma",
     "spherical_kmeans",

@@ -10,7 +10,7 @@ from torch import Tensor
 from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import WindowSelfAttentionBase
 
-__all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order"]
+__all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order", "permute_tokens"]
 
 
 def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) -> Tensor:
@@ -72,10 +72,11 @@ def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
         original order exactly.
     """
     num_tokens = assignment.shape[1]
-    position = torch.arange(num_tokens, device=assignment.device)
+    position = torch.arange(num_tokens, device=assignment.device).expand_as(assignment)
     # Unique sort keys make the permutation independent of the sort algorithm.
     order = torch.argsort(assignment * num_tokens + position, dim=1)
-    inverse = torch.argsort(order, dim=1)
+    # Inverting a permutation is a scatter, O(N), where a second argsort would be O(N log N).
+    inverse = torch.empty_like(order).scatter_(1, order, position)
     return order, inverse
 
 
@@ -149,11 +150,12 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
         check_feature_map(x, self.dim)
         height, width = x.shape[-2:]
         tokens = rearrange(x, "b c h w -> b (h w) c")
-        query, key, value = self.qkv(tokens).chunk(3, dim=-1)
+        packed_qkv = self.qkv(tokens)
+        key = packed_qkv[..., self.dim : 2 * self.dim]
 
         order, inverse = cluster_order(spherical_kmeans(key, self.num_clusters, self.kmeans_iters))
-        attended = self._attend_in_sorted_windows(*(_gather_tokens(t, order) for t in (query, key, value)))
-        out = _gather_tokens(attended, inverse)
+        attended = self._attend_in_sorted_windows(*permute_tokens(packed_qkv, order).chunk(3, dim=-1))
+        out = permute_tokens(attended, inverse)
         return rearrange(out, "b (h w) c -> b c h w", h=height, w=width)
 
     def _attend_in_sorted_windows(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
@@ -172,6 +174,20 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
         return rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]
 
 
-def _gather_tokens(tokens: Tensor, order: Tensor) -> Tensor:
-    """``tokens[b, order[b, i]]`` for ``(B, N, C)`` tokens and a ``(B, N)`` permutation."""
-    return tokens.gather(1, repeat(order, "b n -> b n c", c=tokens.shape[-1]))
+def permute_tokens(tokens: Tensor, order: Tensor) -> Tensor:
+    """Reorder every sample's tokens: ``out[b, i] = tokens[b, order[b, i]]``.
+
+    Copies whole rows with one ``index_select`` over the flattened batch, which on CPU is
+    several times faster than ``gather`` with an index expanded over the channels.
+
+    Args:
+        tokens: ``(B, N, C)`` tokens.
+        order: ``(B, N)`` int64 index into ``N`` for every sample (usually a permutation).
+
+    Returns:
+        ``(B, N, C)`` reordered tokens.
+    """
+    batch, num_tokens = order.shape
+    offsets = torch.arange(batch, device=order.device).unsqueeze(1) * num_tokens
+    rows = rearrange(tokens, "b n c -> (b n) c").index_select(0, (order + offsets).flatten())
+    return rearrange(rows, "(b n) c -> b n c", b=batch)
