@@ -19,11 +19,22 @@ def test_pad_to_multiple_pads_bottom_right(size, expected) -> None:
     assert torch.count_nonzero(padded[..., size[0] :, :]) == 0
 
 
-def test_pad_to_multiple_reflect_falls_back_to_replicate_for_tiny_inputs() -> None:
-    x = torch.randn(1, 3, 2, 2)
+@pytest.mark.parametrize("size", [(5, 9), (3, 3), (16, 7), (6, 6)])
+def test_pad_to_multiple_reflect_equals_torch_reflect_where_it_is_defined(size) -> None:
+    x = torch.randn(2, 3, *size)
+    pad_h, pad_w = -size[0] % 4, -size[1] % 4
+    expected = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    assert torch.equal(pad_to_multiple(x, 4, mode="reflect"), expected)
+
+
+def test_pad_to_multiple_reflect_repeats_the_first_pixel_where_the_mirror_runs_out() -> None:
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
     padded = pad_to_multiple(x, 8, mode="reflect")
-    assert padded.shape[-2:] == (8, 8)
-    assert torch.equal(padded[..., 7, 7], x[..., 1, 1])
+    # Rows (and columns) 0, 1 are the image, 2 mirrors row 0, then the index stops at row 0.
+    assert torch.equal(padded[0, 0, :, 0], torch.tensor([0.0, 2, 0, 0, 0, 0, 0, 0]))
+    assert torch.equal(padded[0, 0, 0, :], torch.tensor([0.0, 1, 0, 0, 0, 0, 0, 0]))
+    one_pixel = torch.full((1, 3, 1, 1), 0.25)
+    assert torch.equal(pad_to_multiple(one_pixel, 4, mode="reflect"), torch.full((1, 3, 4, 4), 0.25))
 
 
 def test_pad_to_multiple_returns_input_when_aligned() -> None:

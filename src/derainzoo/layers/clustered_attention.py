@@ -165,7 +165,9 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
         window_tokens = self.window_size**2
         padding = -num_tokens % window_tokens
         attn_mask = None
-        if padding:
+        # torch.export traces one graph for every size, so it must take the padded path even
+        # where this example size needs no padding (padding by 0 and masking nothing is exact).
+        if padding or torch.compiler.is_exporting():
             query, key, value = (F.pad(t, (0, 0, 0, padding)) for t in (query, key, value))
             is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
             attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import pack, rearrange, unpack
 from torch import Tensor, nn
 
 __all__ = [
@@ -24,7 +25,8 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
         x: ``(B, C, H, W)`` tensor.
         multiple: the size both spatial dimensions must become divisible by.
         mode: ``torch.nn.functional.pad`` mode; ``"constant"`` pads with zeros,
-            ``"reflect"`` / ``"replicate"`` suit images.
+            ``"reflect"`` / ``"replicate"`` suit images. ``"reflect"`` works for any size: where
+            a side is too short to mirror the padding, the first pixel repeats.
 
     Returns:
         ``(B, C, H', W')`` tensor with ``H' = ceil(H / multiple) * multiple`` (same for ``W``);
@@ -34,12 +36,25 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
         raise ValueError(f"multiple must be positive, got {multiple}")
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h == 0 and pad_w == 0:
+    if pad_h == 0 and pad_w == 0 and not torch.compiler.is_exporting():
         return x
-    if mode == "reflect" and (pad_h >= height or pad_w >= width):
-        # Reflection cannot pad by more than the size it mirrors; replicate the edge instead.
-        mode = "replicate"
+    if mode == "reflect":
+        rows = _reflected_index(height, height + pad_h, x.device)
+        cols = _reflected_index(width, width + pad_w, x.device)
+        return x.index_select(-2, rows).index_select(-1, cols)
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _reflected_index(size: int, padded_size: int, device: torch.device) -> Tensor:
+    """Source index of every position of a bottom/right reflect padding.
+
+    Mirrors about the last pixel as ``F.pad(mode="reflect")`` does; where the padding is longer
+    than the mirror (sides shorter than the padding, e.g. a 2-pixel image padded by 3) the index
+    stops at the first pixel instead of failing. One formula for every size keeps the padding
+    traceable with symbolic sizes (ONNX export).
+    """
+    index = torch.arange(padded_size, device=device)
+    return torch.where(index < size, index, 2 * (size - 1) - index).clamp(min=0)
 
 
 def window_partition(x: Tensor, window_size: int) -> Tensor:
@@ -108,9 +123,21 @@ def multi_head_attention(
     Returns:
         ``(..., T, C)`` attended tokens.
     """
-    heads = [rearrange(t, "... t (h d) -> ... h t d", h=num_heads) for t in (query, key, value)]
-    out = F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p)
-    return rearrange(out, "... h t d -> ... t (h d)")
+    # The groups are flattened into one batch dimension because the ONNX exporter (and some
+    # fused kernels) take 4-D inputs only.
+    group_shape = query.shape[:-2]
+    heads = [rearrange(pack([t], "* t c")[0], "g t (h d) -> g h t d", h=num_heads) for t in (query, key, value)]
+    if attn_mask is not None:
+        mask_heads = attn_mask.shape[-3] if attn_mask.ndim >= 3 else 1
+        attn_mask = attn_mask.expand(*group_shape, mask_heads, *attn_mask.shape[-2:])
+        attn_mask = pack([attn_mask], "* h t s")[0]
+    out = rearrange(F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p), "g h t d -> g t h d")
+    if torch.compiler.is_exporting():
+        # The exporter swaps in a decomposition of SDPA whose output is laid out differently from
+        # the eager kernel's, so the head merge must not be recorded as a view of this layout
+        # (pytorch/pytorch#139508).
+        out = out.clone(memory_format=torch.contiguous_format)
+    return unpack(rearrange(out, "g t h d -> g t (h d)"), [group_shape], "* t c")[0]
 
 
 class WindowSelfAttentionBase(nn.Module):

@@ -101,7 +101,10 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         Every pixel gets a region label: which side of the wrap-around it lies on in each axis,
         or a label of its own for padding. Tokens attend only within their region.
         """
-        if self.shift_size == 0 and (height, width) == (padded_height, padded_width):
+        # Under torch.export the sizes are symbolic and one graph serves every size, so the mask
+        # is always built there (for sizes that need none it masks nothing).
+        needs_mask = self.shift_size > 0 or (height, width) != (padded_height, padded_width)
+        if not (needs_mask or torch.compiler.is_exporting()):
             return None
         rows = torch.arange(padded_height, device=device)
         cols = torch.arange(padded_width, device=device)

@@ -1,0 +1,138 @@
+"""Export a derainer to ONNX with dynamic batch, height and width, and check it with onnxruntime.
+
+Needs the ``export`` extra: ``pip install "derainzoo[export]"`` (onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ONNX_INPUT_NAME", "ONNX_OUTPUT_NAME", "compare_with_onnxruntime", "export_onnx"]
+
+ONNX_INPUT_NAME = "rainy"
+ONNX_OUTPUT_NAME = "derained"
+
+
+def _require(*modules: str) -> None:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"ONNX export needs {', '.join(missing)}: install them with pip install \"derainzoo[export]\""
+        )
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    example_size: tuple[int, int] = (64, 96),
+    opset_version: int = 18,
+) -> Path:
+    """Write ``model`` as an ONNX graph whose batch, height and width are dynamic.
+
+    The graph is traced with ``torch.onnx.export(..., dynamo=True)`` from an example batch of
+    two ``example_size`` images (sizes other than 0 and 1, so that no dimension is specialised).
+    The model's layers take the size-independent path while exporting (the clustered attention
+    always pads and masks its last window, the window attention always builds its mask), so the
+    one graph gives the eager model's output for every size: 1x1 up, any batch.
+
+    Args:
+        model: a derainer mapping ``(B, 3, H, W)`` to ``(B, 3, H, W)``, e.g. from
+            :func:`derainzoo.create_model`. It is exported in eval mode, on its own device
+            (export on the CPU in float32 for a portable graph).
+        path: the ``.onnx`` file to write; its folder must exist.
+        example_size: ``(H, W)`` of the example images used for tracing.
+        opset_version: ONNX opset of the graph (18 or newer).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`. The graph has one input, ``"rainy"``
+        ``(batch, 3, height, width)`` float32 in ``[0, 1]``, and one output, ``"derained"``.
+
+    Raises:
+        ImportError: onnx or onnxscript is not installed.
+        FileNotFoundError: the folder of ``path`` does not exist.
+    """
+    _require("onnx", "onnxscript")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    if min(example_size) < 2:
+        raise ValueError(f"example_size must be at least 2x2 so that no size is specialised, got {example_size}")
+    parameter = next(model.parameters())
+    example = torch.rand(2, 3, *example_size, generator=torch.Generator().manual_seed(0)).to(parameter)
+    dynamic = torch.export.Dim.DYNAMIC
+    was_training = model.training
+    model.eval()
+    try:
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},),
+            input_names=[ONNX_INPUT_NAME],
+            output_names=[ONNX_OUTPUT_NAME],
+            opset_version=opset_version,
+            verbose=False,
+        )
+    finally:
+        model.train(was_training)
+    program.save(str(path))
+    return path
+
+
+def compare_with_onnxruntime(
+    model: nn.Module,
+    path: str | Path,
+    sizes: Sequence[tuple[int, int]],
+    images_per_size: int = 3,
+    batch_size: int = 1,
+    seed: int = 0,
+) -> dict[tuple[int, int], list[float]]:
+    """Run the ONNX graph in onnxruntime (CPU) and the model in PyTorch on the same random images.
+
+    Expect differences of about ``1e-7``. The clustering inside
+    :class:`~derainzoo.layers.ClusteredNonLocalWindowAttention` is a hard assignment: where a
+    pixel is equally similar to two centroids up to float rounding, the two runtimes may put it
+    in different clusters, and the whole image then differs by about ``1e-3`` (a third of an
+    8-bit level). Such ties are rare (about one image in twenty), so judge a graph by several
+    images, not one.
+
+    Args:
+        model: the model the graph was exported from, on the CPU in float32; it runs in eval mode.
+        path: the ``.onnx`` file written by :func:`export_onnx`.
+        sizes: ``(H, W)`` image sizes to try.
+        images_per_size: random inputs per size.
+        batch_size: images per run (each run counts as one input).
+        seed: seed of the random images.
+
+    Returns:
+        For every size, the maximum absolute difference between the two outputs of each input.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        ValueError: the model is not on the CPU in float32.
+    """
+    _require("onnxruntime")
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
+        raise ValueError(f"model must be on the CPU in float32 to compare, got {parameter.device} {parameter.dtype}")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    differences: dict[tuple[int, int], list[float]] = {}
+    for height, width in sizes:
+        for _ in range(images_per_size):
+            images = torch.rand(batch_size, 3, height, width, generator=generator)
+            with torch.no_grad():
+                expected = model(images).numpy()
+            (produced,) = session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: images.numpy()})
+            differences.setdefault((height, width), []).append(float(np.abs(produced - expected).max()))
+    return differences
