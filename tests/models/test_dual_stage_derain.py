@@ -174,3 +174,24 @@ def test_memory_layout_does_not_change_the_output(pretrained_tiny) -> None:
         transposed = pretrained_tiny(x.transpose(-1, -2).contiguous().transpose(-1, -2))
     torch.testing.assert_close(channels_last, reference, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(transposed, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_captures_the_whole_model_in_one_graph(pretrained_tiny) -> None:
+    # fullgraph=True raises on any graph break; the "eager" backend runs the captured graph as is,
+    # so the output must be bit-identical.
+    torch._dynamo.reset()
+    compiled = torch.compile(pretrained_tiny, backend="eager", fullgraph=True)
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(compiled(x), pretrained_tiny(x))
+
+
+@pytest.mark.slow
+def test_torch_compile_with_inductor_matches_eager(pretrained_tiny) -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(pretrained_tiny, dynamic=True)
+    generator = torch.Generator().manual_seed(0)
+    for size in [(64, 96), (37, 53)]:
+        x = torch.rand(2, 3, *size, generator=generator)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), pretrained_tiny(x), rtol=0, atol=1e-3)
