@@ -131,3 +131,19 @@ def test_output_folder_that_cannot_be_created_is_reported(tmp_path, weights, cap
                  "--weights", str(weights)])
     err = capsys.readouterr().err
     assert code == 2 and "cannot create output folder" in err and "Traceback" not in err
+
+
+def test_an_output_file_that_cannot_be_written_is_reported_and_the_others_written(tmp_path, weights, capsys) -> None:
+    # A folder squatting on one output name makes that write fail the way an unwritable target
+    # does (the test process runs as root in CI, so permission bits would not stop it).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png")
+    write_image(folder / "b.png")
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)
+    code = main(["derain", str(folder), "-o", str(out), "--model", TINY, "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "a.png" in err and "Traceback" not in err
+    assert (out / "b.png").is_file()
