@@ -1,7 +1,7 @@
 """Parameters, FLOPs and latency of every derainzoo variant.
 
 Examples:
-    python benchmarks/bench_models.py --device cpu --sizes 321x481
+    python benchmarks/bench_models.py --device cpu --sizes 321x481 --layouts nchw channels_last
     python benchmarks/bench_models.py --device cuda --sizes 256 512 1024 --dtypes fp32 bf16 --compile
 
 Results are printed as a Markdown table and written to ``benchmarks/results/`` (CSV + Markdown),
@@ -11,6 +11,7 @@ headed by the machine, library versions and date.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import sys
 
@@ -49,6 +50,10 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(321, 481)], help="HxW or S (square)")
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    parser.add_argument(
+        "--layouts", nargs="+", choices=["nchw", "channels_last"], default=["channels_last"],
+        help="memory layouts of the model to time (derainzoo's default model runs channels-last)",
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -63,8 +68,13 @@ def main() -> int:
         model = derainzoo.create_model(name).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         gflops = count_flops(model, (256, 256)) / 1e9
-        model = model.to(device)
-        variants = [("eager", model)] + ([("compile", torch.compile(model))] if args.compile else [])
+        variants = []
+        for layout in args.layouts:
+            memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            laid_out = copy.deepcopy(model).to(device, memory_format=memory_format)
+            variants.append((f"eager {layout}", laid_out))
+            if args.compile:
+                variants.append((f"compile {layout}", torch.compile(laid_out)))
         for mode, runnable in variants:
             for dtype_name in args.dtypes:
                 for size in args.sizes:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from derainzoo.data import PairedImageFolder
-from derainzoo.inference import derain, load_image, tiled_forward
+from derainzoo.inference import DEFAULT_MODEL, default_model, derain, load_image, tiled_forward
 from derainzoo.metrics import psnr_y, quantize
 
 from .helpers import smooth_image, tiny_model
@@ -143,6 +143,18 @@ def test_default_model_removes_rain_from_unseen_real_images(rain100l_test) -> No
         assert derained.shape == rainy.shape
         gains.append((psnr_y(quantize(derained[None]), clean[None]) - psnr_y(quantize(rainy[None]), clean[None])).item())
     assert min(gains) > 4.0 and sum(gains) / 3 > 6.0
+
+
+def test_default_model_is_channels_last_and_computes_what_the_plain_layout_does() -> None:
+    import derainzoo
+
+    fast = default_model("cpu")
+    assert fast.stage1_embed.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = derainzoo.create_model(DEFAULT_MODEL, pretrained=True).eval()
+    assert plain.stage1_embed.weight.is_contiguous()
+    image = smooth_image(37, 53)
+    with torch.inference_mode():
+        torch.testing.assert_close(derain(image), plain(image).clamp(0, 1), rtol=0, atol=1e-5)
 
 
 def test_load_image_reports_bad_files(tmp_path) -> None:

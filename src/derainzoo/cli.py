@@ -96,7 +96,8 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     except (ValueError, FileNotFoundError, PretrainedWeightsUnavailableError) as error:
         print(f"derainzoo: error: {error}", file=sys.stderr)
         return None
-    return model.eval().to(device)
+    # Channels-last speeds up the convolutions (see inference.default_model).
+    return model.eval().to(device, memory_format=torch.channels_last)
 
 
 def _derain_command(args: argparse.Namespace) -> int:
