@@ -57,6 +57,7 @@ def export_onnx(
     Raises:
         ImportError: onnx or onnxscript is not installed.
         FileNotFoundError: the folder of ``path`` does not exist.
+        ValueError: ``example_size`` has a side shorter than 2.
     """
     _require("onnx", "onnxscript")
     path = Path(path)
