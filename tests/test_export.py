@@ -109,10 +109,14 @@ def test_comparison_needs_a_float32_cpu_model(bundled_export) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dual_stage_derain_small", "dual_stage_derain", "dual_stage_derain_base"])
 def test_every_variant_exports_and_matches_onnxruntime(name, tmp_path) -> None:
+    # Untrained weights give keys without cluster structure, where k-means ties (and so flips
+    # between the runtimes) are common: 2 of 6 images in a trial with 8 clusters. One cluster
+    # makes the assignment tie-free, so every image must match and any graph error shows.
     torch.manual_seed(0)
-    model = derainzoo.create_model(name)
+    model = derainzoo.create_model(name, num_clusters=1)
     # Untrained heads start near zero, which would hide differences in the features behind them.
     for head in (model.stage1_head, model.stage2_head):
         torch.nn.init.normal_(head.weight, std=0.05)
     path = export_onnx(model, tmp_path / f"{name}.onnx")
-    assert_reproduces(flatten(compare_with_onnxruntime(model, path, [(77, 131), (128, 128)])))
+    differences = flatten(compare_with_onnxruntime(model, path, [(77, 131), (128, 128)]))
+    assert max(differences) < TOLERANCE, differences
