@@ -17,7 +17,7 @@ from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo.evaluation import evaluate
 from derainzoo.export import compare_with_onnxruntime, export_onnx
 from derainzoo.hub import PretrainedWeightsUnavailableError
-from derainzoo.inference import DEFAULT_MODEL, derain, load_image
+from derainzoo.inference import DEFAULT_MODEL, derain, load_image, prepare_for_inference
 
 __all__ = ["main"]
 
@@ -95,8 +95,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     except (ValueError, FileNotFoundError, PretrainedWeightsUnavailableError) as error:
         print(f"derainzoo: error: {error}", file=sys.stderr)
         return None
-    # Channels-last speeds up the convolutions (see inference.default_model).
-    return model.eval().to(device, memory_format=torch.channels_last)
+    return prepare_for_inference(model, device)
 
 
 def _derain_command(args: argparse.Namespace) -> int:
