@@ -124,6 +124,26 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_self_ensemble_in_eval_and_derain(tmp_path, weights, capsys) -> None:
+    from .helpers import write_paired_folder
+
+    write_paired_folder(tmp_path / "pairs", count=2)
+    common = ["--model", TINY, "--weights", str(weights)]
+    assert main(["eval", "--data", str(tmp_path / "pairs"), *common, "--csv", str(tmp_path / "plain.csv")]) == 0
+    assert main(["eval", "--data", str(tmp_path / "pairs"), *common, "--self-ensemble",
+                 "--csv", str(tmp_path / "ensemble.csv")]) == 0
+    assert "x8 self-ensemble" in capsys.readouterr().out
+    assert (tmp_path / "plain.csv").read_text() != (tmp_path / "ensemble.csv").read_text()
+    assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline", "--self-ensemble"]) == 2
+    assert "--self-ensemble needs a model" in capsys.readouterr().err
+
+    write_image(tmp_path / "photo.png")
+    for flag, folder in (([], "plain"), (["--self-ensemble"], "ensemble")):
+        assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path / folder), *common, *flag]) == 0
+    plain, ensemble = (np.asarray(Image.open(tmp_path / folder / "photo.png")) for folder in ("plain", "ensemble"))
+    assert plain.shape == ensemble.shape and not np.array_equal(plain, ensemble)
+
+
 def test_output_folder_that_cannot_be_created_is_reported(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file where the output folder should be")

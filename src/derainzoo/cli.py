@@ -18,6 +18,7 @@ from derainzoo.evaluation import evaluate
 from derainzoo.export import compare_with_onnxruntime, export_onnx
 from derainzoo.hub import PretrainedWeightsUnavailableError
 from derainzoo.inference import DEFAULT_MODEL, derain, load_image, prepare_for_inference
+from derainzoo.self_ensemble import SelfEnsemble
 
 __all__ = ["main"]
 
@@ -28,6 +29,19 @@ ONNX_CHECK_SIZES = ((77, 131), (128, 128))
 ONNX_CHECK_TOLERANCE = 1e-3
 
 
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
+    parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tile", type=int, help="derain in overlapping tiles of this size (bounded memory)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--self-ensemble", action="store_true", help="average over the 8 flips/rotations of each input (8x slower, more accurate)"
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derainzoo", description="Single-image deraining.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,27 +49,22 @@ def _build_parser() -> argparse.ArgumentParser:
     derain_parser = commands.add_parser("derain", help="derain image files or folders of images")
     derain_parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (not recursive)")
     derain_parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    derain_parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
-    derain_parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
-    derain_parser.add_argument("--tile", type=int, help="derain in overlapping tiles of this size (bounded memory)")
+    _add_model_arguments(derain_parser)
+    _add_run_arguments(derain_parser)
     derain_parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
-    derain_parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     derain_parser.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
 
     eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
     eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
-    eval_parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
-    eval_parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+    _add_model_arguments(eval_parser)
+    _add_run_arguments(eval_parser)
     eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
-    eval_parser.add_argument("--tile", type=int, help="derain in tiles of this size")
     eval_parser.add_argument("--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding")
-    eval_parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     eval_parser.add_argument("--csv", type=Path, help="write per-image scores to this CSV file")
 
     export_parser = commands.add_parser("export", help="write a model as ONNX with dynamic batch, height and width")
     export_parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    export_parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
-    export_parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+    _add_model_arguments(export_parser)
     export_parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     export_parser.add_argument(
         "--check", action="store_true", help="run the graph in onnxruntime on two sizes and compare with PyTorch"
@@ -124,7 +133,14 @@ def _derain_command(args: argparse.Namespace) -> int:
             continue
         try:
             image = load_image(path)
-            result = derain(image, model, tile_size=args.tile, tile_overlap=args.tile_overlap, device=device)
+            result = derain(
+                image,
+                model,
+                tile_size=args.tile,
+                tile_overlap=args.tile_overlap,
+                device=device,
+                self_ensemble=args.self_ensemble,
+            )
             result.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
         except (ValueError, OSError) as error:
             tqdm.write(f"derainzoo: error: {path}: {error}", file=sys.stderr)
@@ -135,18 +151,25 @@ def _derain_command(args: argparse.Namespace) -> int:
 
 
 def _eval_command(args: argparse.Namespace) -> int:
+    if args.input_baseline and args.self_ensemble:
+        print("derainzoo: error: --self-ensemble needs a model; --input-baseline scores the inputs", file=sys.stderr)
+        return 2
     device = _device(args)
     model = None
     if not args.input_baseline:
         model = _load_model(args, device)
         if model is None:
             return 2
+        if args.self_ensemble:
+            model = SelfEnsemble(model)
     try:
         result = evaluate(model, args.data, device=device, tile_size=args.tile, rounding=not args.truncate)
     except ValueError as error:
         print(f"derainzoo: error: {error}", file=sys.stderr)
         return 2
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
+    if model is not None and args.self_ensemble:
+        name += ", x8 self-ensemble"
     print("| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
     print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")
     if args.csv is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from derainzoo.dihedral import dihedral_transform
+
 __all__ = ["paired_augment", "paired_random_crop"]
 
 
@@ -32,10 +34,4 @@ def paired_augment(first: Tensor, second: Tensor, generator: torch.Generator) ->
     augmentation multiplies the training set without inventing a new kind of rain.
     """
     choice = int(torch.randint(0, 8, (1,), generator=generator))
-    rotations, flip = choice % 4, choice >= 4
-
-    def apply(t: Tensor) -> Tensor:
-        t = torch.rot90(t, rotations, dims=(-2, -1))
-        return t.flip(-1) if flip else t
-
-    return apply(first), apply(second)
+    return dihedral_transform(first, choice), dihedral_transform(second, choice)
