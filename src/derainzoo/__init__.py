@@ -8,12 +8,14 @@ from derainzoo import layers, models
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo.inference import derain
 from derainzoo.models import DerainOutput, DualStageDerain
+from derainzoo.self_ensemble import SelfEnsemble
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DerainOutput",
     "DualStageDerain",
+    "SelfEnsemble",
     "__version__",
     "create_model",
     "derain",
