@@ -23,8 +23,7 @@ def dihedral_transform(x: Tensor, index: int) -> Tensor:
     Returns:
         ``(..., H, W)``, or ``(..., W, H)`` for ``index >= 4``.
     """
-    if not 0 <= index < 8:
-        raise ValueError(f"a dihedral transform index is in 0..7, got {index!r}")
+    _check_index(index)
     if index & 4:
         x = x.transpose(-2, -1)
     if index & 1:
@@ -36,8 +35,7 @@ def dihedral_transform(x: Tensor, index: int) -> Tensor:
 
 def inverse_dihedral_transform(x: Tensor, index: int) -> Tensor:
     """Undo :func:`dihedral_transform` with the same ``index``."""
-    if not 0 <= index < 8:
-        raise ValueError(f"a dihedral transform index is in 0..7, got {index!r}")
+    _check_index(index)
     if index & 2:
         x = x.flip(-2)
     if index & 1:
@@ -45,3 +43,8 @@ def inverse_dihedral_transform(x: Tensor, index: int) -> Tensor:
     if index & 4:
         x = x.transpose(-2, -1)
     return x
+
+
+def _check_index(index: int) -> None:
+    if not 0 <= index < 8:
+        raise ValueError(f"a dihedral transform index is in 0..7, got {index!r}")
