@@ -100,6 +100,13 @@ def test_missing_export_packages_name_the_extra(monkeypatch, tmp_path) -> None:
         export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "model.onnx")
 
 
+def test_comparison_gives_the_model_back_in_its_mode(bundled_export) -> None:
+    path, _ = bundled_export
+    model = derainzoo.create_model("dual_stage_derain_tiny", pretrained=True).train()
+    compare_with_onnxruntime(model, path, [(16, 16)], images_per_size=1)
+    assert model.training
+
+
 def test_comparison_needs_a_float32_cpu_model(bundled_export) -> None:
     path, _ = bundled_export
     with pytest.raises(ValueError, match="float32"):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from derainzoo.data import PairedImageFolder
-from derainzoo.inference import DEFAULT_MODEL, default_model, derain, load_image, tiled_forward
+from derainzoo.inference import DEFAULT_MODEL, default_model, derain, eval_mode, load_image, tiled_forward
 from derainzoo.metrics import psnr_y, quantize
 
 from .helpers import smooth_image, tiny_model
@@ -87,6 +87,18 @@ def test_model_mode_is_restored(model) -> None:
     derain(smooth_image(8, 8), model)
     assert model.training
     model.eval()
+
+
+def test_eval_mode_restores_the_mode_it_found_even_after_an_error() -> None:
+    module = torch.nn.Dropout()
+    for initially_training in (True, False):
+        module.train(initially_training)
+        with pytest.raises(RuntimeError, match="inside"), eval_mode(module):
+            assert not module.training
+            raise RuntimeError("inside")
+        assert module.training is initially_training
+    with eval_mode(None):  # an optional model that is absent
+        pass
 
 
 def test_single_tile_covering_the_image_equals_whole_image(model) -> None:

@@ -168,7 +168,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         print(f"derainzoo: error: {error}", file=sys.stderr)
         return 2
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
-    if model is not None and args.self_ensemble:
+    if args.self_ensemble:
         name += ", x8 self-ensemble"
     print("| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
     print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")

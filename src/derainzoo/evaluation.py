@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from derainzoo.data.paired import PairedImageFolder
-from derainzoo.inference import tiled_forward
+from derainzoo.inference import eval_mode, tiled_forward
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 
 __all__ = ["EvaluationResult", "evaluate"]
@@ -70,26 +70,19 @@ def evaluate(
     if dataset.crop_size is not None or dataset.augment:
         raise ValueError("evaluate() needs whole images: build the PairedImageFolder without crop_size and augment")
     device = torch.device(device)
-    if model is not None:
-        was_training = model.training
-        model.eval()
     scores = []
-    try:
-        with torch.inference_mode():
-            for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=not progress):
-                rainy, clean, stem = dataset[index]
-                rainy, clean = rainy[None].to(device), clean[None].to(device)
-                if model is None:
-                    output = rainy
-                elif tile_size is None:
-                    output = model(rainy)
-                else:
-                    output = tiled_forward(model, rainy, tile_size)
-                output = quantize(output.float(), rounding=rounding)
-                scores.append((stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()))
-    finally:
-        if model is not None:
-            model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=not progress):
+            rainy, clean, stem = dataset[index]
+            rainy, clean = rainy[None].to(device), clean[None].to(device)
+            if model is None:
+                output = rainy
+            elif tile_size is None:
+                output = model(rainy)
+            else:
+                output = tiled_forward(model, rainy, tile_size)
+            output = quantize(output.float(), rounding=rounding)
+            scores.append((stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()))
     return EvaluationResult(
         psnr=sum(s[1] for s in scores) / len(scores),
         ssim=sum(s[2] for s in scores) / len(scores),

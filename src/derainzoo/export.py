@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from derainzoo.inference import eval_mode
+
 __all__ = ["ONNX_INPUT_NAME", "ONNX_OUTPUT_NAME", "compare_with_onnxruntime", "export_onnx"]
 
 ONNX_INPUT_NAME = "rainy"
@@ -68,9 +70,7 @@ def export_onnx(
     parameter = next(model.parameters())
     example = torch.rand(2, 3, *example_size, generator=torch.Generator().manual_seed(0)).to(parameter)
     dynamic = torch.export.Dim.DYNAMIC
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         program = torch.onnx.export(
             model,
             (example,),
@@ -81,8 +81,6 @@ def export_onnx(
             opset_version=opset_version,
             verbose=False,
         )
-    finally:
-        model.train(was_training)
     program.save(str(path))
     return path
 
@@ -106,7 +104,8 @@ def compare_with_onnxruntime(
     graph by several images: most must agree to float rounding.
 
     Args:
-        model: the model the graph was exported from, on the CPU in float32; it runs in eval mode.
+        model: the model the graph was exported from, on the CPU in float32; it runs in eval mode
+            and keeps the mode it had.
         path: the ``.onnx`` file written by :func:`export_onnx`.
         sizes: ``(H, W)`` image sizes to try.
         images_per_size: random inputs per size.
@@ -128,13 +127,12 @@ def compare_with_onnxruntime(
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
-    model.eval()
     differences: dict[tuple[int, int], list[float]] = {}
-    for height, width in sizes:
-        for _ in range(images_per_size):
-            images = torch.rand(batch_size, 3, height, width, generator=generator)
-            with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
+        for height, width in sizes:
+            for _ in range(images_per_size):
+                images = torch.rand(batch_size, 3, height, width, generator=generator)
                 expected = model(images).numpy()
-            (produced,) = session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: images.numpy()})
-            differences.setdefault((height, width), []).append(float(np.abs(produced - expected).max()))
+                (produced,) = session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: images.numpy()})
+                differences.setdefault((height, width), []).append(float(np.abs(produced - expected).max()))
     return differences

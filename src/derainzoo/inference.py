@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -15,7 +16,15 @@ from tqdm.auto import tqdm
 
 from derainzoo.self_ensemble import SelfEnsemble
 
-__all__ = ["DEFAULT_MODEL", "default_model", "derain", "load_image", "prepare_for_inference", "tiled_forward"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "default_model",
+    "derain",
+    "eval_mode",
+    "load_image",
+    "prepare_for_inference",
+    "tiled_forward",
+]
 
 DEFAULT_MODEL = "dual_stage_derain_tiny"
 """The architecture :func:`derain` and the command use when no model is given: the best one
@@ -62,6 +71,21 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device) -> nn.Mo
         ``model`` itself.
     """
     return model.eval().to(device, memory_format=torch.channels_last)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module | None) -> Iterator[None]:
+    """Run the ``with`` block with ``model`` in eval mode and give it back in the mode it had
+    (also when the block raises). ``None`` does nothing, for callers whose model is optional."""
+    if model is None:
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _resolve_device(device: str | torch.device | None, model: nn.Module | None) -> torch.device:
@@ -121,18 +145,13 @@ def derain(
     batch, restore = _to_batch(image)
     run_device = _resolve_device(device, model)
     net = model if model is not None else default_model(str(run_device))
-    was_training = net.training
-    net.eval()
-    try:
-        runner = SelfEnsemble(net) if self_ensemble else net
-        with torch.inference_mode():
-            inputs = batch.to(run_device)
-            if tile_size is None:
-                output = runner(inputs)
-            else:
-                output = tiled_forward(runner, inputs, tile_size, tile_overlap, progress=progress)
-    finally:
-        net.train(was_training)
+    runner = SelfEnsemble(net) if self_ensemble else net
+    with eval_mode(net), torch.inference_mode():
+        inputs = batch.to(run_device)
+        if tile_size is None:
+            output = runner(inputs)
+        else:
+            output = tiled_forward(runner, inputs, tile_size, tile_overlap, progress=progress)
     return restore(output.clamp(0.0, 1.0))
 
 
