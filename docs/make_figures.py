@@ -1,9 +1,11 @@
-"""Generate the documentation figures from real Rain100L images and the bundled model.
+"""Generate the documentation figures from real images and the bundled model.
 
     python docs/make_figures.py --data ../shared/data
 
 Writes web-sized JPEG files to docs/assets/. Uses the pretrained weights bundled with derainzoo
-(the default inference model) and, for the gallery, Rain100L *test* images (inference only).
+(the default inference model); Rain100L *test* images for the gallery and the real rainy photos
+of ``real_rain/`` for the before/after sheet (inference only); a Rain100L *training* background
+for the rendered-rain figure.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageDraw
 
-from derainzoo.data import PairedImageFolder
-from derainzoo.inference import DEFAULT_MODEL, default_model
+from derainzoo.data import PairedImageFolder, render_rain, sample_rain_params
+from derainzoo.inference import DEFAULT_MODEL, default_model, derain, load_image
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -50,12 +52,7 @@ def gallery(model, test_set: PairedImageFolder, stems: list[str]) -> None:
             derained = model(rainy[None])[0]
         rows.append(labelled_row([to_image(rainy), to_image(derained), to_image(clean)],
                                  [f"rainy (Rain100L test {stem})", f"derained ({DEFAULT_MODEL})", "ground truth"]))
-    canvas = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
-    top = 0
-    for row in rows:
-        canvas.paste(row, (0, top))
-        top += row.height
-    canvas.save(ASSETS / "gallery.jpg", quality=85)
+    stack_rows(rows).save(ASSETS / "gallery.jpg", quality=85)
 
 
 def mask_figure(model, rainy: torch.Tensor, clean: torch.Tensor) -> None:
@@ -102,6 +99,45 @@ def clustering_figure(model, rainy: torch.Tensor) -> None:
                  width=320).save(ASSETS / "clustering.jpg", quality=85)
 
 
+def stack_rows(rows: list[Image.Image]) -> Image.Image:
+    canvas = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        canvas.paste(row, (0, top))
+        top += row.height
+    return canvas
+
+
+def real_photo_paths(real_folder: Path) -> list[Path]:
+    return sorted(path for path in real_folder.iterdir() if path.suffix.lower() in {".webp", ".jpg", ".jpeg", ".png"})
+
+
+def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: Path) -> None:
+    """A training background with Rain100L's rain and the three presets, above four real photos."""
+    rainy, clean, _ = train_set[train_set.stems.index(stem)]
+    generator = torch.Generator().manual_seed(0)
+    presets = ["light", "medium", "heavy"]
+    rendered = [render_rain(clean[None], sample_rain_params(p, generator, camera_effects=False), generator).rainy[0]
+                for p in presets]
+    top = labelled_row([to_image(rainy)] + [to_image(r) for r in rendered],
+                       [f"Rain100L train {stem} (real pair)"] + [f"rendered: {p}" for p in presets])
+    photos = [load_image(path).convert("RGB") for path in real_photo_paths(real_folder)[:4]]
+    bottom = labelled_row(photos, [f"real rain ({path.name})" for path in real_photo_paths(real_folder)[:4]])
+    stack_rows([top, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
+
+
+def real_rain_sheet(model, real_folder: Path) -> None:
+    """Before/after pairs of every real rainy photo, derained at full resolution by the default model."""
+    rows = []
+    for path in real_photo_paths(real_folder):
+        photo = load_image(path).convert("RGB")
+        # Tiles keep the 4-megapixel photo within a few GB; they are blended without seams.
+        derained = derain(photo, model, tile_size=512 if photo.width * photo.height > 1_000_000 else None)
+        rows.append(labelled_row([photo, derained], [f"real rain: {path.name}", f"derained ({DEFAULT_MODEL})"],
+                                 width=480))
+    stack_rows(rows).save(ASSETS / "real_rain.jpg", quality=88)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -110,6 +146,8 @@ def main() -> None:
     model = default_model("cpu")
     test_set = PairedImageFolder(args.data / "Rain100L_test")
     gallery(model, test_set, ["001", "033", "078"])
+    real_rain_sheet(model, args.data / "real_rain")
+    rendered_rain_figure(PairedImageFolder(args.data / "Rain100L_train"), "017", args.data / "real_rain")
     rainy, clean, _ = test_set[test_set.stems.index("033")]
     mask_figure(model, rainy, clean)
     clustering_figure(model, rainy)

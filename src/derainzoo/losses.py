@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from derainzoo.layers.color import rgb_to_luma
-from derainzoo.layers.morphology import line_elements, max_line_opening
+from derainzoo.layers.morphology import box_kernel, line_elements, max_line_opening, white_tophat
 from derainzoo.models.dual_stage_derain import DerainOutput
 
 __all__ = ["DualStageLoss", "charbonnier_loss", "frequency_loss", "rain_mask_target"]
@@ -45,13 +45,21 @@ def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def rain_mask_target(
-    rainy: Tensor, clean: Tensor, line_length: int = 9, num_angles: int = 12, threshold: float = 0.04
+    rainy: Tensor,
+    clean: Tensor,
+    line_length: int = 9,
+    num_angles: int = 12,
+    threshold: float = 0.04,
+    background_size: int = 9,
 ) -> Tensor:
-    """Where the rain is, from a training pair: the morphologically cleaned true rain layer.
+    """Where the rain streaks are, from a training pair: the morphologically cleaned rain layer.
 
-    Rain adds light, so the rain layer is the positive part of ``rainy - clean``; its luma is
-    opened by line elements (as the mask head does with its top-hat), so that only elongated
-    rain counts, and thresholded.
+    Streaks brighten dark areas and may darken a bright sky, so both signs of the luma of
+    ``rainy - clean`` are looked at, each on its own (noise, which flips sign from pixel to
+    pixel, then forms no lines). A veil changes the image smoothly and streaks change it in thin
+    lines, so the white top-hat with a ``background_size`` square drops the veil and keeps the
+    streaks; opening by line elements (as the mask head does) keeps only elongated structures,
+    and a threshold makes the mask.
 
     Args:
         rainy: ``(B, 3, H, W)`` in ``[0, 1]``.
@@ -59,12 +67,17 @@ def rain_mask_target(
         line_length: length of the line elements.
         num_angles: orientations of the line elements.
         threshold: rain-layer brightness above which a pixel is rain.
+        background_size: side of the square whose opening is the smooth (veil) part of the
+            layer; streaks narrower than it are kept.
 
     Returns:
         ``(B, 1, H, W)`` float 0/1 mask.
     """
-    rain_layer = rgb_to_luma((rainy - clean).clamp_min(0.0).float())
-    return (max_line_opening(rain_layer, line_elements(line_length, num_angles)) > threshold).float()
+    difference = rgb_to_luma((rainy - clean).float())
+    both_signs = torch.cat([difference.clamp_min(0.0), (-difference).clamp_min(0.0)])
+    lines = max_line_opening(white_tophat(both_signs, box_kernel(background_size)), line_elements(line_length, num_angles))
+    brighter, darker = lines.chunk(2)
+    return (torch.maximum(brighter, darker) > threshold).float()
 
 
 class DualStageLoss(nn.Module):

@@ -1,7 +1,32 @@
-"""Data: paired rainy/clean folders, paired augmentations, synthetic rain."""
+"""Data: paired rainy/clean folders, paired augmentations, the rain renderer and mixed real/rendered rain."""
 
+from derainzoo.data.mixed import MixedRainDataset, write_rendered_pairs
 from derainzoo.data.paired import PairedImageFolder, image_to_tensor
+from derainzoo.data.rain_renderer import (
+    RAIN_PRESETS,
+    RainParams,
+    RainPreset,
+    RenderedRain,
+    StreakLayer,
+    render_rain,
+    sample_rain_params,
+)
 from derainzoo.data.synthetic import synthesize_rain
 from derainzoo.data.transforms import paired_augment, paired_random_crop
 
-__all__ = ["PairedImageFolder", "image_to_tensor", "paired_augment", "paired_random_crop", "synthesize_rain"]
+__all__ = [
+    "RAIN_PRESETS",
+    "MixedRainDataset",
+    "PairedImageFolder",
+    "RainParams",
+    "RainPreset",
+    "RenderedRain",
+    "StreakLayer",
+    "image_to_tensor",
+    "paired_augment",
+    "paired_random_crop",
+    "render_rain",
+    "sample_rain_params",
+    "synthesize_rain",
+    "write_rendered_pairs",
+]

@@ -1,0 +1,129 @@
+"""MixedRainDataset: real rainy/clean pairs mixed with rain rendered on the fly over the clean images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from derainzoo.data.paired import PairedImageFolder
+from derainzoo.data.rain_renderer import RAIN_PRESETS, RainPreset, render_rain, sample_rain_params
+
+__all__ = ["MixedRainDataset", "write_rendered_pairs"]
+
+
+class MixedRainDataset(Dataset):
+    """Real pairs of a :class:`PairedImageFolder` mixed with rendered rain over their clean images.
+
+    Item ``i`` takes item ``i`` of ``pairs`` (its crop and flips/rotations come from there). With
+    probability ``real_fraction`` it is returned as it is; otherwise its rainy image is thrown
+    away and rain of a strength drawn uniformly in ``strength`` (see :func:`sample_rain_params`)
+    is rendered over the clean image. The clean crop is flipped/rotated before the rain is
+    rendered, so rendered streaks keep their natural near-vertical directions.
+
+    The rain of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``: every epoch brings
+    new rain (call :meth:`set_epoch`, which is passed on to ``pairs``), and a resumed run or a
+    worker process renders exactly the same rain.
+
+    Args:
+        pairs: the real pairs; use only training pairs (never a test set).
+        real_fraction: share of items returned as real pairs, in ``[0, 1]``.
+        strength: ``(low, high)`` range of the rain strength of rendered items, within
+            ``[0, 1]``, or a preset name of :data:`RAIN_PRESETS`.
+        camera_effects: let rendered items have camera blur, noise and JPEG compression.
+        seed: base seed of the rendered rain.
+
+    Items:
+        ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
+
+    Example:
+        >>> pairs = PairedImageFolder("Rain100L_train", crop_size=128, augment=True)  # doctest: +SKIP
+        >>> data = MixedRainDataset(pairs, real_fraction=0.25, strength=(0.0, 1.0))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pairs: PairedImageFolder,
+        real_fraction: float = 0.25,
+        strength: tuple[float, float] | RainPreset = (0.0, 1.0),
+        camera_effects: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
+        if isinstance(strength, str):
+            if strength not in RAIN_PRESETS:
+                raise ValueError(f"unknown rain preset {strength!r}; presets: {', '.join(RAIN_PRESETS)}")
+            strength = RAIN_PRESETS[strength]
+        low, high = strength
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"strength must be a range (low, high) with 0 <= low <= high <= 1, got {strength}")
+        self.pairs = pairs
+        self.real_fraction = real_fraction
+        self.strength = (float(low), float(high))
+        self.camera_effects = camera_effects
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Render new rain (and draw new crops) in each epoch."""
+        self.epoch = epoch
+        self.pairs.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str]:
+        rainy, clean, stem = self.pairs[index]
+        # Integers only: Python's hash of a tuple of ints is the same in every process.
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 1)) % 2**63)
+        if float(torch.rand((), generator=generator)) < self.real_fraction:
+            return rainy, clean, stem
+        low, high = self.strength
+        strength = low + (high - low) * float(torch.rand((), generator=generator))
+        params = sample_rain_params(strength, generator, camera_effects=self.camera_effects)
+        return render_rain(clean[None], params, generator).rainy[0], clean, stem
+
+
+def write_rendered_pairs(
+    pairs: PairedImageFolder,
+    folder: str | os.PathLike[str],
+    strength: float | RainPreset = "heavy",
+    seed: int = 0,
+    camera_effects: bool = False,
+) -> Path:
+    """Render rain over the clean images of ``pairs`` and write a paired folder of PNG files.
+
+    The result is a fixed, reproducible test or validation set (``folder/rain`` +
+    ``folder/norain``, lossless) that :func:`derainzoo.evaluation.evaluate` and
+    ``derainzoo eval --data`` read. Image ``k`` gets the rain of
+    ``sample_rain_params(strength, Generator().manual_seed(seed + k))``.
+
+    Args:
+        pairs: whole images (no crop, no augmentation); only their clean images are used.
+        folder: output folder; created if missing. Existing files of the same names are replaced.
+        strength: a rain strength in ``[0, 1]`` or a preset name.
+        seed: seed of the rain of the first image.
+        camera_effects: add camera blur, noise and JPEG compression.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+    """
+    if pairs.crop_size is not None or pairs.augment:
+        raise ValueError("write_rendered_pairs() needs whole images: build the PairedImageFolder without crop_size and augment")
+    folder = Path(folder)
+    for side in ("rain", "norain"):
+        (folder / side).mkdir(parents=True, exist_ok=True)
+    for index in range(len(pairs)):
+        _, clean, stem = pairs[index]
+        generator = torch.Generator().manual_seed(seed + index)
+        params = sample_rain_params(strength, generator, camera_effects=camera_effects)
+        rainy = render_rain(clean[None], params, generator).rainy[0]
+        for side, image in (("rain", rainy), ("norain", clean)):
+            pixels = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).save(folder / side / f"{stem}.png")
+    return folder

@@ -1,0 +1,411 @@
+"""Rain renderer: streak layers at several depths, light-like compositing, a veil, camera effects.
+
+The image model is the heavy-rain model of JORDER (Yang et al., CVPR 2017) with streaks that are
+composited as light rather than added and clipped::
+
+    R = background, then for every streak layer k:  R = (1 - a_k) * R + a_k * L
+    O = t * R + (1 - t) * A
+    rainy = camera(O)          # slight blur, sensor noise, JPEG
+
+``a_k`` is the layer's streak opacity map, ``L`` the radiance of the drops (they refract the
+bright sky, so they are near white), ``t`` the transmission of the rain accumulation (veil) and
+``A`` the atmospheric light. With ``L = 1`` the streak compositing is the *screen* blend
+``R + a (1 - R)``: a streak brightens dark areas a lot and bright areas little, and never
+clips to white; with ``L < 1`` a streak over a bright sky turns it slightly darker, as real
+streaks do.
+
+A streak layer is drawn in a canvas whose vertical axis is the streak direction and whose cells
+are ``width`` pixels wide: random drops (brightness ``U(0.4, 1)``) are smeared along the canvas
+columns by a tapered box filter of the streak length (the motion blur of a falling drop), and
+the canvas is resampled into the image, rotated by the wind angle, with bilinear interpolation.
+Near layers are then defocused with a Gaussian. Everything is batched: every image of a batch
+has its own parameters and one convolution serves the whole batch.
+
+Use :func:`sample_rain_params` to draw parameters for a rain *strength* in ``[0, 1]`` or a
+named preset (``"light"``, ``"medium"``, ``"heavy"``), and :func:`render_rain` to render them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+__all__ = [
+    "RAIN_PRESETS",
+    "RainParams",
+    "RainPreset",
+    "RenderedRain",
+    "StreakLayer",
+    "render_rain",
+    "sample_rain_params",
+]
+
+RainPreset = Literal["light", "medium", "heavy"]
+
+RAIN_PRESETS: dict[str, tuple[float, float]] = {
+    "light": (0.0, 0.05),
+    "medium": (0.45, 0.55),
+    "heavy": (0.85, 1.0),
+}
+"""Rain strength interval of each preset. ``light`` matches Rain100L (mean ``|rainy - clean|``
+about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (about 40-60/255,
+several directions plus a veil); ``medium`` lies between."""
+
+MAX_WIND_ANGLE = 35.0
+"""Largest streak angle from the vertical, in degrees, that :func:`sample_rain_params` draws."""
+
+
+@dataclass(frozen=True)
+class StreakLayer:
+    """One layer of rain streaks at one depth.
+
+    Attributes:
+        angle: direction in degrees from the vertical; positive values lean the top of a streak
+            to the right (wind).
+        length: streak length in pixels.
+        width: streak width in pixels, at least 1 (distant streaks are thin, near ones wide).
+        density: drops per pixel: the fraction of pixels where a streak starts, in ``[0, 1]``.
+        opacity: peak opacity of a streak in ``[0, 1]`` (distant streaks are dim).
+        defocus: standard deviation in pixels of the Gaussian blur of near, out-of-focus
+            streaks; 0 keeps them sharp.
+    """
+
+    angle: float = 0.0
+    length: float = 20.0
+    width: float = 1.0
+    density: float = 0.004
+    opacity: float = 0.6
+    defocus: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range("angle", self.angle, -90.0, 90.0)
+        _check_range("length", self.length, 1.0, 1e4)
+        _check_range("width", self.width, 1.0, 64.0)
+        _check_range("density", self.density, 0.0, 1.0)
+        _check_range("opacity", self.opacity, 0.0, 1.0)
+        _check_range("defocus", self.defocus, 0.0, 32.0)
+
+
+@dataclass(frozen=True)
+class RainParams:
+    """Everything that describes the rain of one image.
+
+    Attributes:
+        layers: the streak layers, composited in order (far to near).
+        streak_light: radiance ``L`` of the drops in ``[0, 1]``; 1 makes the compositing a
+            screen blend.
+        transmission: mean transmission ``t`` of the veil in ``(0, 1]``; 1 means no veil.
+        transmission_variation: amplitude of a smooth random variation of ``t`` across the
+            image (``t`` varies within ``transmission +- transmission_variation``).
+        atmospheric_light: grey level ``A`` of the veil in ``[0, 1]``.
+        camera_blur: standard deviation in pixels of a Gaussian blur of the rainy image.
+        noise_std: standard deviation of additive Gaussian sensor noise (on the 0-1 scale).
+        jpeg_quality: JPEG quality (1-100) the rainy image is compressed at, or ``None``.
+    """
+
+    layers: tuple[StreakLayer, ...] = field(default_factory=lambda: (StreakLayer(),))
+    streak_light: float = 0.9
+    transmission: float = 1.0
+    transmission_variation: float = 0.0
+    atmospheric_light: float = 0.85
+    camera_blur: float = 0.0
+    noise_std: float = 0.0
+    jpeg_quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(layer, StreakLayer) for layer in self.layers):
+            raise TypeError("layers must be a tuple of StreakLayer")
+        _check_range("streak_light", self.streak_light, 0.0, 1.0)
+        _check_range("transmission", self.transmission, 1e-3, 1.0)
+        _check_range("transmission_variation", self.transmission_variation, 0.0, 1.0)
+        _check_range("atmospheric_light", self.atmospheric_light, 0.0, 1.0)
+        _check_range("camera_blur", self.camera_blur, 0.0, 32.0)
+        _check_range("noise_std", self.noise_std, 0.0, 1.0)
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100] or None, got {self.jpeg_quality}")
+
+
+class RenderedRain(NamedTuple):
+    """What :func:`render_rain` returns.
+
+    Attributes:
+        rainy: ``(B, 3, H, W)`` rainy images in ``[0, 1]``.
+        streaks: ``(B, 1, H, W)`` combined opacity of all streak layers in ``[0, 1]``
+            (``1 - prod_k (1 - a_k)``): where the streaks are, for mask supervision.
+        transmission: ``(B, 1, H, W)`` transmission ``t`` of the veil (1 where there is none).
+    """
+
+    rainy: Tensor
+    streaks: Tensor
+    transmission: Tensor
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}], got {value!r}")
+
+
+def sample_rain_params(
+    strength: float | RainPreset = "medium",
+    generator: torch.Generator | None = None,
+    camera_effects: bool = True,
+) -> RainParams:
+    """Draw random rain of a given strength.
+
+    ``strength`` runs from 0 (Rain100L-like: one layer of thin, dim, single-direction streaks,
+    no veil) to 1 (heavy: three or four layers from thin, dim and dense far away to wide,
+    bright, sparse and out-of-focus near the camera, slightly different directions, and a
+    veil). The wind angle is drawn in ``+-35`` degrees for every strength.
+
+    Args:
+        strength: a number in ``[0, 1]``, or a preset name of :data:`RAIN_PRESETS` (the strength
+            is then drawn uniformly in the preset's interval).
+        generator: random generator, for reproducible parameters.
+        camera_effects: also draw a slight blur (30% of images), sensor noise (40%) and JPEG
+            compression at quality 60-95 (50%), independently of the strength.
+
+    Returns:
+        The :class:`RainParams` of one image.
+
+    Example:
+        >>> params = sample_rain_params("heavy", torch.Generator().manual_seed(0))
+        >>> len(params.layers) >= 3 and params.transmission < 1
+        True
+    """
+    if isinstance(strength, str):
+        if strength not in RAIN_PRESETS:
+            raise ValueError(f"unknown rain preset {strength!r}; presets: {', '.join(RAIN_PRESETS)}")
+        low, high = RAIN_PRESETS[strength]
+        strength = low + (high - low) * _uniform(generator)
+    _check_range("strength", strength, 0.0, 1.0)
+    s = float(strength)
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * _uniform(generator)
+
+    num_layers = 1 if s < 0.2 else 1 + int(uniform(1.0 + 2.0 * s, 2.0 + 2.0 * s))
+    # Depth 0 is far from the camera and 1 is near; heavier rain spans more depths.
+    depths = sorted(uniform(0.1, 0.4) if num_layers == 1 else uniform(0.0, 1.0) for _ in range(num_layers))
+    wind = uniform(-MAX_WIND_ANGLE, MAX_WIND_ANGLE) * (1.0 if s > 0.0 else 0.8)
+    layers = []
+    for depth in depths:
+        width = 1.0 + depth * (0.4 + 2.0 * s) * uniform(0.7, 1.3)
+        layers.append(
+            StreakLayer(
+                angle=max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-1.0, 1.0) * (2.0 + 6.0 * s))),
+                length=(14.0 + 30.0 * depth + 30.0 * s) * uniform(0.7, 1.3),
+                width=width,
+                # Far layers are dense; near ones sparse (fewer drops fill the view up close).
+                density=(0.006 + 0.004 * s) * (1.2 - 0.9 * depth) * uniform(0.6, 1.4) / width**2,
+                opacity=min(1.0, (0.6 + 0.5 * depth) * uniform(0.8, 1.2)),
+                defocus=max(0.0, depth - 0.6) * 4.0 * s * uniform(0.5, 1.5),
+            )
+        )
+    veil = max(0.0, (s - 0.3) / 0.7)
+    params = dict(
+        layers=tuple(layers),
+        streak_light=uniform(0.8, 1.0),
+        transmission=1.0 - veil * uniform(0.15, 0.4),
+        transmission_variation=veil * uniform(0.0, 0.15),
+        atmospheric_light=uniform(0.7, 0.95),
+    )
+    if camera_effects:
+        blur, noise, jpeg = (_uniform(generator) for _ in range(3))
+        params.update(
+            camera_blur=uniform(0.3, 0.9) if blur < 0.3 else 0.0,
+            noise_std=uniform(0.003, 0.02) if noise < 0.4 else 0.0,
+            jpeg_quality=int(uniform(60.0, 95.99)) if jpeg < 0.5 else None,
+        )
+    return RainParams(**params)
+
+
+def _uniform(generator: torch.Generator | None) -> float:
+    return float(torch.rand((), generator=generator))
+
+
+def render_rain(
+    clean: Tensor, params: RainParams | Sequence[RainParams], generator: torch.Generator | None = None
+) -> RenderedRain:
+    """Render rain over clean images.
+
+    Args:
+        clean: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+        params: one :class:`RainParams` for the whole batch, or one per image.
+        generator: random generator of the drop positions and brightness, the veil's variation
+            and the noise (a CPU generator; the work runs on ``clean``'s device).
+
+    Returns:
+        :class:`RenderedRain` with the rainy images, the streak opacity and the transmission.
+
+    Cost:
+        Per streak layer, one convolution over a canvas of about
+        ``(sqrt(H^2 + W^2) + length)^2 / width^2`` cells and one bilinear resampling of the
+        image; JPEG compression goes through Pillow, image by image, on the CPU.
+
+    Example:
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> clean = torch.full((2, 3, 64, 64), 0.3)
+        >>> params = [sample_rain_params("light", generator), sample_rain_params("heavy", generator)]
+        >>> render_rain(clean, params, generator).rainy.shape
+        torch.Size([2, 3, 64, 64])
+    """
+    if not isinstance(clean, Tensor) or clean.ndim != 4 or clean.shape[1] != 3:
+        shape = tuple(clean.shape) if isinstance(clean, Tensor) else type(clean).__name__
+        raise ValueError(f"clean must be a (B, 3, H, W) tensor, got {shape}")
+    if not clean.is_floating_point():
+        raise TypeError(f"clean must be a float tensor in [0, 1], got {clean.dtype}")
+    batch, _, height, width = clean.shape
+    if batch == 0 or height == 0 or width == 0:
+        raise ValueError(f"clean must not be empty, got shape {tuple(clean.shape)}")
+    if isinstance(params, RainParams):
+        params = [params] * batch
+    params = list(params)
+    if len(params) != batch or not all(isinstance(p, RainParams) for p in params):
+        raise ValueError(f"params must be one RainParams or a sequence of {batch} (one per image), got {len(params)}")
+
+    work_dtype = torch.float32 if clean.dtype in (torch.float16, torch.bfloat16) else clean.dtype
+
+    def per_image(values: Sequence[float]) -> Tensor:
+        return torch.tensor(values, dtype=work_dtype).to(clean.device)
+
+    image = clean.to(work_dtype)
+    no_rain = StreakLayer(density=0.0, opacity=0.0)
+    coverage = torch.zeros(batch, 1, height, width, dtype=work_dtype, device=clean.device)
+    streak_light = per_image([p.streak_light for p in params]).view(batch, 1, 1, 1)
+    for depth in range(max(len(p.layers) for p in params)):
+        layers = [p.layers[depth] if depth < len(p.layers) else no_rain for p in params]
+        opacity = _streak_opacity(layers, height, width, generator, work_dtype, clean.device)
+        image = image * (1 - opacity) + opacity * streak_light
+        coverage = 1 - (1 - coverage) * (1 - opacity)
+
+    transmission = _transmission_map(params, height, width, generator).to(device=clean.device, dtype=work_dtype)
+    atmospheric_light = per_image([p.atmospheric_light for p in params]).view(batch, 1, 1, 1)
+    image = transmission * image + (1 - transmission) * atmospheric_light
+
+    image = gaussian_blur(image, per_image([p.camera_blur for p in params]))
+    noise_std = per_image([p.noise_std for p in params]).view(batch, 1, 1, 1)
+    if bool((noise_std > 0).any()):
+        noise = torch.randn(image.shape, generator=generator, dtype=work_dtype).to(clean.device)
+        image = image + noise_std * noise
+    image = image.clamp(0.0, 1.0)
+    image = _jpeg_compress(image, [p.jpeg_quality for p in params])
+    return RenderedRain(image.to(clean.dtype), coverage.to(clean.dtype), transmission.to(clean.dtype))
+
+
+def _streak_opacity(
+    layers: Sequence[StreakLayer],
+    height: int,
+    width: int,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """``(B, 1, H, W)`` opacity of one streak layer per image (see the module docstring)."""
+    batch = len(layers)
+    widths = torch.tensor([layer.width for layer in layers], dtype=torch.float64)
+    lengths_in_cells = torch.tensor([layer.length / layer.width for layer in layers], dtype=torch.float64)
+    # The canvas must cover the rotated image plus one streak length, so that streaks starting
+    # outside the image still reach into it.
+    max_length = max(layer.length for layer in layers)
+    canvas = math.ceil((math.hypot(height, width) + max_length) / float(widths.min())) + 2
+    kernel_size = 2 * math.ceil(float(lengths_in_cells.max()) / 2) + 1
+
+    drop_probability = torch.tensor([min(1.0, layer.density * layer.width**2) for layer in layers], dtype=dtype)
+    drops = torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype) < drop_probability.view(batch, 1, 1, 1)
+    brightness = 0.4 + 0.6 * torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype)
+    seeds = (drops * brightness).to(device)
+
+    # One column filter per image (a tapered box as long as its streak), applied to the whole
+    # batch by a grouped convolution with the batch as channels.
+    position = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
+    half_length = lengths_in_cells.view(batch, 1) / 2
+    inside = (half_length + 0.5 - position.abs()).clamp(0.0, 1.0)
+    taper = (1.0 - (position.abs() / (half_length + 0.5)).clamp(max=1.0) ** 4).clamp_min(0.0)
+    column_filter = (inside * taper).to(dtype=dtype, device=device).view(batch, 1, kernel_size, 1)
+    smeared = F.conv2d(seeds.view(1, batch, canvas, canvas), column_filter, padding=(kernel_size // 2, 0), groups=batch)
+    smeared = smeared.view(batch, 1, canvas, canvas)
+
+    # Output pixel offsets (x right, y down) from the image centre, rotated into the canvas frame
+    # and divided by the streak width (a canvas cell is `width` pixels), then normalised to the
+    # canvas. A canvas column is the image line `cos * x + sin * y = const`, which runs from
+    # bottom left to top right for a positive angle.
+    angles = torch.tensor([math.radians(layer.angle) for layer in layers], dtype=torch.float64)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    scale = 1.0 / (widths * canvas / 2)
+    theta = torch.stack(
+        [
+            torch.stack([cos * width / 2, sin * height / 2, torch.zeros(batch, dtype=torch.float64)], dim=1),
+            torch.stack([-sin * width / 2, cos * height / 2, torch.zeros(batch, dtype=torch.float64)], dim=1),
+        ],
+        dim=1,
+    ) * scale.view(batch, 1, 1)
+    grid = F.affine_grid(theta.to(dtype=dtype, device=device), [batch, 1, height, width], align_corners=False)
+    streaks = F.grid_sample(smeared, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    streaks = gaussian_blur(streaks.clamp(0.0, 1.0), torch.tensor([layer.defocus for layer in layers], dtype=dtype))
+    opacity = torch.tensor([layer.opacity for layer in layers], dtype=dtype, device=device)
+    return streaks.clamp(0.0, 1.0) * opacity.view(batch, 1, 1, 1)
+
+
+def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
+    """Blur every image of a batch with its own Gaussian (separable, reflect padding).
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        sigma: ``(B,)`` standard deviations in pixels; 0 leaves an image unchanged.
+
+    Returns:
+        ``(B, C, H, W)``, the blurred images.
+    """
+    batch, channels, height, width = images.shape
+    sigma = sigma.to(torch.float64).view(batch, 1)
+    largest = float(sigma.max()) if sigma.numel() else 0.0
+    if largest <= 0:
+        return images
+    radius = min(math.ceil(3 * largest), (min(height, width) - 1))
+    if radius < 1:
+        return images
+    position = torch.arange(-radius, radius + 1, dtype=torch.float64).view(1, -1)
+    weights = torch.exp(-0.5 * (position / sigma.clamp_min(1e-6)) ** 2)
+    weights = torch.where(sigma > 0, weights, (position == 0).to(torch.float64))
+    weights = (weights / weights.sum(dim=1, keepdim=True)).to(dtype=images.dtype, device=images.device)
+    weights = weights.repeat_interleave(channels, dim=0)
+    flat = images.reshape(1, batch * channels, height, width)
+    flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, weights.view(-1, 1, 1, 2 * radius + 1), groups=batch * channels)
+    flat = F.conv2d(flat, weights.view(-1, 1, 2 * radius + 1, 1), groups=batch * channels)
+    return flat.view(batch, channels, height, width)
+
+
+def _transmission_map(params: Sequence[RainParams], height: int, width: int, generator: torch.Generator | None) -> Tensor:
+    """``(B, 1, H, W)`` veil transmission: the mean plus a smooth random field (bicubic 4x4 noise)."""
+    batch = len(params)
+    mean = torch.tensor([p.transmission for p in params]).view(batch, 1, 1, 1)
+    variation = torch.tensor([p.transmission_variation for p in params]).view(batch, 1, 1, 1)
+    field = 2 * torch.rand(batch, 1, 4, 4, generator=generator) - 1
+    field = F.interpolate(field, size=(height, width), mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+    return (mean + variation * field).clamp(1e-3, 1.0)
+
+
+def _jpeg_compress(images: Tensor, qualities: Sequence[int | None]) -> Tensor:
+    """JPEG-compress the images with a quality, image by image (Pillow, 4:2:0 as cameras do)."""
+    if all(quality is None for quality in qualities):
+        return images
+    compressed = images.clone()
+    for index, quality in enumerate(qualities):
+        if quality is None:
+            continue
+        pixels = (images[index].detach().float().cpu() * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+        decoded = np.array(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
+        compressed[index] = torch.from_numpy(decoded).permute(2, 0, 1).to(images)
+    return compressed

@@ -1,0 +1,81 @@
+"""MixedRainDataset and write_rendered_pairs: the mix, its reproducibility, new rain every epoch, files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
+from derainzoo.evaluation import evaluate
+
+from ..helpers import write_paired_folder
+
+
+@pytest.fixture()
+def pairs(tmp_path) -> PairedImageFolder:
+    write_paired_folder(tmp_path, count=4, size=(48, 56))
+    return PairedImageFolder(tmp_path, crop_size=32, augment=True, samples_per_epoch=16, seed=3)
+
+
+def test_items_are_reproducible_and_new_every_epoch(pairs) -> None:
+    first, second = MixedRainDataset(pairs, real_fraction=0.0, seed=1), MixedRainDataset(pairs, real_fraction=0.0, seed=1)
+    rainy, clean, stem = first[5]
+    assert rainy.shape == clean.shape == (3, 32, 32) and rainy.dtype == torch.float32 and stem == pairs[5][2]
+    torch.testing.assert_close(rainy, second[5][0], rtol=0, atol=0)
+    assert not torch.equal(rainy, MixedRainDataset(pairs, real_fraction=0.0, seed=2)[5][0])
+    first.set_epoch(1)
+    assert first.pairs.epoch == 1
+    assert not torch.equal(first[5][1], clean)  # a new crop ...
+    second.set_epoch(1)
+    torch.testing.assert_close(first[5][0], second[5][0], rtol=0, atol=0)  # ... reproducible too
+
+
+def test_real_fraction_chooses_between_real_and_rendered_pairs(pairs) -> None:
+    real = MixedRainDataset(pairs, real_fraction=1.0)
+    for index in range(len(pairs)):
+        for got, expected in zip(real[index][:2], pairs[index][:2]):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    rendered = MixedRainDataset(pairs, real_fraction=0.0, strength="heavy", camera_effects=False)
+    for index in range(len(pairs)):
+        rainy, clean, _ = rendered[index]
+        torch.testing.assert_close(clean, pairs[index][1], rtol=0, atol=0)
+        assert not torch.equal(rainy, pairs[index][0])
+        assert (rainy - clean).abs().mean() > 20 / 255  # heavy rain, not the light rain of the folder
+    half = MixedRainDataset(pairs, real_fraction=0.5)
+    is_real = [torch.equal(half[index][0], pairs[index][0]) for index in range(len(pairs))]
+    assert 3 <= sum(is_real) <= 13
+
+
+def test_strength_range_and_errors(pairs) -> None:
+    light = MixedRainDataset(pairs, real_fraction=0.0, strength="light", camera_effects=False)
+    heavy = MixedRainDataset(pairs, real_fraction=0.0, strength=(0.9, 1.0), camera_effects=False)
+
+    def change(data: MixedRainDataset) -> float:
+        return sum(float((data[i][0] - data[i][1]).abs().mean()) for i in range(8)) / 8
+
+    assert change(light) < 0.5 * change(heavy)
+    with pytest.raises(ValueError, match="real_fraction"):
+        MixedRainDataset(pairs, real_fraction=1.5)
+    with pytest.raises(ValueError, match="strength"):
+        MixedRainDataset(pairs, strength=(0.8, 0.2))
+    with pytest.raises(ValueError, match="unknown rain preset"):
+        MixedRainDataset(pairs, strength="drizzle")
+
+
+def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
+    write_paired_folder(tmp_path / "source", count=3)
+    source = PairedImageFolder(tmp_path / "source")
+    first = write_rendered_pairs(source, tmp_path / "heavy_a", strength="heavy", seed=4)
+    write_rendered_pairs(source, tmp_path / "heavy_b", strength="heavy", seed=4)
+    for side in ("rain", "norain"):
+        names = sorted(path.name for path in (first / side).iterdir())
+        assert names == ["000.png", "001.png", "002.png"]
+        for name in names:
+            assert (first / side / name).read_bytes() == (tmp_path / "heavy_b" / side / name).read_bytes()
+    written = PairedImageFolder(first)
+    for index in range(3):
+        # Clean images are copied losslessly; the rainy ones carry heavy rain.
+        torch.testing.assert_close(written[index][1], source[index][1], rtol=0, atol=0)
+    assert evaluate(None, first, progress=False).psnr < evaluate(None, source, progress=False).psnr
+    with pytest.raises(ValueError, match="whole images"):
+        write_rendered_pairs(PairedImageFolder(tmp_path / "source", crop_size=16), tmp_path / "x")

@@ -1,0 +1,232 @@
+"""The rain renderer: compositing and veil against their formulas, geometry of the streaks,
+depth ordering of the sampler, camera effects, preset statistics on real backgrounds, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from derainzoo.data import (
+    PairedImageFolder,
+    RainParams,
+    StreakLayer,
+    render_rain,
+    sample_rain_params,
+)
+from derainzoo.data.rain_renderer import MAX_WIND_ANGLE, gaussian_blur
+from ..helpers import smooth_image
+
+NO_STREAKS = (StreakLayer(density=0.0),)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def streak_direction(opacity: torch.Tensor) -> float:
+    """Direction in degrees from the vertical (top leaning right is positive) of the largest
+    streak: the major axis of its pixels' second moments."""
+    labels, count = ndimage.label(opacity.numpy() > 0.05)
+    sizes = ndimage.sum(np.ones_like(labels), labels, index=range(1, count + 1))
+    rows, cols = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    weights = opacity.numpy()[rows, cols]
+    dy, dx = rows - np.average(rows, weights=weights), cols - np.average(cols, weights=weights)
+    cxx, cyy, cxy = (np.average(v, weights=weights) for v in (dx * dx, dy * dy, dx * dy))
+    axis = 0.5 * math.atan2(2 * cxy, cxx - cyy)  # from the x axis, rows growing downwards
+    # Point the axis upwards (negative dy) and measure it from the vertical.
+    along_x, along_y = math.cos(axis), math.sin(axis)
+    if along_y > 0:
+        along_x, along_y = -along_x, -along_y
+    return math.degrees(math.atan2(along_x, -along_y))
+
+
+def test_shapes_range_and_per_image_parameters() -> None:
+    clean = torch.cat([smooth_image(40, 56, seed=seed) for seed in range(3)])
+    params = [sample_rain_params(s, generator(index), camera_effects=False) for index, s in enumerate((0.0, 0.5, 1.0))]
+    rainy, streaks, transmission = render_rain(clean, params, generator())
+    assert rainy.shape == clean.shape and streaks.shape == transmission.shape == (3, 1, 40, 56)
+    for tensor in (rainy, streaks, transmission):
+        assert tensor.dtype == clean.dtype and 0 <= tensor.min() and tensor.max() <= 1
+    # Heavier rain changes the image more.
+    change = (rainy - clean).abs().mean(dim=(1, 2, 3))
+    assert change[0] < change[1] < change[2]
+
+
+def test_same_generator_same_rain_and_one_params_for_the_batch() -> None:
+    clean = smooth_image(48, 48).repeat(2, 1, 1, 1)
+    params = sample_rain_params("heavy", generator(3))
+    first = render_rain(clean, params, generator(7)).rainy
+    torch.testing.assert_close(first, render_rain(clean, params, generator(7)).rainy, rtol=0, atol=0)
+    assert not torch.equal(first, render_rain(clean, params, generator(8)).rainy)
+    # The drops are drawn per image: one RainParams for the batch still gives two different rains.
+    assert not torch.equal(first[0], first[1])
+
+
+def test_no_streaks_no_veil_no_camera_is_the_identity() -> None:
+    clean = torch.rand(2, 3, 17, 23, generator=generator(2))
+    rendered = render_rain(clean, RainParams(layers=NO_STREAKS), generator())
+    torch.testing.assert_close(rendered.rainy, clean, rtol=0, atol=0)
+    assert rendered.streaks.max() == 0 and rendered.transmission.min() == 1
+
+
+def test_streaks_are_alpha_blended_towards_the_drop_radiance() -> None:
+    clean = torch.rand(1, 3, 64, 64, generator=generator(4))
+    layer = StreakLayer(angle=10.0, length=20.0, width=2.0, density=0.01, opacity=0.8)
+    for light in (1.0, 0.7):
+        rendered = render_rain(clean, RainParams(layers=(layer,), streak_light=light), generator(5))
+        alpha = rendered.streaks
+        torch.testing.assert_close(rendered.rainy, (1 - alpha) * clean + alpha * light)
+    # Screen blend (light 1): streaks stay visible on bright areas without clipping to white.
+    bright = torch.full((1, 3, 64, 64), 0.9)
+    rendered = render_rain(bright, RainParams(layers=(layer,), streak_light=1.0), generator(5))
+    assert rendered.rainy.max() > 0.95 and (rendered.rainy[rendered.streaks.expand_as(bright) < 0.5] < 1).all()
+    # Drops darker than a bright sky darken it, as real streaks against the sky do.
+    white = torch.ones(1, 3, 64, 64)
+    assert render_rain(white, RainParams(layers=(layer,), streak_light=0.7), generator(5)).rainy.min() < 0.8
+
+
+def test_veil_follows_the_heavy_rain_model() -> None:
+    clean = torch.rand(2, 3, 32, 40, generator=generator(6))
+    params = RainParams(layers=NO_STREAKS, transmission=0.6, atmospheric_light=0.9)
+    rendered = render_rain(clean, params, generator())
+    torch.testing.assert_close(rendered.rainy, 0.6 * clean + 0.4 * 0.9)
+    torch.testing.assert_close(rendered.transmission, torch.full((2, 1, 32, 40), 0.6))
+
+
+def test_veil_variation_is_smooth_and_bounded() -> None:
+    params = RainParams(layers=NO_STREAKS, transmission=0.6, transmission_variation=0.2)
+    transmission = render_rain(torch.zeros(1, 3, 96, 96), params, generator(9)).transmission[0, 0]
+    assert 0.4 - 1e-6 <= transmission.min() and transmission.max() <= 0.8 + 1e-6
+    assert transmission.max() - transmission.min() > 0.05
+    assert (transmission[1:] - transmission[:-1]).abs().max() < 0.02  # no pixel-scale structure
+
+
+@pytest.mark.parametrize("angle", [0.0, 20.0, -30.0, 60.0])
+def test_streaks_follow_their_angle(angle: float) -> None:
+    layer = StreakLayer(angle=angle, length=61.0, width=1.0, density=0.00005, opacity=1.0)
+    streaks = render_rain(torch.zeros(1, 3, 256, 256), RainParams(layers=(layer,)), generator(1)).streaks[0, 0]
+    assert streak_direction(streaks) == pytest.approx(angle, abs=1.0)
+
+
+def test_length_width_and_density_scale_the_streaks() -> None:
+    def coverage(**kwargs: float) -> float:
+        layer = StreakLayer(**{"length": 15.0, "width": 1.0, "density": 0.002, "opacity": 1.0} | kwargs)
+        streaks = render_rain(torch.zeros(1, 3, 128, 128), RainParams(layers=(layer,)), generator(11)).streaks
+        return float((streaks > 0.2).float().mean())
+
+    base = coverage()
+    assert coverage(length=45.0) > 2 * base
+    assert coverage(width=3.0) > 1.5 * base
+    assert coverage(density=0.006) > 2 * base
+    assert coverage(density=0.0) == 0.0
+
+
+def test_defocus_blurs_a_layer() -> None:
+    def edge_energy(defocus: float) -> float:
+        layer = StreakLayer(length=20.0, width=2.0, density=0.004, opacity=1.0, defocus=defocus)
+        streaks = render_rain(torch.zeros(1, 3, 96, 96), RainParams(layers=(layer,)), generator(12)).streaks[0, 0]
+        return float((streaks[:, 1:] - streaks[:, :-1]).abs().sum() / streaks.sum())
+
+    assert edge_energy(2.0) < 0.6 * edge_energy(0.0)
+
+
+def test_gaussian_blur_equals_scipy_per_image() -> None:
+    images = torch.rand(3, 2, 30, 41, generator=generator(13), dtype=torch.float64)
+    sigmas = torch.tensor([0.0, 0.8, 2.0])
+    blurred = gaussian_blur(images, sigmas)
+    radius = math.ceil(3 * 2.0)
+    for index, sigma in enumerate(sigmas.tolist()):
+        if sigma == 0:
+            torch.testing.assert_close(blurred[index], images[index], rtol=0, atol=0)
+            continue
+        # One kernel radius serves the batch (that of the largest sigma); scipy's "mirror" is torch's "reflect".
+        expected = ndimage.gaussian_filter(images[index].numpy(), sigma=(0, sigma, sigma), mode="mirror", truncate=radius / sigma)
+        np.testing.assert_allclose(blurred[index].numpy(), expected, atol=1e-12)
+
+
+def test_camera_effects() -> None:
+    grey = torch.full((1, 3, 64, 64), 0.5)
+    noisy = render_rain(grey, RainParams(layers=NO_STREAKS, noise_std=0.02), generator(14)).rainy
+    assert float((noisy - grey).std()) == pytest.approx(0.02, rel=0.1)
+
+    image = smooth_image(64, 64)
+    image[..., ::4, :] = 1.0  # fine horizontal lines: high frequencies to remove
+    blurred = render_rain(image, RainParams(layers=NO_STREAKS, camera_blur=0.8), generator()).rainy
+    assert (blurred[..., 1:, :] - blurred[..., :-1, :]).abs().mean() < 0.6 * (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+
+    compressed = render_rain(image, RainParams(layers=NO_STREAKS, jpeg_quality=60), generator()).rainy
+    assert torch.equal(compressed, (compressed * 255).round() / 255)  # decoded 8-bit pixels
+    assert 0 < (compressed - image).abs().mean() < 0.05
+
+
+def test_sampler_depth_ordering_and_presets() -> None:
+    far, near = {"width": [], "density": [], "opacity": [], "defocus": []}, {"width": [], "density": [], "opacity": [], "defocus": []}
+    for seed in range(60):
+        params = sample_rain_params("heavy", generator(seed))
+        assert 3 <= len(params.layers) <= 4 and params.transmission < 1
+        assert max(layer.angle for layer in params.layers) - min(layer.angle for layer in params.layers) > 0
+        for name in far:
+            far[name].append(getattr(params.layers[0], name))
+            near[name].append(getattr(params.layers[-1], name))
+        light = sample_rain_params("light", generator(seed))
+        assert len(light.layers) == 1 and light.transmission == 1
+        assert all(abs(layer.angle) <= MAX_WIND_ANGLE for layer in params.layers + light.layers)
+    mean = {side: {name: float(np.mean(values)) for name, values in group.items()} for side, group in (("far", far), ("near", near))}
+    # Distant streaks: thin, dim and dense; near ones: wide, bright, sparse and out of focus.
+    assert mean["far"]["width"] < mean["near"]["width"]
+    assert mean["far"]["opacity"] < mean["near"]["opacity"]
+    assert mean["far"]["density"] > 2 * mean["near"]["density"]
+    assert mean["far"]["defocus"] < mean["near"]["defocus"]
+
+
+def test_sampler_camera_effects_switch() -> None:
+    plain = [sample_rain_params(0.5, generator(seed), camera_effects=False) for seed in range(20)]
+    assert all(p.camera_blur == 0 and p.noise_std == 0 and p.jpeg_quality is None for p in plain)
+    with_camera = [sample_rain_params(0.5, generator(seed)) for seed in range(40)]
+    assert any(p.jpeg_quality is not None for p in with_camera) and any(p.jpeg_quality is None for p in with_camera)
+    assert any(p.noise_std > 0 for p in with_camera) and any(p.camera_blur > 0 for p in with_camera)
+
+
+def test_presets_match_the_public_benchmarks_on_real_backgrounds(rain100l_train) -> None:
+    """Mean |rainy - clean| on a 0-255 scale: Rain100L 5-6 (light), the Rain100H family 40-60 (heavy)."""
+    pairs = PairedImageFolder(rain100l_train, stems=[f"{index:03d}" for index in range(1, 31)])
+    measured = {"light": [], "heavy": [], "real": []}
+    for index in range(len(pairs)):
+        rainy, clean, _ = pairs[index]
+        measured["real"].append(float((rainy - clean).abs().mean() * 255))
+        for preset in ("light", "heavy"):
+            params = sample_rain_params(preset, generator(index), camera_effects=False)
+            rendered = render_rain(clean[None], params, generator(1000 + index)).rainy[0]
+            measured[preset].append(float((rendered - clean).abs().mean() * 255))
+    means = {name: float(np.mean(values)) for name, values in measured.items()}
+    assert 5.0 <= means["light"] <= 6.0, means
+    assert 40.0 <= means["heavy"] <= 60.0, means
+    assert abs(means["light"] - means["real"]) < 1.0, means
+
+
+def test_bad_input_is_named() -> None:
+    params = RainParams()
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        render_rain(torch.rand(1, 1, 8, 8), params)
+    with pytest.raises(TypeError, match="float"):
+        render_rain(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), params)
+    with pytest.raises(ValueError, match="empty"):
+        render_rain(torch.rand(0, 3, 8, 8), params)
+    with pytest.raises(ValueError, match="one per image"):
+        render_rain(torch.rand(2, 3, 8, 8), [params] * 3)
+    with pytest.raises(ValueError, match="width"):
+        StreakLayer(width=0.5)
+    with pytest.raises(ValueError, match="density"):
+        StreakLayer(density=float("nan"))
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        RainParams(jpeg_quality=0)
+    with pytest.raises(TypeError, match="StreakLayer"):
+        RainParams(layers=({"angle": 0},))
+    with pytest.raises(ValueError, match="unknown rain preset 'storm'.*light, medium, heavy"):
+        sample_rain_params("storm")
+    with pytest.raises(ValueError, match="strength"):
+        sample_rain_params(1.5)
