@@ -158,9 +158,10 @@ def test_camera_effects() -> None:
     blurred = render_rain(image, RainParams(layers=NO_STREAKS, camera_blur=0.8), generator()).rainy
     assert (blurred[..., 1:, :] - blurred[..., :-1, :]).abs().mean() < 0.6 * (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
 
-    compressed = render_rain(image, RainParams(layers=NO_STREAKS, jpeg_quality=60), generator()).rainy
+    smooth = smooth_image(64, 64)
+    compressed = render_rain(smooth, RainParams(layers=NO_STREAKS, jpeg_quality=60), generator()).rainy
     assert torch.equal(compressed, (compressed * 255).round() / 255)  # decoded 8-bit pixels
-    assert 0 < (compressed - image).abs().mean() < 0.05
+    assert 0 < (compressed - smooth).abs().mean() < 0.02
 
 
 def test_sampler_depth_ordering_and_presets() -> None:
