@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, JpegImagePlugin
 
+import derainzoo
 from derainzoo.cli import main
 from derainzoo.hub import save_weights
 
@@ -63,8 +65,8 @@ def test_tiled_run_and_overwrite_protection(tmp_path, weights, capsys) -> None:
                  "--weights", str(weights), "--tile", "48", "--tile-overlap", "8"]) == 0
     assert Image.open(tmp_path / "tiled" / "photo.png").size == (90, 80)
     assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--model", TINY,
-                 "--weights", str(weights)]) == 1
-    assert "overwrite the input" in capsys.readouterr().err
+                 "--weights", str(weights), "--overwrite"]) == 2
+    assert "would overwrite input file(s)" in capsys.readouterr().err
 
 
 def test_missing_inputs_and_empty_folders_are_errors(tmp_path, weights, capsys) -> None:
@@ -167,3 +169,109 @@ def test_an_output_file_that_cannot_be_written_is_reported_and_the_others_writte
     assert code == 1
     assert "a.png" in err and "Traceback" not in err
     assert (out / "b.png").is_file()
+
+
+def derain_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["derain", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_outputs_are_lossless_where_the_format_allows_it(tmp_path, weights, capsys) -> None:
+    from derainzoo.inference import derain, prepare_for_inference
+
+    model = prepare_for_inference(derainzoo.create_model(TINY, weights=weights), "cpu")  # as the command builds it
+    for name in ("a.png", "b.webp"):
+        pixels = np.random.default_rng(0).integers(0, 256, (30, 44, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / name, lossless=True)
+    code, out, _ = derain_cli(capsys, str(tmp_path / "a.png"), str(tmp_path / "b.webp"), "-o", str(tmp_path / "out"),
+                              "--model", TINY, "--weights", str(weights))
+    assert code == 0 and f"wrote 2 image(s) to {tmp_path / 'out'}" in out
+    for name in ("a.png", "b.webp"):
+        in_memory = np.asarray(derain(Image.open(tmp_path / name), model))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / name)), in_memory), name
+
+
+def test_format_and_quality_options(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "photo.png")
+    common = ["--model", TINY, "--weights", str(weights)]
+    assert derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "jpg"), "--format", "jpeg", *common)[0] == 0
+    written = Image.open(tmp_path / "jpg" / "photo.jpg")
+    assert written.format == "JPEG" and JpegImagePlugin.get_sampling(written) == 0
+    assert derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "q"), "--format", "jpeg",
+                      "--quality", "50", *common)[0] == 0
+    assert (tmp_path / "q" / "photo.jpg").stat().st_size < (tmp_path / "jpg" / "photo.jpg").stat().st_size
+    code, _, err = derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "bad"), "--quality", "90",
+                              "--format", "png", *common)
+    assert code == 2 and err.count("\n") == 1 and "--format png is always lossless" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_name_collisions_and_existing_outputs_are_refused_up_front(tmp_path, weights, capsys) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "p.png")
+    common = ["-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights)]
+    code, _, err = derain_cli(capsys, str(tmp_path / "a" / "p.png"), str(tmp_path / "b" / "p.png"), *common)
+    assert code == 2 and "2 inputs would be written to the same file" in err and str(tmp_path / "b" / "p.png") in err
+    assert not (tmp_path / "out").exists()
+    assert derain_cli(capsys, str(tmp_path / "a" / "p.png"), *common)[0] == 0
+    before = (tmp_path / "out" / "p.png").read_bytes()
+    code, _, err = derain_cli(capsys, str(tmp_path / "b" / "p.png"), *common)
+    assert code == 2 and "1 output file(s) exist already" in err and "--overwrite" in err
+    assert (tmp_path / "out" / "p.png").read_bytes() == before
+    assert derain_cli(capsys, str(tmp_path / "b" / "p.png"), *common, "--overwrite")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--device", "gpu"], "--device gpu: not a device name; use cpu, cuda or cuda:N"),
+        (["--tile", "4"], "--tile must be 0 (whole image) or an integer of at least 8 pixels, got 4"),
+        (["--tile", "64", "--tile-overlap", "40"], "--tile-overlap 40 is more than half of --tile 64"),
+        (["--memory-budget", "0"], "--memory-budget must be a positive number"),
+        (["--quality", "0"], "--quality must be in [1, 100]"),
+    ],
+)
+def test_argument_mistakes_are_one_line_up_front(tmp_path, weights, capsys, options, message) -> None:
+    for index in range(3):
+        write_image(tmp_path / f"{index}.png")
+    code, _, err = derain_cli(capsys, str(tmp_path), "-o", str(tmp_path / "out"), "--model", TINY,
+                              "--weights", str(weights), *options)
+    assert code == 2 and err.startswith(f"derainzoo: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_line(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    for command in (["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")], ["eval", "--data", str(tmp_path)]):
+        assert main([*command, "--model", TINY, "--weights", str(weights), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "CUDA is not available here" in err and "--device cpu" in err
+
+
+def test_version_notes_and_error_paths(tmp_path, weights, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"derainzoo {derainzoo.__version__}"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "good.png")
+    (folder / "notes.txt").write_text("shot on a rainy day")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    code, out, err = derain_cli(capsys, str(folder), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights))
+    assert code == 1
+    assert f"note: {folder}: skipping 1 file(s) that are not images: notes.txt" in err
+    broken_line = next(line for line in err.splitlines() if "broken.png" in line)
+    assert broken_line.count("broken.png") == 1  # the path is named once, not twice
+    assert f"wrote 1 image(s) to {tmp_path / 'out'}; 1 input(s) failed" in out
+
+
+def test_sixteen_bit_grayscale_is_written_sixteen_bit(tmp_path, weights, capsys) -> None:
+    plane = (np.linspace(0, 1, 30 * 40).reshape(30, 40) * 65535).astype(np.uint16)
+    Image.fromarray(plane).save(tmp_path / "scan.png")
+    assert derain_cli(capsys, str(tmp_path / "scan.png"), "-o", str(tmp_path / "out"), "--model", TINY,
+                      "--weights", str(weights))[0] == 0
+    written = Image.open(tmp_path / "out" / "scan.png")
+    assert written.mode.startswith("I") and np.asarray(written).max() > 255

@@ -7,11 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
+import derainzoo
+from derainzoo import SelfEnsemble
 from derainzoo.data import PairedImageFolder
-from derainzoo.inference import DEFAULT_MODEL, default_model, derain, eval_mode, load_image, tiled_forward
+from derainzoo.image_io import load_image
+from derainzoo.inference import (
+    DEFAULT_MODEL,
+    FALLBACK_BYTES_PER_PIXEL,
+    choose_tile_size,
+    default_model,
+    derain,
+    estimate_inference_memory,
+    eval_mode,
+    tiled_forward,
+)
 from derainzoo.metrics import psnr_y, quantize
 
-from .helpers import smooth_image, tiny_model
+from .helpers import TINY, smooth_image, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +68,27 @@ def test_pil_exif_orientation_is_applied(model) -> None:
     assert derain(image, model).size == (10, 30)
 
 
-def test_sixteen_bit_grayscale_uses_its_full_range(model) -> None:
+def test_sixteen_bit_grayscale_stays_sixteen_bit_and_uses_its_full_range(model) -> None:
     plane = (np.linspace(0, 1, 24 * 18).reshape(18, 24) * 65535).astype(np.uint16)
     result = derain(Image.fromarray(plane), model)
-    assert result.mode == "L" and result.size == (24, 18)
-    assert np.asarray(result).std() > 20  # not clipped to white as a naive 8-bit conversion would
+    assert result.mode == "I;16" and result.size == (24, 18)
+    values = np.asarray(result)
+    assert values.std() > 20 * 257  # not clipped to white as a naive 8-bit conversion would
+    assert len(np.unique(values % 257)) > 10  # more than 256 levels: truly 16-bit
+    # The same pixels as the 8-bit path, at 16-bit precision.
+    eight_bit = np.asarray(derain(Image.fromarray((plane // 257).astype(np.uint8)), model), dtype=float)
+    assert np.abs(values / 257 - eight_bit).mean() < 1.0
+
+
+def test_a_path_is_read_and_a_pil_image_returned(model, tmp_path) -> None:
+    as_pil(smooth_image(30, 40)).save(tmp_path / "photo.png")
+    from_path = derain(tmp_path / "photo.png", model)
+    assert isinstance(from_path, Image.Image)
+    expected = derain(load_image(tmp_path / "photo.png"), model)
+    assert np.array_equal(np.asarray(from_path), np.asarray(expected))
+    assert np.array_equal(np.asarray(derain(str(tmp_path / "photo.png"), model)), np.asarray(expected))
+    with pytest.raises(ValueError, match="missing.png: no such image file"):
+        derain(tmp_path / "missing.png", model)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
@@ -139,10 +167,65 @@ def test_bad_input_is_refused(model, image, error, message) -> None:
         derain(image, model)
 
 
-@pytest.mark.parametrize(("tile_size", "overlap"), [(4, 0), (64, 40), (64, -1)])
-def test_bad_tile_settings_are_refused(model, tile_size, overlap) -> None:
-    with pytest.raises(ValueError, match="tile"):
+@pytest.mark.parametrize(
+    ("tile_size", "overlap", "message"),
+    [(4, 0, "tile_size must be"), (64, 40, "tile_overlap 40 is more than half"), (64, -1, "tile_overlap must be"),
+     (-8, None, "tile_size must be"), (16.0, None, "tile_size must be")],
+)
+def test_bad_tile_settings_are_refused(model, tile_size, overlap, message) -> None:
+    with pytest.raises(ValueError, match=message):
         derain(smooth_image(16, 16), model, tile_size=tile_size, tile_overlap=overlap)
+
+
+def test_small_tiles_get_a_fitting_default_overlap(model) -> None:
+    image = smooth_image(40, 40)
+    # The default overlap is min(32, tile/4): a tile of 8 overlaps by 2, not by an unset 32.
+    torch.testing.assert_close(derain(image, model, tile_size=8), tiled_forward(model.eval(), image, 8, 2).clamp(0, 1))
+    torch.testing.assert_close(derain(image, model, tile_size=0), derain(image, model, tile_size=64))
+
+
+class CountingModel(torch.nn.Module):
+    """Identity that records the input sizes it saw and states its memory need."""
+
+    inference_bytes_per_pixel = 1000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(x.shape[-2:]))
+        return x
+
+
+def test_tiles_are_chosen_automatically_when_the_whole_image_exceeds_the_budget() -> None:
+    model = CountingModel()
+    assert estimate_inference_memory(model, 300, 400) == 1000 * 300 * 400
+    assert choose_tile_size(model, 300, 400, memory_budget=200 * 10**6) == 0
+    # 64 MB / 1000 B per pixel = 64,000 pixels: tiles of 192 (252^2 would fit; multiples of 64 are used).
+    assert choose_tile_size(model, 300, 400, memory_budget=64 * 10**6) == 192
+    assert choose_tile_size(model, 300, 400, memory_budget=10) == 64  # never below 64
+
+    image = torch.rand(1, 3, 300, 400)
+    torch.testing.assert_close(derain(image, model, memory_budget=200 * 10**6), image)
+    assert model.sizes == [(300, 400)]
+    model.sizes.clear()
+    torch.testing.assert_close(derain(image, model, memory_budget=64 * 10**6), image)
+    assert len(model.sizes) > 1 and max(model.sizes) == (192, 192)
+    model.sizes.clear()
+    derain(image, model, memory_budget=64 * 10**6, tile_size=0)  # 0 forces the whole image
+    assert model.sizes == [(300, 400)]
+    with pytest.raises(ValueError, match="memory_budget"):
+        derain(image, model, memory_budget=0)
+
+
+def test_models_state_their_memory_and_others_get_a_safe_guess() -> None:
+    tiny = derainzoo.create_model(TINY)
+    assert estimate_inference_memory(tiny, 100, 100) == tiny.inference_bytes_per_pixel * 10_000
+    assert estimate_inference_memory(SelfEnsemble(tiny), 100, 100) == tiny.inference_bytes_per_pixel * 10_000
+    assert estimate_inference_memory(torch.nn.Identity(), 100, 100) == FALLBACK_BYTES_PER_PIXEL * 10_000
+    # A 12-megapixel photo with the default model is tiled under the 2 GiB default.
+    assert choose_tile_size(derainzoo.create_model("dual_stage_derain"), 3000, 4000) > 0
 
 
 def test_default_model_removes_rain_from_unseen_real_images(rain100l_test) -> None:
@@ -167,18 +250,6 @@ def test_default_model_is_channels_last_and_computes_what_the_plain_layout_does(
     image = smooth_image(37, 53)
     with torch.inference_mode():
         torch.testing.assert_close(derain(image), plain(image).clamp(0, 1), rtol=0, atol=1e-5)
-
-
-def test_load_image_reports_bad_files(tmp_path) -> None:
-    (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(ValueError, match="notes.png: not an image"):
-        load_image(tmp_path / "notes.png")
-    as_pil(smooth_image(32, 32)).save(tmp_path / "cut.png")
-    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:200])
-    with pytest.raises(ValueError, match="cut.png: corrupt or truncated"):
-        load_image(tmp_path / "cut.png")
-    with pytest.raises(ValueError, match="no such image file"):
-        load_image(tmp_path / "missing.png")
 
 
 def test_tiles_leave_no_seams_with_the_bundled_model() -> None:

@@ -13,11 +13,19 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from derainzoo import __version__
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo.evaluation import evaluate
 from derainzoo.export import compare_with_onnxruntime, export_onnx
 from derainzoo.hub import PretrainedWeightsUnavailableError
-from derainzoo.inference import DEFAULT_MODEL, derain, load_image, prepare_for_inference
+from derainzoo.image_io import OUTPUT_FORMATS, load_image, output_format, save_image
+from derainzoo.inference import (
+    DEFAULT_MEMORY_BUDGET,
+    DEFAULT_MODEL,
+    check_tile_settings,
+    derain,
+    prepare_for_inference,
+)
 from derainzoo.self_ensemble import SelfEnsemble
 
 __all__ = ["main"]
@@ -35,8 +43,16 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tile", type=int, help="derain in overlapping tiles of this size (bounded memory)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--tile", type=int,
+        help="derain in overlapping tiles of this size; 0 for the whole image (default: tiles only when the whole "
+        "image would exceed --memory-budget)",
+    )
+    parser.add_argument(
+        "--memory-budget", type=float, default=DEFAULT_MEMORY_BUDGET / 1024**3, metavar="GB",
+        help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET / 1024**3:g} GiB)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(
         "--self-ensemble", action="store_true", help="average over the 8 flips/rotations of each input (8x slower, more accurate)"
     )
@@ -44,6 +60,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derainzoo", description="Single-image deraining.")
+    parser.add_argument("--version", action="version", version=f"derainzoo {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     derain_parser = commands.add_parser("derain", help="derain image files or folders of images")
@@ -51,8 +68,12 @@ def _build_parser() -> argparse.ArgumentParser:
     derain_parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     _add_model_arguments(derain_parser)
     _add_run_arguments(derain_parser)
-    derain_parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
-    derain_parser.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
+    derain_parser.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default min(32, tile/4))")
+    derain_parser.add_argument(
+        "--format", choices=sorted(OUTPUT_FORMATS), help="output format (default: the input's own; lossless PNG/WebP stay lossless)"
+    )
+    derain_parser.add_argument("--quality", type=int, help="JPEG or lossy WebP quality, 1-100 (default: JPEG 95, WebP lossless)")
+    derain_parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
 
     eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
     eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
@@ -74,12 +95,18 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """Files to process, and error messages for inputs that name nothing usable."""
-    files, errors = [], []
+def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list[str]]:
+    """Files to process, error messages for inputs that name nothing usable, and notes on
+    files of input folders that were skipped as not images."""
+    files, errors, notes = [], [], []
+    image_suffixes = Image.registered_extensions()
     for path in inputs:
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in Image.registered_extensions())
+            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            images = [p for p in entries if p.suffix.lower() in image_suffixes]
+            skipped = [p.name for p in entries if p.suffix.lower() not in image_suffixes]
+            if skipped:
+                notes.append(f"{path}: skipping {len(skipped)} file(s) that are not images: {_preview(skipped)}")
             if not images:
                 errors.append(f"{path}: folder holds no image files")
             files.extend(images)
@@ -87,11 +114,43 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
             files.append(path)
         else:
             errors.append(f"{path}: no such file or folder")
-    return files, errors
+    return files, errors, notes
 
 
-def _device(args: argparse.Namespace) -> torch.device:
-    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def _preview(names: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _device(name: str | None) -> torch.device:
+    """The device to run on; raises ValueError with a one-line reason if it cannot be used."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu" and not _backend_available(device.type):
+        raise ValueError(f"--device {name}: the {device.type} backend is not available here; use --device cpu")
+    return device
+
+
+def _backend_available(kind: str) -> bool:
+    backend = getattr(torch.backends, kind, None)
+    return bool(backend is not None and getattr(backend, "is_available", lambda: False)())
+
+
+def _check_run_arguments(args: argparse.Namespace) -> torch.device:
+    """Everything about the run that does not depend on an image, checked once up front."""
+    device = _device(args.device)
+    check_tile_settings(args.tile, getattr(args, "tile_overlap", None), names=("--tile", "--tile-overlap"))
+    if args.memory_budget <= 0:
+        raise ValueError(f"--memory-budget must be a positive number of GB, got {args.memory_budget:g}")
+    return device
 
 
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
@@ -102,59 +161,116 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         else:
             model = create_model(args.model, pretrained=True)
     except (ValueError, FileNotFoundError, PretrainedWeightsUnavailableError) as error:
-        print(f"derainzoo: error: {error}", file=sys.stderr)
+        _error(str(error))
         return None
     return prepare_for_inference(model, device)
 
 
+def _error(message: str) -> None:
+    tqdm.write(f"derainzoo: error: {message}", file=sys.stderr)
+
+
+def _plan_outputs(files: Sequence[Path], args: argparse.Namespace) -> tuple[list[tuple[Path, Path, str]], list[str]]:
+    """``(input, output, pillow_format)`` for every file, and the reasons the plan is refused:
+    two inputs written to one file, an input overwritten, an existing output without --overwrite."""
+    plan = []
+    for path in files:
+        pillow_format, suffix = output_format(path, args.format)
+        plan.append((path, args.output / (path.stem + suffix), pillow_format))
+    problems = []
+    by_target: dict[Path, list[Path]] = {}
+    for path, target, _ in plan:
+        by_target.setdefault(target.resolve(), []).append(path)
+    for target, sources in by_target.items():
+        if len(sources) > 1:
+            problems.append(
+                f"{len(sources)} inputs would be written to the same file {target}: {_preview([str(p) for p in sources])}; "
+                "derain them into different output folders"
+            )
+    inputs = {path.resolve() for path in files}
+    clobbered_inputs = [str(target) for _, target, _ in plan if target.resolve() in inputs]
+    if clobbered_inputs:
+        problems.append(f"the output would overwrite input file(s) {_preview(clobbered_inputs)}; choose another -o folder")
+    existing = [str(target) for _, target, _ in plan if target.is_file() and target.resolve() not in inputs]
+    if existing and not args.overwrite:
+        problems.append(f"{len(existing)} output file(s) exist already: {_preview(existing)}; use --overwrite to replace them")
+    return plan, problems
+
+
 def _derain_command(args: argparse.Namespace) -> int:
-    files, errors = _collect_inputs(args.inputs)
+    try:
+        device = _check_run_arguments(args)
+        if args.quality is not None:
+            _check_quality(args)
+    except ValueError as error:
+        _error(str(error))
+        return 2
+    files, errors, notes = _collect_inputs(args.inputs)
+    for message in notes:
+        print(f"derainzoo: note: {message}", file=sys.stderr)
     for message in errors:
-        print(f"derainzoo: error: {message}", file=sys.stderr)
+        _error(message)
     if not files:
-        print("derainzoo: error: nothing to derain", file=sys.stderr)
+        _error("nothing to derain")
         return 1
-    device = _device(args)
+    plan, problems = _plan_outputs(files, args)
+    if problems:
+        for message in problems:
+            _error(message)
+        return 2
     model = _load_model(args, device)
     if model is None:
         return 2
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"derainzoo: error: cannot create output folder {args.output}: {error}", file=sys.stderr)
+        _error(f"cannot create output folder {args.output}: {error}")
         return 2
 
-    failures = len(errors)
-    for path in tqdm(files, desc="derain", unit="image"):
-        target = args.output / path.name
-        if not args.overwrite and target.resolve() == path.resolve():
-            tqdm.write(f"derainzoo: error: {path}: output would overwrite the input (use --overwrite)", file=sys.stderr)
+    failures, written = len(errors), 0
+    for path, target, pillow_format in tqdm(plan, desc="derain", unit="image"):
+        try:
+            image = load_image(path)  # its errors name the file already
+        except ValueError as error:
+            _error(str(error))
             failures += 1
             continue
         try:
-            image = load_image(path)
             result = derain(
                 image,
                 model,
                 tile_size=args.tile,
                 tile_overlap=args.tile_overlap,
+                memory_budget=int(args.memory_budget * 1024**3),
                 device=device,
                 self_ensemble=args.self_ensemble,
             )
-            result.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+            save_image(result, target, file_format=pillow_format, quality=args.quality, source=image)
+            written += 1
         except (ValueError, OSError) as error:
-            tqdm.write(f"derainzoo: error: {path}: {error}", file=sys.stderr)
+            _error(f"{path}: {error}")
             failures += 1
-    if failures:
-        print(f"derainzoo: {failures} input(s) failed, {len(files) - failures + len(errors)} written", file=sys.stderr)
+    print(f"derainzoo: wrote {written} image(s) to {args.output}" + (f"; {failures} input(s) failed" if failures else ""))
     return 1 if failures else 0
+
+
+def _check_quality(args: argparse.Namespace) -> None:
+    """``--quality`` must be in range and fit the output format (JPEG or WebP)."""
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be in [1, 100], got {args.quality}")
+    if args.format is not None and OUTPUT_FORMATS[args.format] not in ("JPEG", "WEBP"):
+        raise ValueError(f"--quality applies to JPEG and WebP only; --format {args.format} is always lossless")
 
 
 def _eval_command(args: argparse.Namespace) -> int:
     if args.input_baseline and args.self_ensemble:
         print("derainzoo: error: --self-ensemble needs a model; --input-baseline scores the inputs", file=sys.stderr)
         return 2
-    device = _device(args)
+    try:
+        device = _check_run_arguments(args)
+    except ValueError as error:
+        _error(str(error))
+        return 2
     model = None
     if not args.input_baseline:
         model = _load_model(args, device)
@@ -165,7 +281,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     try:
         result = evaluate(model, args.data, device=device, tile_size=args.tile, rounding=not args.truncate)
     except ValueError as error:
-        print(f"derainzoo: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
     if args.self_ensemble:
@@ -185,7 +301,7 @@ def _export_command(args: argparse.Namespace) -> int:
     try:
         export_onnx(model, args.output, opset_version=args.opset)
     except (ImportError, FileNotFoundError) as error:
-        print(f"derainzoo: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     print(f"wrote {args.output}")
     if not args.check:
@@ -193,7 +309,7 @@ def _export_command(args: argparse.Namespace) -> int:
     try:
         differences = compare_with_onnxruntime(model, args.output, ONNX_CHECK_SIZES)
     except ImportError as error:
-        print(f"derainzoo: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     for (height, width), per_image in differences.items():
         listed = " ".join(f"{difference:.1e}" for difference in per_image)

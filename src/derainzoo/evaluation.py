@@ -59,7 +59,8 @@ def evaluate(
         data: a folder with ``rain/`` and ``norain/`` or a :class:`PairedImageFolder` (whole
             images: no crop or augmentation).
         device: where the model runs.
-        tile_size: derain in tiles of this size (see :func:`derainzoo.inference.tiled_forward`).
+        tile_size: derain in tiles of this size (see :func:`derainzoo.inference.tiled_forward`);
+            ``None`` or 0 derains whole images.
         rounding: round outputs to 8 bits (True) or truncate them as PReNet/BRN do (False).
         progress: show a progress bar.
 
@@ -77,7 +78,7 @@ def evaluate(
             rainy, clean = rainy[None].to(device), clean[None].to(device)
             if model is None:
                 output = rainy
-            elif tile_size is None:
+            elif not tile_size:
                 output = model(rainy)
             else:
                 output = tiled_forward(model, rainy, tile_size)

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from derainzoo.image_io import load_image
 from derainzoo.self_ensemble import SelfEnsemble
 
 __all__ = [
+    "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_MODEL",
+    "check_tile_settings",
+    "choose_tile_size",
     "default_model",
     "derain",
+    "estimate_inference_memory",
     "eval_mode",
     "load_image",
     "prepare_for_inference",
@@ -30,26 +36,14 @@ DEFAULT_MODEL = "dual_stage_derain_tiny"
 """The architecture :func:`derain` and the command use when no model is given: the best one
 that has bundled weights (``dual_stage_derain`` itself still awaits its GPU training)."""
 
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+"""Bytes a whole-image forward pass may take before :func:`derain` switches to tiles (2 GiB)."""
+
+FALLBACK_BYTES_PER_PIXEL = 4096
+"""Peak memory per pixel assumed for a model that does not state its own
+(``inference_bytes_per_pixel``): about that of the largest derainzoo variant."""
+
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
-
-
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file, apply its EXIF orientation and decode it fully.
-
-    Raises:
-        ValueError: the file is missing, not an image, or corrupt; the message names it.
-    """
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except (FileNotFoundError, IsADirectoryError) as error:
-        raise ValueError(f"{path}: no such image file") from error
-    except UnidentifiedImageError as error:
-        raise ValueError(f"{path}: not an image Pillow can read") from error
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: corrupt or truncated image ({error})") from error
-    return image
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,31 +92,69 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module | None) 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@overload
+def derain(
+    image: str | os.PathLike[str],
+    model: nn.Module | None = ...,
+    *,
+    tile_size: int | None = ...,
+    tile_overlap: int | None = ...,
+    memory_budget: int = ...,
+    device: str | torch.device | None = ...,
+    self_ensemble: bool = ...,
+    progress: bool = ...,
+) -> Image.Image: ...
+
+
+@overload
 def derain(
     image: ImageLike,
-    model: nn.Module | None = None,
+    model: nn.Module | None = ...,
     *,
-    tile_size: int | None = None,
-    tile_overlap: int = 32,
-    device: str | torch.device | None = None,
-    self_ensemble: bool = False,
-    progress: bool = False,
-) -> ImageLike:
+    tile_size: int | None = ...,
+    tile_overlap: int | None = ...,
+    memory_budget: int = ...,
+    device: str | torch.device | None = ...,
+    self_ensemble: bool = ...,
+    progress: bool = ...,
+) -> ImageLike: ...
+
+
+def derain(
+    image,
+    model=None,
+    *,
+    tile_size=None,
+    tile_overlap=None,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+    device=None,
+    self_ensemble=False,
+    progress=False,
+):
     """Remove rain from one image (or a batch of tensors) and return it in the same form.
+
+    Memory stays bounded by default: when a whole-image pass would take more than
+    ``memory_budget`` (see :func:`estimate_inference_memory`), the image is derained in
+    overlapping tiles, blended without seams (:func:`tiled_forward`).
 
     Args:
         image: one of
+            * a file path (``str`` or ``os.PathLike``): read with :func:`load_image`; the
+              result is a PIL image;
             * a PIL image: any mode; EXIF orientation is applied, grayscale comes back
-              grayscale and an alpha channel is kept unchanged;
+              grayscale (16-bit stays 16-bit) and an alpha channel is kept unchanged;
             * a numpy array ``(H, W, 3)``: ``uint8`` (0..255), ``uint16`` (0..65535) or float
               in ``[0, 1]``; the result has the same dtype;
             * a tensor ``(3, H, W)`` or ``(B, 3, H, W)``, float in ``[0, 1]`` (or ``uint8``);
               the result has the same shape, dtype and device.
         model: a deraining model taking ``(B, 3, H, W)`` in ``[0, 1]``; ``None`` uses
             :func:`default_model`. It is run in eval mode and its mode restored afterwards.
-        tile_size: if set, derain overlapping ``tile_size`` x ``tile_size`` tiles one at a time
-            and blend them, so memory stays bounded on large photos.
-        tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps).
+        tile_size: ``None`` (default) chooses: the whole image when it fits ``memory_budget``,
+            tiles of :func:`choose_tile_size` otherwise; ``0`` always derains the whole image;
+            a size of at least 8 derains overlapping tiles of that size.
+        tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps); default
+            ``min(32, tile_size // 4)``.
+        memory_budget: bytes a whole-image pass may take before tiling (default 2 GiB).
         device: where to run; defaults to the model's device (CUDA if available for the
             default model).
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
@@ -131,28 +163,92 @@ def derain(
         progress: show a progress bar over tiles.
 
     Returns:
-        The derained image, of the same kind as ``image``.
+        The derained image, of the same kind as ``image`` (a PIL image for a path).
 
     Raises:
         TypeError: unsupported input type or dtype.
-        ValueError: wrong shape, NaN/inf values, float values outside ``[0, 1]``, empty image,
-            or bad tile settings.
+        ValueError: unreadable file, wrong shape, NaN/inf values, float values outside
+            ``[0, 1]``, empty image, or bad tile settings.
 
-    Example:
-        >>> from PIL import Image
-        >>> clean = derain(Image.open("rainy.jpg"))  # doctest: +SKIP
+    Examples:
+        >>> derained = derain("rainy.jpg")  # doctest: +SKIP
+        >>> derained.save("derained.png")  # doctest: +SKIP
     """
+    tile_overlap = check_tile_settings(tile_size, tile_overlap)
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
     batch, restore = _to_batch(image)
     run_device = _resolve_device(device, model)
     net = model if model is not None else default_model(str(run_device))
     runner = SelfEnsemble(net) if self_ensemble else net
+    if tile_size is None:
+        tile_size = choose_tile_size(net, *batch.shape[-2:], memory_budget, batch_size=batch.shape[0])
+        check_tile_settings(tile_size, tile_overlap)
     with eval_mode(net), torch.inference_mode():
         inputs = batch.to(run_device)
-        if tile_size is None:
+        if tile_size == 0:
             output = runner(inputs)
         else:
-            output = tiled_forward(runner, inputs, tile_size, tile_overlap, progress=progress)
+            overlap = min(32, tile_size // 4) if tile_overlap is None else tile_overlap
+            output = tiled_forward(runner, inputs, tile_size, overlap, progress=progress)
     return restore(output.clamp(0.0, 1.0))
+
+
+def check_tile_settings(
+    tile_size: int | None, tile_overlap: int | None, names: tuple[str, str] = ("tile_size", "tile_overlap")
+) -> int | None:
+    """Check the tile arguments of :func:`derain` before any work; returns ``tile_overlap``.
+
+    Args:
+        tile_size: ``None``, 0 or a tile side of at least 8.
+        tile_overlap: ``None`` or an integer in ``[0, tile_size / 2]``.
+        names: how the caller calls the two arguments in error messages (the command line
+            passes ``("--tile", "--tile-overlap")``).
+
+    Raises:
+        ValueError: a bad value; the message names the argument the caller set.
+    """
+    size_name, overlap_name = names
+    if tile_size is not None and (not isinstance(tile_size, int) or isinstance(tile_size, bool) or (tile_size != 0 and tile_size < 8)):
+        raise ValueError(f"{size_name} must be 0 (whole image) or an integer of at least 8 pixels, got {tile_size!r}")
+    if tile_overlap is not None:
+        if not isinstance(tile_overlap, int) or tile_overlap < 0:
+            raise ValueError(f"{overlap_name} must be a non-negative integer, got {tile_overlap!r}")
+        if tile_size and tile_overlap > tile_size // 2:
+            raise ValueError(f"{overlap_name} {tile_overlap} is more than half of {size_name} {tile_size}")
+    return tile_overlap
+
+
+def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_size: int = 1) -> int:
+    """Bytes of peak memory a whole-image forward pass of ``model`` takes, estimated.
+
+    A model may state its own figure as ``model.inference_bytes_per_pixel`` (the derainzoo
+    models do, from measurements); a :class:`SelfEnsemble` uses its model's (it runs one pass
+    at a time); any other model is assumed to need :data:`FALLBACK_BYTES_PER_PIXEL`.
+
+    Returns:
+        ``bytes_per_pixel * batch_size * height * width``.
+    """
+    inner = model.model if isinstance(model, SelfEnsemble) else model
+    bytes_per_pixel = getattr(inner, "inference_bytes_per_pixel", FALLBACK_BYTES_PER_PIXEL)
+    return int(bytes_per_pixel * batch_size * height * width)
+
+
+def choose_tile_size(
+    model: nn.Module, height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGET, batch_size: int = 1
+) -> int:
+    """0 (the whole image) when a whole-image pass fits ``memory_budget``, else the largest tile
+    side, a multiple of 64 (at least 64), whose pass fits it.
+
+    Raises:
+        ValueError: ``memory_budget`` is not positive.
+    """
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    if estimate_inference_memory(model, height, width, batch_size) <= memory_budget:
+        return 0
+    per_pixel = estimate_inference_memory(model, 1, 1, batch_size)
+    return max(64, int(math.sqrt(memory_budget / per_pixel)) // 64 * 64)
 
 
 def tiled_forward(
@@ -179,10 +275,9 @@ def tiled_forward(
     Returns:
         ``(B, C', H, W)`` blended output.
     """
-    if not isinstance(tile_size, int) or tile_size < 8:
+    if not tile_size:
         raise ValueError(f"tile_size must be an integer of at least 8 pixels, got {tile_size!r}")
-    if not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile_size // 2 + 1:
-        raise ValueError(f"tile_overlap must be an integer in [0, tile_size / 2], got {tile_overlap!r}")
+    check_tile_settings(tile_size, tile_overlap)
     height, width = x.shape[-2:]
     rows = _tile_starts(height, tile_size, tile_overlap)
     cols = _tile_starts(width, tile_size, tile_overlap)
@@ -262,15 +357,20 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
         image = image.convert("RGBA" if has_alpha else "RGB")
     alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
     grayscale = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    sixteen_bit = False
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         plane = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if image.mode != "F" and plane.max() > 255 else (1.0 if image.mode == "F" else 255.0)
+        sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and plane.max() > 255)
+        scale = 65535.0 if sixteen_bit else (1.0 if image.mode == "F" else 255.0)
         rgb = np.repeat((plane / scale).clip(0, 1)[..., None], 3, axis=2).astype(np.float32)
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     batch = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
 
     def restore(output: Tensor) -> Image.Image:
+        if sixteen_bit:  # 16-bit grayscale stays 16-bit (the model's luma, as for 8-bit grayscale)
+            luma = output[0].cpu().numpy().transpose(1, 2, 0) @ np.array([0.299, 0.587, 0.114])
+            return Image.fromarray((luma * 65535.0).round().astype(np.uint16))
         pixels = (output[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
         result = Image.fromarray(pixels, mode="RGB")
         if grayscale:

@@ -18,6 +18,7 @@ from derainzoo.data import (
     sample_rain_params,
 )
 from derainzoo.data.rain_renderer import MAX_WIND_ANGLE, gaussian_blur
+
 from ..helpers import smooth_image
 
 NO_STREAKS = (StreakLayer(density=0.0),)

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from derainzoo.data.transforms import paired_augment, paired_random_crop
-from derainzoo.inference import load_image
+from derainzoo.image_io import load_image
 
 __all__ = ["PairedImageFolder", "image_to_tensor"]
 

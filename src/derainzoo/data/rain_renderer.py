@@ -45,6 +45,7 @@ __all__ = [
     "RainPreset",
     "RenderedRain",
     "StreakLayer",
+    "gaussian_blur",
     "render_rain",
     "sample_rain_params",
 ]
