@@ -82,7 +82,12 @@ def test_unknown_model_and_missing_weights_exit_with_a_message(tmp_path, capsys)
     assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derian"]) == 2
     assert "Did you mean 'dual_stage_derain'" in capsys.readouterr().err
     assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_small"]) == 2
-    assert "no pretrained weights" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no pretrained weights for dual_stage_derain_small" in err and "--weights FILE.safetensors" in err
+    assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_tiny.gopro"]) == 2
+    assert "unknown pretrained tag 'gopro' for dual_stage_derain_tiny; its tags: dual_stage_derain_tiny.rain100l" in (
+        capsys.readouterr().err
+    )
 
 
 def test_quickstart_command_uses_the_bundled_weights(tmp_path) -> None:

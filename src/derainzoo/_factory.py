@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import timm
+from timm.models import get_arch_pretrained_cfgs
 from torch import nn
 
 from derainzoo.hub import load_weights
@@ -55,7 +56,8 @@ def create_model(
         The model, in training mode as timm returns it; call ``.eval()`` for inference.
 
     Raises:
-        ValueError: ``model_name`` is not a derainzoo model; the message suggests close names.
+        ValueError: ``model_name`` is not a derainzoo model (the message suggests close names),
+            or its tag is unknown (the message lists the tags).
         derainzoo.hub.PretrainedWeightsUnavailableError: ``pretrained=True`` but no weights exist.
 
     Example:
@@ -69,6 +71,13 @@ def create_model(
         raise ValueError(
             f"unknown model {model_name!r}.{hint} Available: {', '.join(list_models())} (derainzoo.list_models())."
         )
+    if "." in model_name:
+        tags = list(get_arch_pretrained_cfgs(architecture))
+        if model_name not in tags:
+            raise ValueError(
+                f"unknown pretrained tag {model_name.split('.', 1)[1]!r} for {architecture}; "
+                + (f"its tags: {', '.join(tags)}" if tags else f"{architecture} has no tagged weights")
+            )
     if weights is not None and pretrained:
         raise ValueError("pass either pretrained=True or weights=PATH, not both")
     model = timm.create_model(model_name, pretrained=pretrained, **kwargs)

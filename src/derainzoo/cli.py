@@ -160,7 +160,13 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
             model = create_model(args.model, weights=args.weights)
         else:
             model = create_model(args.model, pretrained=True)
-    except (ValueError, FileNotFoundError, PretrainedWeightsUnavailableError) as error:
+    except PretrainedWeightsUnavailableError:
+        _error(
+            f"no pretrained weights for {args.model} in this installation; pass --weights FILE.safetensors, "
+            f"or use a model that has them: {', '.join(list_pretrained())}"
+        )
+        return None
+    except (ValueError, FileNotFoundError) as error:
         _error(str(error))
         return None
     return prepare_for_inference(model, device)

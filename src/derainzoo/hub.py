@@ -187,7 +187,12 @@ def load_weights(
             :func:`read_safetensors`.
         WeightsMismatchError: the tensors do not fit the model; the message names them.
     """
-    state_dict, _ = read_safetensors(path, sha256=sha256)
+    state_dict, metadata = read_safetensors(path, sha256=sha256)
+    if {"param_groups", "scheduler"} <= set(metadata):  # written by derainzoo.training.save_training_state
+        raise WeightsMismatchError(
+            f"{path} is a training checkpoint (model, EMA and optimizer state), not a weights file: use "
+            "best_ema.safetensors or final_ema.safetensors from the same folder"
+        )
     _check_state_dict_fits(model, state_dict, Path(path), strict)
     model.load_state_dict(state_dict, strict=strict)
     return model

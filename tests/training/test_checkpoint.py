@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 
+import pytest
 import torch
 
+from derainzoo.hub import WeightsMismatchError, load_weights
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 
 from ..helpers import smooth_image, tiny_model
@@ -53,3 +56,21 @@ def test_checkpoint_holds_no_pickle(tmp_path) -> None:
     save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=0)
     assert pickle.PROTO not in path.read_bytes()[:2]
     assert path.read_bytes()[8:9] == b"{"
+
+
+def test_sha256_sidecar_names_the_checkpoint_so_sha256sum_can_check_it(tmp_path) -> None:
+    model, ema, optimizer, scheduler = make_state(0)
+    path = tmp_path / "last.safetensors"
+    checksum = save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=1)
+    assert (tmp_path / "last.safetensors.sha256").read_text() == f"{checksum}  last.safetensors\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors", "last.safetensors.sha256"]
+    result = subprocess.run(["sha256sum", "-c", "last.safetensors.sha256"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and "last.safetensors: OK" in result.stdout
+
+
+def test_a_training_checkpoint_is_not_taken_for_weights(tmp_path) -> None:
+    model, ema, optimizer, scheduler = make_state(0)
+    path = tmp_path / "last.safetensors"
+    save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=1, ema_model=ema)
+    with pytest.raises(WeightsMismatchError, match="is a training checkpoint.*best_ema.safetensors"):
+        load_weights(model, path)

@@ -69,7 +69,9 @@ def save_training_state(
     partial = path.with_name(path.name + ".partial")
     checksum = save_weights(tensors, partial, metadata=metadata)
     partial.replace(path)
-    partial.with_name(partial.name + ".sha256").replace(path.with_name(path.name + ".sha256"))
+    # The sidecar must name the final file, or `sha256sum -c` looks for the partial one.
+    partial.with_name(partial.name + ".sha256").unlink()
+    path.with_name(path.name + ".sha256").write_text(f"{checksum}  {path.name}\n")
     return checksum
 
 
