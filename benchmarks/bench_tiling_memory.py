@@ -1,4 +1,5 @@
-"""Peak memory (RSS) of derain() on large photos, whole-image versus tiled, on the CPU.
+"""Peak memory (RSS) of derain() on large photos: whole image, fixed tiles, and the automatic
+choice under the default memory budget, on the CPU.
 
     python benchmarks/bench_tiling_memory.py --megapixels 1 4 12 --tile 256
 
@@ -21,20 +22,21 @@ from common import machine_header, write_results
 CHILD = """
 import json, resource, sys, time
 import torch
-from derainzoo.inference import default_model, derain
-height, width, tile = (int(v) for v in sys.argv[1:4])
+from derainzoo.inference import choose_tile_size, default_model, derain
+height, width = int(sys.argv[1]), int(sys.argv[2])
+tile = None if sys.argv[3] == "auto" else int(sys.argv[3])  # None: derain() chooses; 0: whole image
 model = default_model("cpu")
 image = torch.rand(1, 3, height, width)
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-derain(image, model, tile_size=tile or None)
-print(json.dumps({"seconds": time.perf_counter() - start,
+derain(image, model, tile_size=tile)
+print(json.dumps({"seconds": time.perf_counter() - start, "auto_tile": choose_tile_size(model, height, width),
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "before_mib": baseline / 1024}))
 """
 
 
-def measure(height: int, width: int, tile: int) -> dict[str, float]:
+def measure(height: int, width: int, tile: int | str) -> dict[str, float]:
     result = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), str(tile)],
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -55,11 +57,16 @@ def main() -> int:
         # A 4:3 photo of the requested size.
         width = int(math.sqrt(megapixels * 1e6 * 4 / 3))
         height = int(megapixels * 1e6 / width)
-        for tile in (0, args.tile):
+        for tile in (0, args.tile, "auto"):
             if tile == 0 and megapixels > args.whole_max_megapixels:
                 continue
             figures = measure(height, width, tile)
-            row = {"image": f"{width}x{height} ({megapixels:g} MP)", "mode": f"tiles of {tile}" if tile else "whole image",
+            if tile == "auto":
+                chosen = figures["auto_tile"]
+                mode = f"automatic ({'whole image' if chosen == 0 else f'tiles of {chosen}'})"
+            else:
+                mode = f"tiles of {tile}" if tile else "whole image"
+            row = {"image": f"{width}x{height} ({megapixels:g} MP)", "mode": mode,
                    "peak_RSS_MiB": f"{figures['peak_mib']:.0f}", "seconds": f"{figures['seconds']:.1f}"}
             rows.append(row)
             print(" | ".join(row.values()), flush=True)

@@ -252,6 +252,19 @@ def test_default_model_is_channels_last_and_computes_what_the_plain_layout_does(
         torch.testing.assert_close(derain(image), plain(image).clamp(0, 1), rtol=0, atol=1e-5)
 
 
+def test_automatic_tiles_leave_no_seams_with_the_bundled_model() -> None:
+    """A budget that fits tiles of 128 but not the whole image: derain() tiles by itself, with the
+    default overlap (32), and the result stays close to the whole image."""
+    image = smooth_image(200, 260)
+    model = default_model("cpu")
+    budget = estimate_inference_memory(model, 150, 150)
+    assert choose_tile_size(model, 200, 260, budget) == 128
+    tiled, whole = derain(image, memory_budget=budget), derain(image, tile_size=0)
+    assert not torch.equal(tiled, whole)  # it really tiled
+    difference = (tiled - whole).abs()
+    assert difference.mean() < 1 / 255 and difference.max() < 4 / 255
+
+
 def test_tiles_leave_no_seams_with_the_bundled_model() -> None:
     """On a smooth image, tiles of 96 with 32 px overlap stay within 1/255 of the whole-image
     result on average and within 4/255 everywhere (measured: 0.05/255 and 1/255)."""

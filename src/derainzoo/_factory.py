@@ -21,7 +21,7 @@ _MODULES = ("dual_stage_derain",)
 def list_models(pattern: str = "*") -> list[str]:
     """Names of derainzoo's architectures matching a shell-style ``pattern``.
 
-    Example:
+    Examples:
         >>> list_models("*tiny")
         ['dual_stage_derain_tiny']
     """
@@ -43,7 +43,7 @@ def create_model(
     """Build a derainzoo model, optionally with weights.
 
     Args:
-        model_name: an architecture from :func:`list_models`, optionally with a pretrained tag
+        model_name: an architecture from [`list_models`][derainzoo._factory.list_models], optionally with a pretrained tag
             (``"dual_stage_derain.rain100l"``).
         pretrained: load the weights named by the model's pretrained cfg (bundled file, or
             what ``pretrained_cfg_overlay`` points to).
@@ -60,7 +60,7 @@ def create_model(
             or its tag is unknown (the message lists the tags).
         derainzoo.hub.PretrainedWeightsUnavailableError: ``pretrained=True`` but no weights exist.
 
-    Example:
+    Examples:
         >>> model = create_model("dual_stage_derain_tiny").eval()
     """
     architecture = model_name.split(".", 1)[0]

@@ -56,16 +56,16 @@ def evaluate(
     Args:
         model: maps ``(1, 3, H, W)`` in ``[0, 1]`` to the derained image; ``None`` scores the
             rainy inputs themselves (the "input" baseline of the papers).
-        data: a folder with ``rain/`` and ``norain/`` or a :class:`PairedImageFolder` (whole
+        data: a folder with ``rain/`` and ``norain/`` or a [`PairedImageFolder`][derainzoo.data.paired.PairedImageFolder] (whole
             images: no crop or augmentation).
         device: where the model runs.
-        tile_size: derain in tiles of this size (see :func:`derainzoo.inference.tiled_forward`);
+        tile_size: derain in tiles of this size (see [`derainzoo.inference.tiled_forward`][derainzoo.inference.tiled_forward]);
             ``None`` or 0 derains whole images.
         rounding: round outputs to 8 bits (True) or truncate them as PReNet/BRN do (False).
         progress: show a progress bar.
 
     Returns:
-        :class:`EvaluationResult` with the mean and per-image scores.
+        [`EvaluationResult`][derainzoo.evaluation.EvaluationResult] with the mean and per-image scores.
     """
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
     if dataset.crop_size is not None or dataset.augment:

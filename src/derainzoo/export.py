@@ -46,14 +46,14 @@ def export_onnx(
 
     Args:
         model: a derainer mapping ``(B, 3, H, W)`` to ``(B, 3, H, W)``, e.g. from
-            :func:`derainzoo.create_model`. It is exported in eval mode, on its own device
+            [`derainzoo.create_model`][derainzoo._factory.create_model]. It is exported in eval mode, on its own device
             (export on the CPU in float32 for a portable graph).
         path: the ``.onnx`` file to write; its folder must exist.
         example_size: ``(H, W)`` of the example images used for tracing.
         opset_version: ONNX opset of the graph (18 or newer).
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`. The graph has one input, ``"rainy"``
+        ``path`` as a `Path`. The graph has one input, ``"rainy"``
         ``(batch, 3, height, width)`` float32 in ``[0, 1]``, and one output, ``"derained"``.
 
     Raises:
@@ -96,7 +96,7 @@ def compare_with_onnxruntime(
     """Run the ONNX graph in onnxruntime (CPU) and the model in PyTorch on the same random images.
 
     Expect differences of about ``1e-7``. The clustering inside
-    :class:`~derainzoo.layers.ClusteredNonLocalWindowAttention` is a hard assignment: where a
+    [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention] is a hard assignment: where a
     pixel is equally similar to two centroids up to float rounding, the two runtimes may put it
     in different clusters, the sorted sequence shifts by one token and the whole image moves
     (by about ``1e-3`` for the bundled tiny model, in 1 of about 25 random images; more often and
@@ -106,7 +106,7 @@ def compare_with_onnxruntime(
     Args:
         model: the model the graph was exported from, on the CPU in float32; it runs in eval mode
             and keeps the mode it had.
-        path: the ``.onnx`` file written by :func:`export_onnx`.
+        path: the ``.onnx`` file written by [`export_onnx`][derainzoo.export.export_onnx].
         sizes: ``(H, W)`` image sizes to try.
         images_per_size: random inputs per size.
         batch_size: images per run (each run counts as one input).

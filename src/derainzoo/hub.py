@@ -1,6 +1,6 @@
 """Pretrained weights: safetensors files only, checked against recorded sha256 sums.
 
-Weights come from one of three places, in this order of precedence (as a timm pretrained cfg
+Weights come from one of two places, in this order of precedence (as a timm pretrained cfg
 names them):
 
 * ``file``: a local safetensors file, either bundled in the package (``derainzoo/weights``)
@@ -171,7 +171,7 @@ def load_weights(
     sha256: str | None = None,
     strict: bool = True,
 ) -> nn.Module:
-    """Load a safetensors file into ``model``, after checking it with :func:`read_safetensors`.
+    """Load a safetensors file into ``model``, after checking it with [`read_safetensors`][derainzoo.hub.read_safetensors].
 
     Args:
         model: the module to fill; tensors are cast to its parameters' dtypes.
@@ -184,7 +184,7 @@ def load_weights(
 
     Raises:
         FileNotFoundError, UnsafeCheckpointError, ChecksumMismatchError: see
-            :func:`read_safetensors`.
+            [`read_safetensors`][derainzoo.hub.read_safetensors].
         WeightsMismatchError: the tensors do not fit the model; the message names them.
     """
     state_dict, metadata = read_safetensors(path, sha256=sha256)

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ["OUTPUT_FORMATS", "load_image", "output_format", "save_image"]
 
 OUTPUT_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-"""Formats :func:`save_image` writes, by the name the command line takes (``--format``)."""
+"""Formats [`save_image`][derainzoo.image_io.save_image] writes, by the name the command line takes (``--format``)."""
 
 _SUFFIXES = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp"}
 _EXIF_ORIENTATION = 0x0112
@@ -21,7 +21,7 @@ DEFAULT_JPEG_QUALITY = 95
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file, apply its EXIF orientation and decode it fully.
 
-    ``image.format`` keeps the file's format, for :func:`save_image`.
+    ``image.format`` keeps the file's format, for [`save_image`][derainzoo.image_io.save_image].
 
     Raises:
         ValueError: the file is missing, not an image, or corrupt; the message names it.
@@ -46,7 +46,7 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
 
     Args:
         input_path: the input file; its suffix decides the format when none is requested.
-        requested: a key of :data:`OUTPUT_FORMATS`, or ``None`` for the input's own format.
+        requested: a key of [`OUTPUT_FORMATS`][derainzoo.image_io.OUTPUT_FORMATS], or ``None`` for the input's own format.
             Formats that cannot hold an RGB result (GIF and other palette formats) and
             unknown suffixes give PNG.
 
@@ -55,7 +55,7 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
         when the format is unchanged (``.jpeg`` stays ``.jpeg``).
 
     Raises:
-        ValueError: ``requested`` is not a key of :data:`OUTPUT_FORMATS`.
+        ValueError: ``requested`` is not a key of [`OUTPUT_FORMATS`][derainzoo.image_io.OUTPUT_FORMATS].
     """
     suffix = Path(input_path).suffix
     if requested is not None:
@@ -85,7 +85,7 @@ def save_image(
       JPEG at ``quality`` (default 95) with full-resolution chroma (4:4:4).
     * The ICC colour profile and the EXIF data of ``source`` (the input image) are carried
       over where the format stores them, with the EXIF orientation reset to "normal", since
-      :func:`load_image` already turned the pixels upright.
+      [`load_image`][derainzoo.image_io.load_image] already turned the pixels upright.
     * 16-bit grayscale (Pillow mode ``I;16``) is kept in PNG and TIFF.
 
     Args:

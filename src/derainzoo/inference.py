@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "dual_stage_derain_tiny"
-"""The architecture :func:`derain` and the command use when no model is given: the best one
+"""The architecture [`derain`][derainzoo.inference.derain] and the command use when no model is given: the best one
 that has bundled weights (``dual_stage_derain`` itself still awaits its GPU training)."""
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-"""Bytes a whole-image forward pass may take before :func:`derain` switches to tiles (2 GiB)."""
+"""Bytes a whole-image forward pass may take before [`derain`][derainzoo.inference.derain] switches to tiles (2 GiB)."""
 
 FALLBACK_BYTES_PER_PIXEL = 4096
 """Peak memory per pixel assumed for a model that does not state its own
@@ -48,8 +48,8 @@ ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
 
 @functools.lru_cache(maxsize=4)
 def default_model(device: str = "cpu") -> nn.Module:
-    """:data:`DEFAULT_MODEL` with its bundled pretrained weights, made ready by
-    :func:`prepare_for_inference` (cached)."""
+    """[`DEFAULT_MODEL`][derainzoo.inference.DEFAULT_MODEL] with its bundled pretrained weights, made ready by
+    [`prepare_for_inference`][derainzoo.inference.prepare_for_inference] (cached)."""
     from derainzoo._factory import create_model
 
     return prepare_for_inference(create_model(DEFAULT_MODEL, pretrained=True), device)
@@ -121,25 +121,25 @@ def derain(
 
 
 def derain(
-    image,
-    model=None,
+    image: ImageLike | str | os.PathLike[str],
+    model: nn.Module | None = None,
     *,
-    tile_size=None,
-    tile_overlap=None,
-    memory_budget=DEFAULT_MEMORY_BUDGET,
-    device=None,
-    self_ensemble=False,
-    progress=False,
-):
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    device: str | torch.device | None = None,
+    self_ensemble: bool = False,
+    progress: bool = False,
+) -> ImageLike | Image.Image:
     """Remove rain from one image (or a batch of tensors) and return it in the same form.
 
     Memory stays bounded by default: when a whole-image pass would take more than
-    ``memory_budget`` (see :func:`estimate_inference_memory`), the image is derained in
-    overlapping tiles, blended without seams (:func:`tiled_forward`).
+    ``memory_budget`` (see [`estimate_inference_memory`][derainzoo.inference.estimate_inference_memory]), the image is derained in
+    overlapping tiles, blended without seams ([`tiled_forward`][derainzoo.inference.tiled_forward]).
 
     Args:
         image: one of
-            * a file path (``str`` or ``os.PathLike``): read with :func:`load_image`; the
+            * a file path (``str`` or ``os.PathLike``): read with [`load_image`][derainzoo.image_io.load_image]; the
               result is a PIL image;
             * a PIL image: any mode; EXIF orientation is applied, grayscale comes back
               grayscale (16-bit stays 16-bit) and an alpha channel is kept unchanged;
@@ -148,9 +148,9 @@ def derain(
             * a tensor ``(3, H, W)`` or ``(B, 3, H, W)``, float in ``[0, 1]`` (or ``uint8``);
               the result has the same shape, dtype and device.
         model: a deraining model taking ``(B, 3, H, W)`` in ``[0, 1]``; ``None`` uses
-            :func:`default_model`. It is run in eval mode and its mode restored afterwards.
+            [`default_model`][derainzoo.inference.default_model]. It is run in eval mode and its mode restored afterwards.
         tile_size: ``None`` (default) chooses: the whole image when it fits ``memory_budget``,
-            tiles of :func:`choose_tile_size` otherwise; ``0`` always derains the whole image;
+            tiles of [`choose_tile_size`][derainzoo.inference.choose_tile_size] otherwise; ``0`` always derains the whole image;
             a size of at least 8 derains overlapping tiles of that size.
         tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps); default
             ``min(32, tile_size // 4)``.
@@ -158,7 +158,7 @@ def derain(
         device: where to run; defaults to the model's device (CUDA if available for the
             default model).
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
-            input (:class:`~derainzoo.self_ensemble.SelfEnsemble`): more accurate, eight times
+            input ([`SelfEnsemble`][derainzoo.self_ensemble.SelfEnsemble]): more accurate, eight times
             slower.
         progress: show a progress bar over tiles.
 
@@ -197,7 +197,7 @@ def derain(
 def check_tile_settings(
     tile_size: int | None, tile_overlap: int | None, names: tuple[str, str] = ("tile_size", "tile_overlap")
 ) -> int | None:
-    """Check the tile arguments of :func:`derain` before any work; returns ``tile_overlap``.
+    """Check the tile arguments of [`derain`][derainzoo.inference.derain] before any work; returns ``tile_overlap``.
 
     Args:
         tile_size: ``None``, 0 or a tile side of at least 8.
@@ -223,8 +223,8 @@ def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_s
     """Bytes of peak memory a whole-image forward pass of ``model`` takes, estimated.
 
     A model may state its own figure as ``model.inference_bytes_per_pixel`` (the derainzoo
-    models do, from measurements); a :class:`SelfEnsemble` uses its model's (it runs one pass
-    at a time); any other model is assumed to need :data:`FALLBACK_BYTES_PER_PIXEL`.
+    models do, from measurements); a [`SelfEnsemble`][derainzoo.self_ensemble.SelfEnsemble] uses its model's (it runs one pass
+    at a time); any other model is assumed to need [`FALLBACK_BYTES_PER_PIXEL`][derainzoo.inference.FALLBACK_BYTES_PER_PIXEL].
 
     Returns:
         ``bytes_per_pixel * batch_size * height * width``.

@@ -85,7 +85,7 @@ class DualStageLoss(nn.Module):
 
     Both stages are supervised so stage 1 really suppresses rain (and its features feed stage 2);
     the mask term teaches the mask head where the true rain is (``m*`` from
-    :func:`rain_mask_target`).
+    [`rain_mask_target`][derainzoo.losses.rain_mask_target]).
 
     Args:
         stage1_weight: weight ``w1`` of the stage-1 Charbonnier term.
@@ -107,7 +107,7 @@ class DualStageLoss(nn.Module):
         """Total loss and its parts.
 
         Args:
-            outputs: what :meth:`DualStageDerain.forward_stages` returned for ``rainy``.
+            outputs: what [`DualStageDerain.forward_stages`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_stages] returned for ``rainy``.
             rainy: ``(B, 3, H, W)`` inputs.
             clean: ``(B, 3, H, W)`` ground truth.
 

@@ -17,30 +17,30 @@ __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
 
 class MixedRainDataset(Dataset):
-    """Real pairs of a :class:`PairedImageFolder` mixed with rendered rain over their clean images.
+    """Real pairs of a [`PairedImageFolder`][derainzoo.data.paired.PairedImageFolder] mixed with rendered rain over their clean images.
 
     Item ``i`` takes item ``i`` of ``pairs`` (its crop and flips/rotations come from there). With
     probability ``real_fraction`` it is returned as it is; otherwise its rainy image is thrown
-    away and rain of a strength drawn uniformly in ``strength`` (see :func:`sample_rain_params`)
+    away and rain of a strength drawn uniformly in ``strength`` (see [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params])
     is rendered over the clean image. The clean crop is flipped/rotated before the rain is
     rendered, so rendered streaks keep their natural near-vertical directions.
 
     The rain of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``: every epoch brings
-    new rain (call :meth:`set_epoch`, which is passed on to ``pairs``), and a resumed run or a
+    new rain (call [`set_epoch`][derainzoo.data.mixed.MixedRainDataset.set_epoch], which is passed on to ``pairs``), and a resumed run or a
     worker process renders exactly the same rain.
 
     Args:
         pairs: the real pairs; use only training pairs (never a test set).
         real_fraction: share of items returned as real pairs, in ``[0, 1]``.
         strength: ``(low, high)`` range of the rain strength of rendered items, within
-            ``[0, 1]``, or a preset name of :data:`RAIN_PRESETS`.
+            ``[0, 1]``, or a preset name of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS].
         camera_effects: let rendered items have camera blur, noise and JPEG compression.
         seed: base seed of the rendered rain.
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
 
-    Example:
+    Examples:
         >>> pairs = PairedImageFolder("Rain100L_train", crop_size=128, augment=True)  # doctest: +SKIP
         >>> data = MixedRainDataset(pairs, real_fraction=0.25, strength=(0.0, 1.0))  # doctest: +SKIP
     """
@@ -99,7 +99,7 @@ def write_rendered_pairs(
     """Render rain over the clean images of ``pairs`` and write a paired folder of PNG files.
 
     The result is a fixed, reproducible test or validation set (``folder/rain`` +
-    ``folder/norain``, lossless) that :func:`derainzoo.evaluation.evaluate` and
+    ``folder/norain``, lossless) that [`derainzoo.evaluation.evaluate`][derainzoo.evaluation.evaluate] and
     ``derainzoo eval --data`` read. Image ``k`` gets the rain of
     ``sample_rain_params(strength, Generator().manual_seed(seed + k))``.
 
@@ -111,7 +111,7 @@ def write_rendered_pairs(
         camera_effects: add camera blur, noise and JPEG compression.
 
     Returns:
-        ``folder`` as a :class:`~pathlib.Path`.
+        ``folder`` as a `Path`.
     """
     if pairs.crop_size is not None or pairs.augment:
         raise ValueError("write_rendered_pairs() needs whole images: build the PairedImageFolder without crop_size and augment")

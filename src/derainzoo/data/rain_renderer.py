@@ -21,8 +21,8 @@ the canvas is resampled into the image, rotated by the wind angle, with bilinear
 Near layers are then defocused with a Gaussian. Everything is batched: every image of a batch
 has its own parameters and one convolution serves the whole batch.
 
-Use :func:`sample_rain_params` to draw parameters for a rain *strength* in ``[0, 1]`` or a
-named preset (``"light"``, ``"medium"``, ``"heavy"``), and :func:`render_rain` to render them.
+Use [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params] to draw parameters for a rain *strength* in ``[0, 1]`` or a
+named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][derainzoo.data.rain_renderer.render_rain] to render them.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (a
 several directions plus a veil); ``medium`` lies between."""
 
 MAX_WIND_ANGLE = 35.0
-"""Largest streak angle from the vertical, in degrees, that :func:`sample_rain_params` draws."""
+"""Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params] draws."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class RainParams:
 
 
 class RenderedRain(NamedTuple):
-    """What :func:`render_rain` returns.
+    """What [`render_rain`][derainzoo.data.rain_renderer.render_rain] returns.
 
     Attributes:
         rainy: ``(B, 3, H, W)`` rainy images in ``[0, 1]``.
@@ -168,16 +168,16 @@ def sample_rain_params(
     veil). The wind angle is drawn in ``+-35`` degrees for every strength.
 
     Args:
-        strength: a number in ``[0, 1]``, or a preset name of :data:`RAIN_PRESETS` (the strength
+        strength: a number in ``[0, 1]``, or a preset name of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS] (the strength
             is then drawn uniformly in the preset's interval).
         generator: random generator, for reproducible parameters.
         camera_effects: also draw a slight blur (30% of images), sensor noise (40%) and JPEG
             compression at quality 60-95 (50%), independently of the strength.
 
     Returns:
-        The :class:`RainParams` of one image.
+        The [`RainParams`][derainzoo.data.rain_renderer.RainParams] of one image.
 
-    Example:
+    Examples:
         >>> params = sample_rain_params("heavy", torch.Generator().manual_seed(0))
         >>> len(params.layers) >= 3 and params.transmission < 1
         True
@@ -240,19 +240,19 @@ def render_rain(
 
     Args:
         clean: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
-        params: one :class:`RainParams` for the whole batch, or one per image.
+        params: one [`RainParams`][derainzoo.data.rain_renderer.RainParams] for the whole batch, or one per image.
         generator: random generator of the drop positions and brightness, the veil's variation
             and the noise (a CPU generator; the work runs on ``clean``'s device).
 
     Returns:
-        :class:`RenderedRain` with the rainy images, the streak opacity and the transmission.
+        [`RenderedRain`][derainzoo.data.rain_renderer.RenderedRain] with the rainy images, the streak opacity and the transmission.
 
     Cost:
         Per streak layer, one convolution over a canvas of about
         ``(sqrt(H^2 + W^2) + length)^2 / width^2`` cells and one bilinear resampling of the
         image; JPEG compression goes through Pillow, image by image, on the CPU.
 
-    Example:
+    Examples:
         >>> generator = torch.Generator().manual_seed(0)
         >>> clean = torch.full((2, 3, 64, 64), 0.3)
         >>> params = [sample_rain_params("light", generator), sample_rain_params("heavy", generator)]

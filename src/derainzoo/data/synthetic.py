@@ -1,4 +1,4 @@
-"""synthesize_rain: one layer of straight streaks, the simplest case of :func:`render_rain`."""
+"""synthesize_rain: one layer of straight streaks, the simplest case of [`render_rain`][derainzoo.data.rain_renderer.render_rain]."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def synthesize_rain(
 ) -> tuple[Tensor, Tensor]:
     """Add one layer of straight rain streaks to clean images (no veil, no camera effects).
 
-    A shortcut for :func:`render_rain` with a single :class:`StreakLayer` and white drops,
+    A shortcut for [`render_rain`][derainzoo.data.rain_renderer.render_rain] with a single [`StreakLayer`][derainzoo.data.rain_renderer.StreakLayer] and white drops,
     i.e. the screen blend ``rainy = clean + rain * (1 - clean)``; use the renderer for
     several layers, a veil or camera effects.
 
@@ -38,7 +38,7 @@ def synthesize_rain(
         ``(rainy, rain)``: the rainy images and the ``(B, 1, H, W)`` (or ``(1, H, W)``) streak
         opacity, both float in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> rainy, rain = synthesize_rain(torch.full((1, 3, 64, 64), 0.3), generator=torch.Generator().manual_seed(0))
     """
     batched = clean if clean.ndim == 4 else clean[None]

@@ -13,20 +13,20 @@ __all__ = ["TransformerBlock"]
 class TransformerBlock(nn.Module):
     """``x + mixer(LN(x), *context)`` followed by ``x + FFN(LN(x))``.
 
-    Any attention of :mod:`derainzoo.layers` can be the token mixer; extra positional
-    arguments of :meth:`forward` (the rain mask for :class:`RainMaskAttention`) are handed to it.
+    Any attention of `derainzoo.layers` can be the token mixer; extra positional
+    arguments of [`forward`][derainzoo.layers.block.TransformerBlock.forward] (the rain mask for [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention]) are handed to it.
 
     Args:
         dim: channels ``C``.
         token_mixer: module mapping ``(B, C, H, W)`` (plus context) to ``(B, C, H, W)``.
-        ffn_expansion: hidden width of the :class:`GatedDConvFeedForward` as a multiple of ``dim``.
+        ffn_expansion: hidden width of the [`GatedDConvFeedForward`][derainzoo.layers.ffn.GatedDConvFeedForward] as a multiple of ``dim``.
         bias: biases in the feed-forward convolutions.
 
     Shape:
         - Input: ``(B, C, H, W)``.
         - Output: ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> from derainzoo.layers import RainMaskAttention
         >>> block = TransformerBlock(32, RainMaskAttention(32, num_heads=2))
         >>> block(torch.randn(1, 32, 16, 16), torch.zeros(1, 1, 16, 16)).shape

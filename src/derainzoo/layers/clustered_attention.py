@@ -84,10 +84,10 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
     """Window attention over pixels rearranged so that similar pixels share a window.
 
     1. Project the pixels to queries, keys and values (one linear layer).
-    2. Cluster each image's keys with :func:`spherical_kmeans` into ``num_clusters`` groups.
+    2. Cluster each image's keys with [`spherical_kmeans`][derainzoo.layers.clustered_attention.spherical_kmeans] into ``num_clusters`` groups.
        The keys are a projection that learns through the attention itself; the assignment
        carries no gradient.
-    3. Sort the pixels by (cluster, raster position) with :func:`cluster_order`.
+    3. Sort the pixels by (cluster, raster position) with [`cluster_order`][derainzoo.layers.clustered_attention.cluster_order].
     4. Cut the sorted sequence into windows of ``window_size**2`` tokens and run multi-head
        ``scaled_dot_product_attention`` in each (the tail is padded and the padding masked).
     5. Put every output back at its pixel and project.
@@ -111,7 +111,7 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
         - Input: ``(B, C, H, W)``, any ``H`` and ``W``.
         - Output: ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> attention = ClusteredNonLocalWindowAttention(dim=32, num_heads=4, window_size=4)
         >>> attention(torch.randn(2, 32, 15, 17)).shape
         torch.Size([2, 32, 15, 17])

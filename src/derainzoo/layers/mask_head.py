@@ -58,7 +58,7 @@ class MorphologicalMaskHead(nn.Module):
         - Input: ``(B, 3, H, W)`` RGB image in ``[0, 1]``, any ``H`` and ``W``.
         - Output: ``(B, 1, H, W)`` mask in ``[0, 1]``; 1 marks rain.
 
-    Example:
+    Examples:
         >>> head = MorphologicalMaskHead()
         >>> head(torch.rand(2, 3, 40, 50)).shape
         torch.Size([2, 1, 40, 50])

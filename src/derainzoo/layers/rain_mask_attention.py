@@ -61,10 +61,10 @@ class RainMaskAttention(nn.Module):
     Shape:
         - x: ``(B, C, H, W)`` features.
         - mask: ``(B, 1, h, w)`` rain mask in ``[0, 1]`` (1 is rain), any resolution: it is
-          resized to ``(H, W)`` with :func:`resize_mask`. ``None`` means no rain.
+          resized to ``(H, W)`` with [`resize_mask`][derainzoo.layers.rain_mask_attention.resize_mask]. ``None`` means no rain.
         - Output: ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> attention = RainMaskAttention(dim=32, num_heads=2)
         >>> attention(torch.randn(1, 32, 24, 24), torch.zeros(1, 1, 48, 48)).shape
         torch.Size([1, 32, 24, 24])

@@ -39,7 +39,7 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         - Input: ``(B, C, H, W)``, any ``H`` and ``W``.
         - Output: ``(B, C, H, W)``.
 
-    Example:
+    Examples:
         >>> attention = ShiftedWindowAttention(dim=32, num_heads=4, window_size=8, shift_size=4)
         >>> attention(torch.randn(1, 32, 20, 30)).shape
         torch.Size([1, 32, 20, 30])

@@ -31,7 +31,7 @@ __all__ = ["DualStageDerain", "DerainOutput"]
 
 
 class DerainOutput(NamedTuple):
-    """Everything :meth:`DualStageDerain.forward_stages` computes, each cropped to the input size.
+    """Everything [`DualStageDerain.forward_stages`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_stages] computes, each cropped to the input size.
 
     Attributes:
         image: ``(B, 3, H, W)`` final derained image ``B2``.
@@ -45,7 +45,7 @@ class DerainOutput(NamedTuple):
 
 
 class RainSuppressionUNet(nn.Module):
-    """Stage 1: a U-Net of :class:`RainMaskAttention` transformer blocks.
+    """Stage 1: a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks.
 
     Every level resizes the rain mask to its resolution once and hands it to its blocks.
 
@@ -101,8 +101,8 @@ class RainSuppressionUNet(nn.Module):
 class DetailReconstruction(nn.Module):
     """Stage 2: alternating shifted-window and clustered non-local attention at half resolution.
 
-    Block ``i`` uses :class:`ShiftedWindowAttention` when ``i`` is even (shifted by half a
-    window every other time) and :class:`ClusteredNonLocalWindowAttention` when ``i`` is odd, so
+    Block ``i`` uses [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] when ``i`` is even (shifted by half a
+    window every other time) and [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention] when ``i`` is odd, so
     local texture and far-away similar pixels take turns.
 
     Args:
@@ -156,15 +156,15 @@ def _run_blocks(blocks: nn.ModuleList, features: Tensor, *context: Tensor) -> Te
 class DualStageDerain(nn.Module):
     """The dual-stage deraining network.
 
-    * **Stage 1, rain-streak suppression.** A :class:`MorphologicalMaskHead` predicts the rain
-      mask ``m``; a U-Net of :class:`RainMaskAttention` blocks, whose attention weights see
+    * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] predicts the rain
+      mask ``m``; a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks, whose attention weights see
       background pixels only, predicts a residual: ``B1 = x + head1(U-Net(embed(x), m))``.
     * **Stage 2, detail reconstruction.** The rainy image and ``B1`` are embedded and fused with
       the stage-1 decoder features (cross-stage fusion), pixel-unshuffled to half resolution and
-      refined by blocks alternating :class:`ShiftedWindowAttention` and
-      :class:`ClusteredNonLocalWindowAttention`: ``B2 = B1 + head2(...)``.
+      refined by blocks alternating [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] and
+      [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]: ``B2 = B1 + head2(...)``.
 
-    Inputs of any size are reflect-padded to a multiple of :attr:`size_multiple` inside and the
+    Inputs of any size are reflect-padded to a multiple of `size_multiple` inside and the
     outputs cropped back.
 
     Args:
@@ -178,13 +178,13 @@ class DualStageDerain(nn.Module):
         window_size: stage-2 window side.
         num_clusters: clusters of the stage-2 clustered attention.
         ffn_expansion: feed-forward width multiple of every block.
-        mask_head: keyword arguments of the :class:`MorphologicalMaskHead`.
+        mask_head: keyword arguments of the [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead].
 
     Shape:
         - Input: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any ``H`` and ``W``.
         - Output: ``(B, 3, H, W)`` derained image (not clamped; clamp to ``[0, 1]`` for display).
 
-    Example:
+    Examples:
         >>> model = DualStageDerain(embed_dim=8, depths=(1, 1), num_heads=(1, 1), stage2_dim=16,
         ...                         stage2_depth=2, stage2_heads=2)
         >>> model(torch.rand(1, 3, 37, 50)).shape
@@ -234,7 +234,7 @@ class DualStageDerain(nn.Module):
     @property
     def inference_bytes_per_pixel(self) -> int:
         """Estimated peak memory of an fp32 inference pass per input pixel, which
-        :func:`derainzoo.derain` reads to decide when to tile. Full-resolution activations
+        [`derainzoo.derain`][derainzoo.inference.derain] reads to decide when to tile. Full-resolution activations
         dominate, so it grows with ``embed_dim``: measured on the CPU at 512x512, 92 bytes per
         channel for the tiny variant and 84 for the default one (72 at 1024x1024)."""
         return 96 * self.embed_dim
@@ -255,7 +255,7 @@ class DualStageDerain(nn.Module):
             x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
 
         Returns:
-            :class:`DerainOutput` with ``image``, ``stage1`` and ``mask``, each cropped to
+            [`DerainOutput`][derainzoo.models.dual_stage_derain.DerainOutput] with ``image``, ``stage1`` and ``mask``, each cropped to
             ``(H, W)``.
         """
         self._check_input(x)

@@ -83,7 +83,7 @@ def load_training_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ema_model: nn.Module | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Restore a checkpoint written by :func:`save_training_state` (sha256-checked).
+    """Restore a checkpoint written by [`save_training_state`][derainzoo.training.checkpoint.save_training_state] (sha256-checked).
 
     Args:
         path: the checkpoint.
