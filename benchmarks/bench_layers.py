@@ -38,7 +38,9 @@ class GlobalAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height = x.shape[-2]
         tokens = rearrange(x, "b c h w -> b (h w) c")
-        query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=self.num_heads) for t in self.qkv(tokens).chunk(3, -1))
+        query, key, value = (
+            rearrange(t, "b n (h d) -> b h n d", h=self.num_heads) for t in self.qkv(tokens).chunk(3, -1)
+        )
         out = rearrange(F.scaled_dot_product_attention(query, key, value), "b h n d -> b n (h d)")
         return rearrange(self.proj(out), "b (h w) c -> b c h w", h=height)
 
@@ -100,7 +102,7 @@ def main() -> int:
     for size in args.sizes:
         x = torch.randn(1, args.dim, size, size, device=device)
         for name, block in blocks.items():
-            for backward in ([False, True] if args.backward else [False]):
+            for backward in [False, True] if args.backward else [False]:
                 if name.startswith("Global") and size * size > args.global_max_pixels:
                     continue
                 try:
@@ -108,9 +110,14 @@ def main() -> int:
                 except torch.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     continue
-                row = {"block": name, "size": f"{size}x{size}", "pixels": size * size,
-                       "pass": "fwd+bwd" if backward else "fwd", "ms": f"{latency:.2f}",
-                       "peak_GiB": "" if peak is None else f"{peak:.3f}"}
+                row = {
+                    "block": name,
+                    "size": f"{size}x{size}",
+                    "pixels": size * size,
+                    "pass": "fwd+bwd" if backward else "fwd",
+                    "ms": f"{latency:.2f}",
+                    "peak_GiB": "" if peak is None else f"{peak:.3f}",
+                }
                 rows.append(row)
                 print(" | ".join(str(v) for v in row.values()), flush=True)
 
@@ -123,10 +130,14 @@ def main() -> int:
     ratios = []
     clustered, window = "ClusteredNonLocalWindowAttention", "ShiftedWindowAttention"
     if time_of(clustered, 128) and time_of(clustered, 256):
-        ratios.append(f"clustered time 256^2 / 128^2 = {time_of(clustered, 256) / time_of(clustered, 128):.2f} (target <= 5, linear = 4)")
+        ratios.append(
+            f"clustered time 256^2 / 128^2 = {time_of(clustered, 256) / time_of(clustered, 128):.2f} (target <= 5, linear = 4)"
+        )
     for size in args.sizes:
         if time_of(clustered, size) and time_of(window, size):
-            ratios.append(f"clustered / window attention at {size}^2 = {time_of(clustered, size) / time_of(window, size):.2f} (target <= 1.5)")
+            ratios.append(
+                f"clustered / window attention at {size}^2 = {time_of(clustered, size) / time_of(window, size):.2f} (target <= 1.5)"
+            )
 
     tag = args.tag or f"layers_{device.type}_{datetime.date.today():%Y%m%d}"
     settings = f"dim {args.dim}, heads {args.heads}, window {args.window_size}, batch 1, fp32, median of {args.repeats}"

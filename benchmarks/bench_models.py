@@ -51,7 +51,10 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(321, 481)], help="HxW or S (square)")
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
     parser.add_argument(
-        "--layouts", nargs="+", choices=["nchw", "channels_last"], default=["channels_last"],
+        "--layouts",
+        nargs="+",
+        choices=["nchw", "channels_last"],
+        default=["channels_last"],
         help="memory layouts of the model to time (derainzoo's default model runs channels-last)",
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")

@@ -37,8 +37,9 @@ print(json.dumps({"seconds": time.perf_counter() - start, "auto_tile": choose_ti
 
 
 def measure(height: int, width: int, tile: int | str) -> dict[str, float]:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), str(tile)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(height), str(width), str(tile)], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -66,8 +67,12 @@ def main() -> int:
                 mode = f"automatic ({'whole image' if chosen == 0 else f'tiles of {chosen}'})"
             else:
                 mode = f"tiles of {tile}" if tile else "whole image"
-            row = {"image": f"{width}x{height} ({megapixels:g} MP)", "mode": mode,
-                   "peak_RSS_MiB": f"{figures['peak_mib']:.0f}", "seconds": f"{figures['seconds']:.1f}"}
+            row = {
+                "image": f"{width}x{height} ({megapixels:g} MP)",
+                "mode": mode,
+                "peak_RSS_MiB": f"{figures['peak_mib']:.0f}",
+                "seconds": f"{figures['seconds']:.1f}",
+            }
             rows.append(row)
             print(" | ".join(row.values()), flush=True)
     tag = args.tag or f"tiling_memory_cpu_{datetime.date.today():%Y%m%d}"

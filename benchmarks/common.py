@@ -38,7 +38,9 @@ def machine_header(device: torch.device) -> str:
     )
 
 
-def time_call(run: Callable[[int], object], device: torch.device, repeats: int, warmup: int) -> tuple[float, float | None]:
+def time_call(
+    run: Callable[[int], object], device: torch.device, repeats: int, warmup: int
+) -> tuple[float, float | None]:
     """Median milliseconds of ``run(index)`` over ``repeats`` calls after ``warmup`` calls, and the
     peak CUDA memory in GiB (None on the CPU). CUDA calls are timed with CUDA events."""
     for index in range(warmup):

@@ -50,8 +50,12 @@ def gallery(model, test_set: PairedImageFolder, stems: list[str]) -> None:
         rainy, clean, _ = test_set[test_set.stems.index(stem)]
         with torch.no_grad():
             derained = model(rainy[None])[0]
-        rows.append(labelled_row([to_image(rainy), to_image(derained), to_image(clean)],
-                                 [f"rainy (Rain100L test {stem})", f"derained ({DEFAULT_MODEL})", "ground truth"]))
+        rows.append(
+            labelled_row(
+                [to_image(rainy), to_image(derained), to_image(clean)],
+                [f"rainy (Rain100L test {stem})", f"derained ({DEFAULT_MODEL})", "ground truth"],
+            )
+        )
     stack_rows(rows).save(ASSETS / "gallery.jpg", quality=85)
 
 
@@ -60,9 +64,11 @@ def mask_figure(model, rainy: torch.Tensor, clean: torch.Tensor) -> None:
         prior = torch.sigmoid(model.mask_head.prior_logits(rainy[None]))[0]
         mask = model.mask_head(rainy[None])[0]
     rain_layer = (rgb_to_luma((rainy - clean).clamp_min(0)[None])[0] * 4).clamp(0, 1)
-    labelled_row([to_image(rainy), to_image(rain_layer), to_image(prior), to_image(mask)],
-                 ["rainy input", "true rain layer (x4)", "morphological prior", "final mask (trained head)"],
-                 width=300).save(ASSETS / "mask_head.jpg", quality=85)
+    labelled_row(
+        [to_image(rainy), to_image(rain_layer), to_image(prior), to_image(mask)],
+        ["rainy input", "true rain layer (x4)", "morphological prior", "final mask (trained head)"],
+        width=300,
+    ).save(ASSETS / "mask_head.jpg", quality=85)
 
 
 def clustering_figure(model, rainy: torch.Tensor) -> None:
@@ -94,9 +100,11 @@ def clustering_figure(model, rainy: torch.Tensor) -> None:
     highlight = torch.nn.functional.max_pool2d(rearrange(highlight, "(h w) -> 1 1 h w", h=height), 3, 1, 1)[0, 0] > 0
     shown = torch.nn.functional.interpolate(rainy[None], size=(height, width), mode="area")[0].clone()
     shown[:, highlight] = torch.tensor([1.0, 0.0, 0.0])[:, None]
-    labelled_row([to_image(rainy), to_image(cluster_map), to_image(shown)],
-                 ["rainy input", f"stage-2 clusters (K={block.num_clusters})", f"one window of {window_tokens} pixels (red)"],
-                 width=320).save(ASSETS / "clustering.jpg", quality=85)
+    labelled_row(
+        [to_image(rainy), to_image(cluster_map), to_image(shown)],
+        ["rainy input", f"stage-2 clusters (K={block.num_clusters})", f"one window of {window_tokens} pixels (red)"],
+        width=320,
+    ).save(ASSETS / "clustering.jpg", quality=85)
 
 
 def stack_rows(rows: list[Image.Image]) -> Image.Image:
@@ -117,10 +125,14 @@ def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: P
     rainy, clean, _ = train_set[train_set.stems.index(stem)]
     generator = torch.Generator().manual_seed(0)
     presets = ["light", "medium", "heavy"]
-    rendered = [render_rain(clean[None], sample_rain_params(p, generator, camera_effects=False), generator).rainy[0]
-                for p in presets]
-    top = labelled_row([to_image(rainy)] + [to_image(r) for r in rendered],
-                       [f"Rain100L train {stem} (real pair)"] + [f"rendered: {p}" for p in presets])
+    rendered = [
+        render_rain(clean[None], sample_rain_params(p, generator, camera_effects=False), generator).rainy[0]
+        for p in presets
+    ]
+    top = labelled_row(
+        [to_image(rainy)] + [to_image(r) for r in rendered],
+        [f"Rain100L train {stem} (real pair)"] + [f"rendered: {p}" for p in presets],
+    )
     photos = [load_image(path).convert("RGB") for path in real_photo_paths(real_folder)[:4]]
     bottom = labelled_row(photos, [f"real rain ({path.name})" for path in real_photo_paths(real_folder)[:4]])
     stack_rows([top, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
@@ -133,8 +145,9 @@ def real_rain_sheet(model, real_folder: Path) -> None:
         photo = load_image(path).convert("RGB")
         # Tiles keep the 4-megapixel photo within a few GB; they are blended without seams.
         derained = derain(photo, model, tile_size=512 if photo.width * photo.height > 1_000_000 else None)
-        rows.append(labelled_row([photo, derained], [f"real rain: {path.name}", f"derained ({DEFAULT_MODEL})"],
-                                 width=480))
+        rows.append(
+            labelled_row([photo, derained], [f"real rain: {path.name}", f"derained ({DEFAULT_MODEL})"], width=480)
+        )
     stack_rows(rows).save(ASSETS / "real_rain.jpg", quality=88)
 
 

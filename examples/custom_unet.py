@@ -36,7 +36,9 @@ class TinyRestorationUNet(nn.Module):
         # are handed to the attention.
         self.encoder = TransformerBlock(dim, RainMaskAttention(dim, num_heads=1))
         self.down = nn.Conv2d(dim, 2 * dim, 2, stride=2)
-        self.bottleneck = TransformerBlock(2 * dim, ClusteredNonLocalWindowAttention(2 * dim, num_heads=2, window_size=4))
+        self.bottleneck = TransformerBlock(
+            2 * dim, ClusteredNonLocalWindowAttention(2 * dim, num_heads=2, window_size=4)
+        )
         self.up = nn.ConvTranspose2d(2 * dim, dim, 2, stride=2)
         self.head = nn.Conv2d(2 * dim, 3, 3, padding=1)
 
@@ -59,8 +61,12 @@ def train(steps: int, size: int = 48, batch: int = 4, seed: int = 0) -> list[flo
     losses = []
     for _ in range(steps):
         # Smooth random backgrounds: low-resolution noise upsampled.
-        clean = nn.functional.interpolate(torch.rand(batch, 3, size // 8, size // 8, generator=generator), size=(size, size),
-                                          mode="bicubic", align_corners=False).clamp(0, 1)
+        clean = nn.functional.interpolate(
+            torch.rand(batch, 3, size // 8, size // 8, generator=generator),
+            size=(size, size),
+            mode="bicubic",
+            align_corners=False,
+        ).clamp(0, 1)
         rainy, _ = synthesize_rain(clean, density=0.004, length=11, angle=80.0, generator=generator)
         loss = charbonnier_loss(model(rainy), clean)
         optimizer.zero_grad()
@@ -76,7 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     losses = train(args.steps)
     window = max(1, len(losses) // 10)
-    print(f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, last {window} steps {sum(losses[-window:]) / window:.4f}")
+    print(
+        f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, last {window} steps {sum(losses[-window:]) / window:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def main() -> None:
     _, metadata = read_safetensors(args.weights)
     path = args.out / f"{args.model}.{args.tag}.safetensors"
     checksum = save_weights(
-        model, path, dtype=getattr(torch, args.dtype),
+        model,
+        path,
+        dtype=getattr(torch, args.dtype),
         metadata={**metadata, "architecture": args.model, "tag": args.tag, "source": args.weights.name},
     )
     print(f"{path} ({path.stat().st_size / 1e6:.2f} MB) sha256 {checksum}")

@@ -71,12 +71,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on GPU")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU too (fast on CPUs with AVX512-BF16/AMX)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast on the CPU too (fast on CPUs with AVX512-BF16/AMX)"
+    )
     parser.add_argument("--channels-last", action="store_true", help="train in the channels-last memory layout")
-    parser.add_argument("--rain-mix", action="store_true", help="mix the real pairs with rain rendered over their clean images")
+    parser.add_argument(
+        "--rain-mix", action="store_true", help="mix the real pairs with rain rendered over their clean images"
+    )
     parser.add_argument("--real-fraction", type=float, default=0.25, help="with --rain-mix: share of real pairs")
     parser.add_argument(
-        "--rain-strength", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
+        "--rain-strength",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("LOW", "HIGH"),
         help="with --rain-mix: range of the rendered rain strength (0 light .. 1 heavy)",
     )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
@@ -129,11 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     train_stems, val_stems = stems[: len(stems) - args.val_count], stems[len(stems) - args.val_count :]
     samples_per_epoch = max(len(train_stems), args.batch_size * world_size)
     train_set = PairedImageFolder(
-        args.data, crop_size=args.crop, augment=True, cache=True, seed=args.seed, stems=train_stems,
+        args.data,
+        crop_size=args.crop,
+        augment=True,
+        cache=True,
+        seed=args.seed,
+        stems=train_stems,
         samples_per_epoch=samples_per_epoch,
     )
     if args.rain_mix:
-        train_set = MixedRainDataset(train_set, real_fraction=args.real_fraction, strength=tuple(args.rain_strength), seed=args.seed)
+        train_set = MixedRainDataset(
+            train_set, real_fraction=args.real_fraction, strength=tuple(args.rain_strength), seed=args.seed
+        )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:
         # Fixed heavy rain over the held-out clean images: the same files in every run and phase.
@@ -143,9 +158,15 @@ def main(argv: list[str] | None = None) -> None:
         if world_size > 1:
             dist.barrier()
         val_sets["val_heavy"] = PairedImageFolder(heavy_folder, cache=True)
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True)
+    sampler = DistributedSampler(
+        train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True
+    )
     loader = DataLoader(
-        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+        train_set,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=True,
         pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(loader)
@@ -159,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     step, best_psnr, extra = 0, float("-inf"), {}
     resume = args.resume or (args.out / "last.safetensors")
     if resume.is_file():
-        step, extra = load_training_state(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema_model=ema.module)
+        step, extra = load_training_state(
+            resume, model=model, optimizer=optimizer, scheduler=scheduler, ema_model=ema.module
+        )
         best_psnr = extra.get("best_psnr", best_psnr)
         if is_main:
             print(f"resumed from {resume} at step {step}")
@@ -177,8 +200,17 @@ def main(argv: list[str] | None = None) -> None:
     def checkpoint() -> None:
         if is_main:
             save_training_state(
-                args.out / "last.safetensors", model=model, optimizer=optimizer, scheduler=scheduler, step=step,
-                ema_model=ema.module, extra={"best_psnr": best_psnr, "train_hours": train_hours(), "args": {k: str(v) for k, v in vars(args).items()}},
+                args.out / "last.safetensors",
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                step=step,
+                ema_model=ema.module,
+                extra={
+                    "best_psnr": best_psnr,
+                    "train_hours": train_hours(),
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                },
             )
 
     def validate() -> None:
@@ -195,7 +227,11 @@ def main(argv: list[str] | None = None) -> None:
             score = sum(record[f"{name}_psnr"] for name in val_sets) / len(val_sets)
             if score > best_psnr:
                 best_psnr = score
-                save_weights(ema.module, args.out / "best_ema.safetensors", metadata={"architecture": args.model, "step": str(step)})
+                save_weights(
+                    ema.module,
+                    args.out / "best_ema.safetensors",
+                    metadata={"architecture": args.model, "step": str(step)},
+                )
 
     start_time = time.monotonic()
     hours_before = float(extra.get("train_hours", 0.0))
@@ -203,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     def train_hours() -> float:
         """Hours of training of this run, all phases of a resumed run together (time-to-quality)."""
         return hours_before + (time.monotonic() - start_time) / 3600
+
     progress = tqdm(total=args.steps, initial=step, desc="train", disable=not is_main, dynamic_ncols=True)
     model.train()
     out_of_time = False
@@ -228,7 +265,10 @@ def main(argv: list[str] | None = None) -> None:
             ema.update(model, step=step)
             progress.update(1)
             if step % args.log_every == 0 and is_main:
-                progress.set_postfix({name: f"{value.item():.4f}" for name, value in parts.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"})
+                progress.set_postfix(
+                    {name: f"{value.item():.4f}" for name, value in parts.items()}
+                    | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"}
+                )
             if step % args.val_every == 0 or step == args.steps:
                 validate()
             out_of_time = args.time_limit is not None and time.monotonic() - start_time > 60 * args.time_limit
@@ -243,9 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     progress.close()
 
     if is_main and step >= args.steps:
-        save_weights(ema.module, args.out / "final_ema.safetensors", metadata={"architecture": args.model, "step": str(step)})
+        save_weights(
+            ema.module, args.out / "final_ema.safetensors", metadata={"architecture": args.model, "step": str(step)}
+        )
     (args.out / f"final_state_rank{rank}.json").write_text(
-        json.dumps({"step": step, "model_sha256": parameters_digest(model), "ema_sha256": parameters_digest(ema.module)})
+        json.dumps(
+            {"step": step, "model_sha256": parameters_digest(model), "ema_sha256": parameters_digest(ema.module)}
+        )
     )
     if world_size > 1:
         dist.barrier()

@@ -38,8 +38,17 @@ def test_derain_files_keeps_names_and_sizes(tmp_path, weights) -> None:
     write_image(tmp_path / "a.png", 30, 44)
     write_image(tmp_path / "b.jpg", 17, 23)
     out = tmp_path / "out"
-    result = run_cli("derain", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(out),
-                     "--model", TINY, "--weights", str(weights))
+    result = run_cli(
+        "derain",
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.jpg"),
+        "-o",
+        str(out),
+        "--model",
+        TINY,
+        "--weights",
+        str(weights),
+    )
     assert result.returncode == 0, result.stderr
     assert Image.open(out / "a.png").size == (44, 30)
     assert Image.open(out / "b.jpg").size == (23, 17)
@@ -61,18 +70,60 @@ def test_a_bad_file_is_reported_and_the_others_written(tmp_path, weights, capsys
 
 def test_tiled_run_and_overwrite_protection(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "photo.png", 80, 90)
-    assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path / "tiled"), "--model", TINY,
-                 "--weights", str(weights), "--tile", "48", "--tile-overlap", "8"]) == 0
+    assert (
+        main(
+            [
+                "derain",
+                str(tmp_path / "photo.png"),
+                "-o",
+                str(tmp_path / "tiled"),
+                "--model",
+                TINY,
+                "--weights",
+                str(weights),
+                "--tile",
+                "48",
+                "--tile-overlap",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "tiled" / "photo.png").size == (90, 80)
-    assert main(["derain", str(tmp_path / "photo.png"), "-o", str(tmp_path), "--model", TINY,
-                 "--weights", str(weights), "--overwrite"]) == 2
+    assert (
+        main(
+            [
+                "derain",
+                str(tmp_path / "photo.png"),
+                "-o",
+                str(tmp_path),
+                "--model",
+                TINY,
+                "--weights",
+                str(weights),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert "would overwrite input file(s)" in capsys.readouterr().err
 
 
 def test_missing_inputs_and_empty_folders_are_errors(tmp_path, weights, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    code = main(["derain", str(tmp_path / "empty"), str(tmp_path / "nope.png"), "-o", str(tmp_path / "out"),
-                 "--model", TINY, "--weights", str(weights)])
+    code = main(
+        [
+            "derain",
+            str(tmp_path / "empty"),
+            str(tmp_path / "nope.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            TINY,
+            "--weights",
+            str(weights),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "holds no image files" in err and "nope.png: no such file" in err
 
@@ -81,10 +132,15 @@ def test_unknown_model_and_missing_weights_exit_with_a_message(tmp_path, capsys)
     write_image(tmp_path / "a.png")
     assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derian"]) == 2
     assert "Did you mean 'dual_stage_derain'" in capsys.readouterr().err
-    assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_small"]) == 2
+    assert (
+        main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_small"]) == 2
+    )
     err = capsys.readouterr().err
     assert "no pretrained weights for dual_stage_derain_small" in err and "--weights FILE.safetensors" in err
-    assert main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_tiny.gopro"]) == 2
+    assert (
+        main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", "dual_stage_derain_tiny.gopro"])
+        == 2
+    )
     assert "unknown pretrained tag 'gopro' for dual_stage_derain_tiny; its tags: dual_stage_derain_tiny.rain100l" in (
         capsys.readouterr().err
     )
@@ -119,8 +175,22 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
 
     write_paired_folder(tmp_path / "pairs", count=3)
     csv_path = tmp_path / "scores.csv"
-    assert main(["eval", "--data", str(tmp_path / "pairs"), "--model", TINY, "--weights", str(weights),
-                 "--csv", str(csv_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(tmp_path / "pairs"),
+                "--model",
+                TINY,
+                "--weights",
+                str(weights),
+                "--csv",
+                str(csv_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| dual_stage_derain_tiny" in out and "PSNR (Y)" in out
     rows = csv_path.read_text().splitlines()
@@ -137,8 +207,20 @@ def test_self_ensemble_in_eval_and_derain(tmp_path, weights, capsys) -> None:
     write_paired_folder(tmp_path / "pairs", count=2)
     common = ["--model", TINY, "--weights", str(weights)]
     assert main(["eval", "--data", str(tmp_path / "pairs"), *common, "--csv", str(tmp_path / "plain.csv")]) == 0
-    assert main(["eval", "--data", str(tmp_path / "pairs"), *common, "--self-ensemble",
-                 "--csv", str(tmp_path / "ensemble.csv")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(tmp_path / "pairs"),
+                *common,
+                "--self-ensemble",
+                "--csv",
+                str(tmp_path / "ensemble.csv"),
+            ]
+        )
+        == 0
+    )
     assert "x8 self-ensemble" in capsys.readouterr().out
     assert (tmp_path / "plain.csv").read_text() != (tmp_path / "ensemble.csv").read_text()
     assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline", "--self-ensemble"]) == 2
@@ -154,8 +236,9 @@ def test_self_ensemble_in_eval_and_derain(tmp_path, weights, capsys) -> None:
 def test_output_folder_that_cannot_be_created_is_reported(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file where the output folder should be")
-    code = main(["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "taken"), "--model", TINY,
-                 "--weights", str(weights)])
+    code = main(
+        ["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "taken"), "--model", TINY, "--weights", str(weights)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot create output folder" in err and "Traceback" not in err
 
@@ -189,8 +272,17 @@ def test_outputs_are_lossless_where_the_format_allows_it(tmp_path, weights, caps
     for name in ("a.png", "b.webp"):
         pixels = np.random.default_rng(0).integers(0, 256, (30, 44, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(tmp_path / name, lossless=True)
-    code, out, _ = derain_cli(capsys, str(tmp_path / "a.png"), str(tmp_path / "b.webp"), "-o", str(tmp_path / "out"),
-                              "--model", TINY, "--weights", str(weights))
+    code, out, _ = derain_cli(
+        capsys,
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.webp"),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        TINY,
+        "--weights",
+        str(weights),
+    )
     assert code == 0 and f"wrote 2 image(s) to {tmp_path / 'out'}" in out
     for name in ("a.png", "b.webp"):
         in_memory = np.asarray(derain(Image.open(tmp_path / name), model))
@@ -200,14 +292,30 @@ def test_outputs_are_lossless_where_the_format_allows_it(tmp_path, weights, caps
 def test_format_and_quality_options(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "photo.png")
     common = ["--model", TINY, "--weights", str(weights)]
-    assert derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "jpg"), "--format", "jpeg", *common)[0] == 0
+    assert (
+        derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "jpg"), "--format", "jpeg", *common)[0]
+        == 0
+    )
     written = Image.open(tmp_path / "jpg" / "photo.jpg")
     assert written.format == "JPEG" and JpegImagePlugin.get_sampling(written) == 0
-    assert derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "q"), "--format", "jpeg",
-                      "--quality", "50", *common)[0] == 0
+    assert (
+        derain_cli(
+            capsys,
+            str(tmp_path / "photo.png"),
+            "-o",
+            str(tmp_path / "q"),
+            "--format",
+            "jpeg",
+            "--quality",
+            "50",
+            *common,
+        )[0]
+        == 0
+    )
     assert (tmp_path / "q" / "photo.jpg").stat().st_size < (tmp_path / "jpg" / "photo.jpg").stat().st_size
-    code, _, err = derain_cli(capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "bad"), "--quality", "90",
-                              "--format", "png", *common)
+    code, _, err = derain_cli(
+        capsys, str(tmp_path / "photo.png"), "-o", str(tmp_path / "bad"), "--quality", "90", "--format", "png", *common
+    )
     assert code == 2 and err.count("\n") == 1 and "--format png is always lossless" in err
     assert not (tmp_path / "bad").exists()
 
@@ -241,8 +349,9 @@ def test_name_collisions_and_existing_outputs_are_refused_up_front(tmp_path, wei
 def test_argument_mistakes_are_one_line_up_front(tmp_path, weights, capsys, options, message) -> None:
     for index in range(3):
         write_image(tmp_path / f"{index}.png")
-    code, _, err = derain_cli(capsys, str(tmp_path), "-o", str(tmp_path / "out"), "--model", TINY,
-                              "--weights", str(weights), *options)
+    code, _, err = derain_cli(
+        capsys, str(tmp_path), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights), *options
+    )
     assert code == 2 and err.startswith(f"derainzoo: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
@@ -250,7 +359,10 @@ def test_argument_mistakes_are_one_line_up_front(tmp_path, weights, capsys, opti
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_clear_line(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "a.png")
-    for command in (["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")], ["eval", "--data", str(tmp_path)]):
+    for command in (
+        ["derain", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")],
+        ["eval", "--data", str(tmp_path)],
+    ):
         assert main([*command, "--model", TINY, "--weights", str(weights), "--device", "cuda"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "CUDA is not available here" in err and "--device cpu" in err
@@ -265,7 +377,9 @@ def test_version_notes_and_error_paths(tmp_path, weights, capsys) -> None:
     write_image(folder / "good.png")
     (folder / "notes.txt").write_text("shot on a rainy day")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    code, out, err = derain_cli(capsys, str(folder), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights))
+    code, out, err = derain_cli(
+        capsys, str(folder), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights)
+    )
     assert code == 1
     assert f"note: {folder}: skipping 1 file(s) that are not images: notes.txt" in err
     broken_line = next(line for line in err.splitlines() if "broken.png" in line)
@@ -276,7 +390,11 @@ def test_version_notes_and_error_paths(tmp_path, weights, capsys) -> None:
 def test_sixteen_bit_grayscale_is_written_sixteen_bit(tmp_path, weights, capsys) -> None:
     plane = (np.linspace(0, 1, 30 * 40).reshape(30, 40) * 65535).astype(np.uint16)
     Image.fromarray(plane).save(tmp_path / "scan.png")
-    assert derain_cli(capsys, str(tmp_path / "scan.png"), "-o", str(tmp_path / "out"), "--model", TINY,
-                      "--weights", str(weights))[0] == 0
+    assert (
+        derain_cli(
+            capsys, str(tmp_path / "scan.png"), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights)
+        )[0]
+        == 0
+    )
     written = Image.open(tmp_path / "out" / "scan.png")
     assert written.mode.startswith("I") and np.asarray(written).max() > 255

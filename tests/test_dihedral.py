@@ -15,8 +15,11 @@ def as_key(x: torch.Tensor) -> tuple:
 def test_the_eight_are_the_rotations_and_flips_of_the_square() -> None:
     x = torch.arange(12).reshape(1, 3, 4)
     ours = {as_key(dihedral_transform(x, index)) for index in range(8)}
-    rot90 = {as_key(torch.rot90(x, turns, dims=(-2, -1)).flip(-1) if flip else torch.rot90(x, turns, dims=(-2, -1)))
-             for turns in range(4) for flip in (False, True)}
+    rot90 = {
+        as_key(torch.rot90(x, turns, dims=(-2, -1)).flip(-1) if flip else torch.rot90(x, turns, dims=(-2, -1)))
+        for turns in range(4)
+        for flip in (False, True)
+    }
     assert len(ours) == 8 and ours == rot90
 
 

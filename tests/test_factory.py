@@ -29,7 +29,9 @@ def test_list_pretrained_matches_the_bundled_files() -> None:
 
 
 def test_unknown_name_is_repeated_with_suggestions() -> None:
-    with pytest.raises(ValueError, match=r"unknown model 'dual_stage_derain_tine'.*Did you mean 'dual_stage_derain_tiny'"):
+    with pytest.raises(
+        ValueError, match=r"unknown model 'dual_stage_derain_tine'.*Did you mean 'dual_stage_derain_tiny'"
+    ):
         derainzoo.create_model("dual_stage_derain_tine")
     with pytest.raises(ValueError, match="unknown model 'resnet50'"):
         derainzoo.create_model("resnet50")

@@ -98,7 +98,9 @@ def test_missing_and_unexpected_keys_are_named(tmp_path) -> None:
     del state["stage2_head.weight"]
     path = tmp_path / "odd.safetensors"
     save_weights(state, path)
-    with pytest.raises(WeightsMismatchError, match=r"missing keys \(1\): stage2_head.weight.*unexpected keys \(1\): extra.weight"):
+    with pytest.raises(
+        WeightsMismatchError, match=r"missing keys \(1\): stage2_head.weight.*unexpected keys \(1\): extra.weight"
+    ):
         load_weights(tiny_model(), path)
 
 

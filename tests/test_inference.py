@@ -169,8 +169,13 @@ def test_bad_input_is_refused(model, image, error, message) -> None:
 
 @pytest.mark.parametrize(
     ("tile_size", "overlap", "message"),
-    [(4, 0, "tile_size must be"), (64, 40, "tile_overlap 40 is more than half"), (64, -1, "tile_overlap must be"),
-     (-8, None, "tile_size must be"), (16.0, None, "tile_size must be")],
+    [
+        (4, 0, "tile_size must be"),
+        (64, 40, "tile_overlap 40 is more than half"),
+        (64, -1, "tile_overlap must be"),
+        (-8, None, "tile_size must be"),
+        (16.0, None, "tile_size must be"),
+    ],
 )
 def test_bad_tile_settings_are_refused(model, tile_size, overlap, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -236,7 +241,9 @@ def test_default_model_removes_rain_from_unseen_real_images(rain100l_test) -> No
     for rainy, clean, _ in (dataset[index] for index in range(3)):
         derained = derain(rainy)
         assert derained.shape == rainy.shape
-        gains.append((psnr_y(quantize(derained[None]), clean[None]) - psnr_y(quantize(rainy[None]), clean[None])).item())
+        gains.append(
+            (psnr_y(quantize(derained[None]), clean[None]) - psnr_y(quantize(rainy[None]), clean[None])).item()
+        )
     assert min(gains) > 4.0 and sum(gains) / 3 > 6.0
 
 

@@ -47,12 +47,18 @@ def test_dual_stage_loss_parts_and_gradients() -> None:
     torch.testing.assert_close(loss.detach(), expected)
     loss.backward()
     assert model.mask_head.threshold.grad is not None and model.stage1_head.weight.grad.abs().sum() > 0
-    assert set(DualStageLoss(mask_weight=0.0)(model.forward_stages(rainy), rainy, clean)[1]) == {"final", "stage1", "frequency"}
+    assert set(DualStageLoss(mask_weight=0.0)(model.forward_stages(rainy), rainy, clean)[1]) == {
+        "final",
+        "stage1",
+        "frequency",
+    }
 
 
 def test_mask_target_ignores_the_veil_and_finds_streaks_that_darken_a_bright_sky() -> None:
     layer = StreakLayer(angle=5.0, length=21.0, width=2.0, density=0.004, opacity=0.9)
-    veiled = render_rain(smooth_image(64, 64), RainParams(layers=(StreakLayer(density=0.0),), transmission=0.5), None).rainy
+    veiled = render_rain(
+        smooth_image(64, 64), RainParams(layers=(StreakLayer(density=0.0),), transmission=0.5), None
+    ).rainy
     assert rain_mask_target(veiled, smooth_image(64, 64)).sum() == 0
     sky = torch.full((1, 3, 64, 64), 0.95)
     rendered = render_rain(sky, RainParams(layers=(layer,), streak_light=0.6), torch.Generator().manual_seed(3))

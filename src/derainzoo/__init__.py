@@ -6,11 +6,10 @@ too (timm has no plugin discovery: the import is needed).
 
 from derainzoo import layers, models
 from derainzoo._factory import create_model, list_models, list_pretrained
+from derainzoo._version import __version__
 from derainzoo.inference import derain
 from derainzoo.models import DerainOutput, DualStageDerain
 from derainzoo.self_ensemble import SelfEnsemble
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DerainOutput",

@@ -44,17 +44,23 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tile", type=int,
+        "--tile",
+        type=int,
         help="derain in overlapping tiles of this size; 0 for the whole image (default: tiles only when the whole "
         "image would exceed --memory-budget)",
     )
     parser.add_argument(
-        "--memory-budget", type=float, default=DEFAULT_MEMORY_BUDGET / 1024**3, metavar="GB",
+        "--memory-budget",
+        type=float,
+        default=DEFAULT_MEMORY_BUDGET / 1024**3,
+        metavar="GB",
         help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET / 1024**3:g} GiB)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(
-        "--self-ensemble", action="store_true", help="average over the 8 flips/rotations of each input (8x slower, more accurate)"
+        "--self-ensemble",
+        action="store_true",
+        help="average over the 8 flips/rotations of each input (8x slower, more accurate)",
     )
 
 
@@ -68,11 +74,17 @@ def _build_parser() -> argparse.ArgumentParser:
     derain_parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     _add_model_arguments(derain_parser)
     _add_run_arguments(derain_parser)
-    derain_parser.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default min(32, tile/4))")
     derain_parser.add_argument(
-        "--format", choices=sorted(OUTPUT_FORMATS), help="output format (default: the input's own; lossless PNG/WebP stay lossless)"
+        "--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default min(32, tile/4))"
     )
-    derain_parser.add_argument("--quality", type=int, help="JPEG or lossy WebP quality, 1-100 (default: JPEG 95, WebP lossless)")
+    derain_parser.add_argument(
+        "--format",
+        choices=sorted(OUTPUT_FORMATS),
+        help="output format (default: the input's own; lossless PNG/WebP stay lossless)",
+    )
+    derain_parser.add_argument(
+        "--quality", type=int, help="JPEG or lossy WebP quality, 1-100 (default: JPEG 95, WebP lossless)"
+    )
     derain_parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
 
     eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
@@ -80,7 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(eval_parser)
     _add_run_arguments(eval_parser)
     eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
-    eval_parser.add_argument("--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding")
+    eval_parser.add_argument(
+        "--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding"
+    )
     eval_parser.add_argument("--csv", type=Path, help="write per-image scores to this CSV file")
 
     export_parser = commands.add_parser("export", help="write a model as ONNX with dynamic batch, height and width")
@@ -131,7 +145,9 @@ def _device(name: str | None) -> torch.device:
         raise ValueError(f"--device {name}: not a device name; use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+            raise ValueError(
+                f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu" and not _backend_available(device.type):
@@ -196,10 +212,14 @@ def _plan_outputs(files: Sequence[Path], args: argparse.Namespace) -> tuple[list
     inputs = {path.resolve() for path in files}
     clobbered_inputs = [str(target) for _, target, _ in plan if target.resolve() in inputs]
     if clobbered_inputs:
-        problems.append(f"the output would overwrite input file(s) {_preview(clobbered_inputs)}; choose another -o folder")
+        problems.append(
+            f"the output would overwrite input file(s) {_preview(clobbered_inputs)}; choose another -o folder"
+        )
     existing = [str(target) for _, target, _ in plan if target.is_file() and target.resolve() not in inputs]
     if existing and not args.overwrite:
-        problems.append(f"{len(existing)} output file(s) exist already: {_preview(existing)}; use --overwrite to replace them")
+        problems.append(
+            f"{len(existing)} output file(s) exist already: {_preview(existing)}; use --overwrite to replace them"
+        )
     return plan, problems
 
 
@@ -256,7 +276,9 @@ def _derain_command(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as error:
             _error(f"{path}: {error}")
             failures += 1
-    print(f"derainzoo: wrote {written} image(s) to {args.output}" + (f"; {failures} input(s) failed" if failures else ""))
+    print(
+        f"derainzoo: wrote {written} image(s) to {args.output}" + (f"; {failures} input(s) failed" if failures else "")
+    )
     return 1 if failures else 0
 
 

@@ -24,9 +24,7 @@ ONNX_OUTPUT_NAME = "derained"
 def _require(*modules: str) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        raise ImportError(
-            f"ONNX export needs {', '.join(missing)}: install them with pip install \"derainzoo[export]\""
-        )
+        raise ImportError(f'ONNX export needs {", ".join(missing)}: install them with pip install "derainzoo[export]"')
 
 
 def export_onnx(

@@ -94,7 +94,10 @@ def save_weights(
     """
     state_dict = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
     tensors = {
-        name: (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).detach().cpu().contiguous()
+        name: (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor)
+        .detach()
+        .cpu()
+        .contiguous()
         for name, tensor in state_dict.items()
     }
     path = Path(path)

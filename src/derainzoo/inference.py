@@ -209,7 +209,9 @@ def check_tile_settings(
         ValueError: a bad value; the message names the argument the caller set.
     """
     size_name, overlap_name = names
-    if tile_size is not None and (not isinstance(tile_size, int) or isinstance(tile_size, bool) or (tile_size != 0 and tile_size < 8)):
+    if tile_size is not None and (
+        not isinstance(tile_size, int) or isinstance(tile_size, bool) or (tile_size != 0 and tile_size < 8)
+    ):
         raise ValueError(f"{size_name} must be 0 (whole image) or an integer of at least 8 pixels, got {tile_size!r}")
     if tile_overlap is not None:
         if not isinstance(tile_overlap, int) or tile_overlap < 0:
@@ -289,9 +291,10 @@ def tiled_forward(
         tile_out = model(x[..., top : top + tile_h, left : left + tile_w]).float()
         if output is None:
             output = torch.zeros(*tile_out.shape[:2], height, width, device=x.device, dtype=torch.float32)
-        weight = _ramp(top, tile_h, height, tile_overlap, x.device)[:, None] * _ramp(
-            left, tile_w, width, tile_overlap, x.device
-        )[None, :]
+        weight = (
+            _ramp(top, tile_h, height, tile_overlap, x.device)[:, None]
+            * _ramp(left, tile_w, width, tile_overlap, x.device)[None, :]
+        )
         output[..., top : top + tile_h, left : left + tile_w] += tile_out * weight
         weight_sum[..., top : top + tile_h, left : left + tile_w] += weight
     assert output is not None  # there is always at least one tile

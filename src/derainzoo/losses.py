@@ -75,7 +75,9 @@ def rain_mask_target(
     """
     difference = rgb_to_luma((rainy - clean).float())
     both_signs = torch.cat([difference.clamp_min(0.0), (-difference).clamp_min(0.0)])
-    lines = max_line_opening(white_tophat(both_signs, box_kernel(background_size)), line_elements(line_length, num_angles))
+    lines = max_line_opening(
+        white_tophat(both_signs, box_kernel(background_size)), line_elements(line_length, num_angles)
+    )
     brighter, darker = lines.chunk(2)
     return (torch.maximum(brighter, darker) > threshold).float()
 

@@ -95,7 +95,9 @@ def ssim_y(prediction: Tensor, target: Tensor, window_size: int = 11, sigma: flo
     """
     _check_pair(prediction, target)
     if min(prediction.shape[-2:]) < window_size:
-        raise ValueError(f"SSIM needs images of at least {window_size}x{window_size}, got {tuple(prediction.shape[-2:])}")
+        raise ValueError(
+            f"SSIM needs images of at least {window_size}x{window_size}, got {tuple(prediction.shape[-2:])}"
+        )
     x, y = rgb_to_y(prediction), rgb_to_y(target)
     profile = _gaussian_profile(window_size, sigma, x.device)
 

@@ -18,7 +18,10 @@ def pairs(tmp_path) -> PairedImageFolder:
 
 
 def test_items_are_reproducible_and_new_every_epoch(pairs) -> None:
-    first, second = MixedRainDataset(pairs, real_fraction=0.0, seed=1), MixedRainDataset(pairs, real_fraction=0.0, seed=1)
+    first, second = (
+        MixedRainDataset(pairs, real_fraction=0.0, seed=1),
+        MixedRainDataset(pairs, real_fraction=0.0, seed=1),
+    )
     rainy, clean, stem = first[5]
     assert rainy.shape == clean.shape == (3, 32, 32) and rainy.dtype == torch.float32 and stem == pairs[5][2]
     torch.testing.assert_close(rainy, second[5][0], rtol=0, atol=0)

@@ -145,7 +145,9 @@ def test_gaussian_blur_equals_scipy_per_image() -> None:
             torch.testing.assert_close(blurred[index], images[index], rtol=0, atol=0)
             continue
         # One kernel radius serves the batch (that of the largest sigma); scipy's "mirror" is torch's "reflect".
-        expected = ndimage.gaussian_filter(images[index].numpy(), sigma=(0, sigma, sigma), mode="mirror", truncate=radius / sigma)
+        expected = ndimage.gaussian_filter(
+            images[index].numpy(), sigma=(0, sigma, sigma), mode="mirror", truncate=radius / sigma
+        )
         np.testing.assert_allclose(blurred[index].numpy(), expected, atol=1e-12)
 
 
@@ -157,7 +159,9 @@ def test_camera_effects() -> None:
     image = smooth_image(64, 64)
     image[..., ::4, :] = 1.0  # fine horizontal lines: high frequencies to remove
     blurred = render_rain(image, RainParams(layers=NO_STREAKS, camera_blur=0.8), generator()).rainy
-    assert (blurred[..., 1:, :] - blurred[..., :-1, :]).abs().mean() < 0.6 * (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+    assert (blurred[..., 1:, :] - blurred[..., :-1, :]).abs().mean() < 0.6 * (
+        image[..., 1:, :] - image[..., :-1, :]
+    ).abs().mean()
 
     smooth = smooth_image(64, 64)
     compressed = render_rain(smooth, RainParams(layers=NO_STREAKS, jpeg_quality=60), generator()).rainy
@@ -166,7 +170,10 @@ def test_camera_effects() -> None:
 
 
 def test_sampler_depth_ordering_and_presets() -> None:
-    far, near = {"width": [], "density": [], "opacity": [], "defocus": []}, {"width": [], "density": [], "opacity": [], "defocus": []}
+    far, near = (
+        {"width": [], "density": [], "opacity": [], "defocus": []},
+        {"width": [], "density": [], "opacity": [], "defocus": []},
+    )
     for seed in range(60):
         params = sample_rain_params("heavy", generator(seed))
         assert 3 <= len(params.layers) <= 4 and params.transmission < 1
@@ -177,7 +184,10 @@ def test_sampler_depth_ordering_and_presets() -> None:
         light = sample_rain_params("light", generator(seed))
         assert len(light.layers) == 1 and light.transmission == 1
         assert all(abs(layer.angle) <= MAX_WIND_ANGLE for layer in params.layers + light.layers)
-    mean = {side: {name: float(np.mean(values)) for name, values in group.items()} for side, group in (("far", far), ("near", near))}
+    mean = {
+        side: {name: float(np.mean(values)) for name, values in group.items()}
+        for side, group in (("far", far), ("near", near))
+    }
     # Distant streaks: thin, dim and dense; near ones: wide, bright, sparse and out of focus.
     assert mean["far"]["width"] < mean["near"]["width"]
     assert mean["far"]["opacity"] < mean["near"]["opacity"]

@@ -27,8 +27,9 @@ def test_density_controls_the_amount_and_zero_means_no_rain() -> None:
 
 @pytest.mark.parametrize("angle", [0.0, 90.0, 170.0])
 def test_streaks_follow_the_angle(angle: float) -> None:
-    rain = synthesize_rain(torch.zeros(1, 3, 64, 64), density=0.002, length=21, angle=angle,
-                           generator=torch.Generator().manual_seed(2))[1][0, 0]
+    rain = synthesize_rain(
+        torch.zeros(1, 3, 64, 64), density=0.002, length=21, angle=angle, generator=torch.Generator().manual_seed(2)
+    )[1][0, 0]
     # Rain varies little along the streak direction and a lot across it.
     along_rows = (rain[:, 1:] - rain[:, :-1]).abs().sum()
     along_cols = (rain[1:, :] - rain[:-1, :]).abs().sum()
@@ -36,8 +37,12 @@ def test_streaks_follow_the_angle(angle: float) -> None:
 
 
 def test_width_thickens_streaks() -> None:
-    thin = synthesize_rain(torch.zeros(1, 3, 48, 48), density=0.002, width=1, generator=torch.Generator().manual_seed(3))[1]
-    thick = synthesize_rain(torch.zeros(1, 3, 48, 48), density=0.002, width=3, generator=torch.Generator().manual_seed(3))[1]
+    thin = synthesize_rain(
+        torch.zeros(1, 3, 48, 48), density=0.002, width=1, generator=torch.Generator().manual_seed(3)
+    )[1]
+    thick = synthesize_rain(
+        torch.zeros(1, 3, 48, 48), density=0.002, width=3, generator=torch.Generator().manual_seed(3)
+    )[1]
     assert (thick > 0).sum() > 2 * (thin > 0).sum()
 
 

@@ -13,8 +13,24 @@ import pytest
 from ..helpers import write_paired_folder
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train.py"
-COMMON = ["--model", "dual_stage_derain_tiny", "--batch-size", "2", "--crop", "32", "--val-count", "1",
-          "--warmup-steps", "2", "--val-every", "100", "--ckpt-every", "100", "--log-every", "1"]
+COMMON = [
+    "--model",
+    "dual_stage_derain_tiny",
+    "--batch-size",
+    "2",
+    "--crop",
+    "32",
+    "--val-count",
+    "1",
+    "--warmup-steps",
+    "2",
+    "--val-every",
+    "100",
+    "--ckpt-every",
+    "100",
+    "--log-every",
+    "1",
+]
 
 
 def load_script():
@@ -34,7 +50,19 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path) -> None:
     train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "straight"), *COMMON])
     # A time limit of 0 stops (and checkpoints) right after the first step; rerunning with the
     # same --out resumes from that checkpoint.
-    train(["--data", str(tmp_path / "data"), "--steps", "5", "--time-limit", "0", "--out", str(tmp_path / "resumed"), *COMMON])
+    train(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--steps",
+            "5",
+            "--time-limit",
+            "0",
+            "--out",
+            str(tmp_path / "resumed"),
+            *COMMON,
+        ]
+    )
     assert final_state(tmp_path / "resumed")["step"] == 1
     train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "resumed"), *COMMON])
     straight, resumed = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
@@ -50,9 +78,25 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path) -> None:
 def test_two_process_ddp_ranks_agree(tmp_path) -> None:
     write_paired_folder(tmp_path / "data", count=6)
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-               "--data", str(tmp_path / "data"), "--steps", "3", "--out", str(out), *COMMON]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(SCRIPT),
+        "--data",
+        str(tmp_path / "data"),
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        *COMMON,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = final_state(out, 0), final_state(out, 1)
     assert rank0["step"] == rank1["step"] == 3

@@ -26,7 +26,7 @@ def test_residual_composition_and_context_reach_the_mixer() -> None:
     block = TransformerBlock(4, mixer)
     x, mask = torch.randn(1, 4, 5, 6), torch.rand(1, 1, 5, 6)
     out = block(x, mask)
-    (normed, passed_mask), = mixer.calls
+    ((normed, passed_mask),) = mixer.calls
     torch.testing.assert_close(normed, block.norm1(x))
     assert passed_mask is mask
     after_mixer = x + 1

@@ -23,11 +23,17 @@ def reference_attention(attention: RainMaskAttention, x: torch.Tensor, mask: tor
     background = torch.ones(batch, 1, height, width, dtype=x.dtype) if mask is None else 1 - mask
     query_key = F.conv2d(x * background, attention.query_key.weight, attention.query_key.bias)
     query_key = F.conv2d(
-        query_key, attention.query_key_depthwise.weight, attention.query_key_depthwise.bias, padding=1, groups=2 * channels
+        query_key,
+        attention.query_key_depthwise.weight,
+        attention.query_key_depthwise.bias,
+        padding=1,
+        groups=2 * channels,
     )
     query, key = query_key[:, :channels] * background, query_key[:, channels:] * background
     value = F.conv2d(x, attention.value.weight, attention.value.bias)
-    value = F.conv2d(value, attention.value_depthwise.weight, attention.value_depthwise.bias, padding=1, groups=channels)
+    value = F.conv2d(
+        value, attention.value_depthwise.weight, attention.value_depthwise.bias, padding=1, groups=channels
+    )
     head_dim = channels // attention.num_heads
     out = torch.zeros_like(x)
     for b in range(batch):

@@ -42,7 +42,8 @@ def reference_attention(attention: ShiftedWindowAttention, x: torch.Tensor) -> t
             partners = [
                 (r, c)
                 for r, c in pixels
-                if (rolled(r, c)[0] // ws, rolled(r, c)[1] // ws) == (rr // ws, rc // ws) and side(r, c) == side(row, col)
+                if (rolled(r, c)[0] // ws, rolled(r, c)[1] // ws) == (rr // ws, rc // ws)
+                and side(r, c) == side(row, col)
             ]
             for head in range(heads):
                 cols = slice(head * head_dim, (head + 1) * head_dim)

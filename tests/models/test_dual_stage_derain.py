@@ -79,7 +79,9 @@ def test_timm_conventions_for_an_image_to_image_model() -> None:
     assert cfg.get("num_classes") is None and cfg.get("first_conv") is None and cfg.get("classifier") is None
     assert model.num_classes == 0 and model.num_features == 16
     decay_free = model.no_weight_decay()
-    assert decay_free and all(name.endswith(("temperature", "relative_position_bias_table", "threshold")) for name in decay_free)
+    assert decay_free and all(
+        name.endswith(("temperature", "relative_position_bias_table", "threshold")) for name in decay_free
+    )
     assert "mask_head.threshold" in decay_free
     # timm's optimizer factory must accept the model.
     create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
@@ -113,7 +115,9 @@ def test_only_rgb_is_supported() -> None:
 
 
 def test_pretrained_without_weights_says_so() -> None:
-    with pytest.raises(PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_small"):
+    with pytest.raises(
+        PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_small"
+    ):
         timm.create_model("dual_stage_derain_small", pretrained=True)
 
 

@@ -35,12 +35,16 @@ def test_resume_continues_exactly(tmp_path) -> None:
     model, ema, optimizer, scheduler = make_state(0)
     train_steps(model, optimizer, scheduler, 3)
     path = tmp_path / "last.safetensors"
-    save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=3, ema_model=ema, extra={"best": 1.5})
+    save_training_state(
+        path, model=model, optimizer=optimizer, scheduler=scheduler, step=3, ema_model=ema, extra={"best": 1.5}
+    )
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
     train_steps(model, optimizer, scheduler, 2)
 
     other, other_ema, other_optimizer, other_scheduler = make_state(7)
-    step, extra = load_training_state(path, model=other, optimizer=other_optimizer, scheduler=other_scheduler, ema_model=other_ema)
+    step, extra = load_training_state(
+        path, model=other, optimizer=other_optimizer, scheduler=other_scheduler, ema_model=other_ema
+    )
     assert step == 3 and extra == {"best": 1.5}
     assert other_scheduler.last_epoch == 3
     for a, b in zip(ema.state_dict().values(), other_ema.state_dict().values()):
@@ -64,7 +68,9 @@ def test_sha256_sidecar_names_the_checkpoint_so_sha256sum_can_check_it(tmp_path)
     checksum = save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=1)
     assert (tmp_path / "last.safetensors.sha256").read_text() == f"{checksum}  last.safetensors\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors", "last.safetensors.sha256"]
-    result = subprocess.run(["sha256sum", "-c", "last.safetensors.sha256"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        ["sha256sum", "-c", "last.safetensors.sha256"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0 and "last.safetensors: OK" in result.stdout
 
 

@@ -114,7 +114,9 @@ def write_rendered_pairs(
         ``folder`` as a `Path`.
     """
     if pairs.crop_size is not None or pairs.augment:
-        raise ValueError("write_rendered_pairs() needs whole images: build the PairedImageFolder without crop_size and augment")
+        raise ValueError(
+            "write_rendered_pairs() needs whole images: build the PairedImageFolder without crop_size and augment"
+        )
     folder = Path(folder)
     for side in ("rain", "norain"):
         (folder / side).mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,9 @@ def _image_files(folder: Path) -> dict[str, Path]:
         if not path.is_file() or path.name.startswith("."):
             continue
         if path.stem in files:
-            raise ValueError(f"two files share the stem {path.stem!r} in {folder}: {files[path.stem].name}, {path.name}")
+            raise ValueError(
+                f"two files share the stem {path.stem!r} in {folder}: {files[path.stem].name}, {path.name}"
+            )
         files[path.stem] = path
     return files
 

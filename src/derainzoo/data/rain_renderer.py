@@ -321,7 +321,9 @@ def _streak_opacity(
     kernel_size = 2 * math.ceil(float(lengths_in_cells.max()) / 2) + 1
 
     drop_probability = torch.tensor([min(1.0, layer.density * layer.width**2) for layer in layers], dtype=dtype)
-    drops = torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype) < drop_probability.view(batch, 1, 1, 1)
+    drops = torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype) < drop_probability.view(
+        batch, 1, 1, 1
+    )
     brightness = 0.4 + 0.6 * torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype)
     seeds = (drops * brightness).to(device)
 
@@ -386,7 +388,9 @@ def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
     return flat.view(batch, channels, height, width)
 
 
-def _transmission_map(params: Sequence[RainParams], height: int, width: int, generator: torch.Generator | None) -> Tensor:
+def _transmission_map(
+    params: Sequence[RainParams], height: int, width: int, generator: torch.Generator | None
+) -> Tensor:
     """``(B, 1, H, W)`` veil transmission: the mean plus a smooth random field (bicubic 4x4 noise)."""
     batch = len(params)
     mean = torch.tensor([p.transmission for p in params]).view(batch, 1, 1, 1)

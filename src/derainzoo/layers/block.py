@@ -27,6 +27,7 @@ class TransformerBlock(nn.Module):
         - Output: ``(B, C, H, W)``.
 
     Examples:
+        >>> import torch
         >>> from derainzoo.layers import RainMaskAttention
         >>> block = TransformerBlock(32, RainMaskAttention(32, num_heads=2))
         >>> block(torch.randn(1, 32, 16, 16), torch.zeros(1, 1, 16, 16)).shape

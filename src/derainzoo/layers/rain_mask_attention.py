@@ -116,6 +116,4 @@ class RainMaskAttention(nn.Module):
         if mask is None:
             return
         if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]):
-            raise ValueError(
-                f"mask must have shape (B, 1, h, w) with B = {x.shape[0]} (or 1), got {tuple(mask.shape)}"
-            )
+            raise ValueError(f"mask must have shape (B, 1, h, w) with B = {x.shape[0]} (or 1), got {tuple(mask.shape)}")

@@ -70,9 +70,7 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
     """
     height, width = x.shape[-2:]
     if height % window_size or width % window_size:
-        raise ValueError(
-            f"feature size {height}x{width} is not divisible by window_size {window_size}; pad it first"
-        )
+        raise ValueError(f"feature size {height}x{width} is not divisible by window_size {window_size}; pad it first")
     return rearrange(x, "b c (nh wh) (nw ww) -> b (nh nw) (wh ww) c", wh=window_size, ww=window_size)
 
 
@@ -131,7 +129,9 @@ def multi_head_attention(
         mask_heads = attn_mask.shape[-3] if attn_mask.ndim >= 3 else 1
         attn_mask = attn_mask.expand(*group_shape, mask_heads, *attn_mask.shape[-2:])
         attn_mask = pack([attn_mask], "* h t s")[0]
-    out = rearrange(F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p), "g h t d -> g t h d")
+    out = rearrange(
+        F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p), "g h t d -> g t h d"
+    )
     if torch.compiler.is_exporting():
         # The exporter swaps in a decomposition of SDPA whose output is laid out differently from
         # the eager kernel's, so the head merge must not be recorded as a view of this layout

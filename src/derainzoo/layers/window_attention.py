@@ -82,9 +82,9 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
 
         tokens = window_partition(shifted, self.window_size)
         query, key, value = self.qkv(tokens).chunk(3, dim=-1)
-        bias = rearrange(
-            self.relative_position_bias_table[self.relative_position_index], "t s head -> head t s"
-        ).to(query.dtype)
+        bias = rearrange(self.relative_position_bias_table[self.relative_position_index], "t s head -> head t s").to(
+            query.dtype
+        )
         region_mask = self._region_mask(height, width, padded_height, padded_width, x.device)
         attn_mask = bias if region_mask is None else bias.masked_fill(region_mask, float("-inf"))
         out = self.attend(query, key, value, attn_mask=attn_mask)
@@ -118,8 +118,6 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
 
 def _relative_position_index(window_size: int) -> Tensor:
     """``(T, T)`` index into the bias table of the offset between every pair of window tokens."""
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
-    ).flatten(1)
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")).flatten(1)
     offsets = coords[:, :, None] - coords[:, None, :] + window_size - 1
     return offsets[0] * (2 * window_size - 1) + offsets[1]

@@ -63,7 +63,9 @@ class RainSuppressionUNet(nn.Module):
         - Output: ``(B, embed_dim, H, W)`` decoder features.
     """
 
-    def __init__(self, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], ffn_expansion: float) -> None:
+    def __init__(
+        self, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], ffn_expansion: float
+    ) -> None:
         super().__init__()
         if len(depths) != len(num_heads) or not depths:
             raise ValueError(f"depths {depths} and num_heads {num_heads} must be non-empty and of equal length")
@@ -79,7 +81,9 @@ class RainSuppressionUNet(nn.Module):
         self.downsamples = nn.ModuleList(Downsample(dims[level], dims[level + 1]) for level in range(len(depths) - 1))
         self.bottleneck = blocks(len(depths) - 1)
         self.upsamples = nn.ModuleList(Upsample(dims[level + 1], dims[level]) for level in range(len(depths) - 1))
-        self.fusions = nn.ModuleList(nn.Conv2d(2 * dims[level], dims[level], 1, bias=False) for level in range(len(depths) - 1))
+        self.fusions = nn.ModuleList(
+            nn.Conv2d(2 * dims[level], dims[level], 1, bias=False) for level in range(len(depths) - 1)
+        )
         self.decoders = nn.ModuleList(blocks(level) for level in range(len(depths) - 1))
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
@@ -291,6 +295,7 @@ class DualStageDerain(nn.Module):
         if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
             raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")
 
+
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "num_classes": None,
@@ -332,21 +337,27 @@ def _create_dual_stage_derain(variant: str, pretrained: bool = False, **kwargs: 
 @register_model
 def dual_stage_derain_tiny(pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
     """Smallest variant, for CPU inference and quick experiments."""
-    model_args = dict(embed_dim=16, depths=(1, 1, 2), num_heads=(1, 2, 4), stage2_dim=32, stage2_depth=2, stage2_heads=2)
+    model_args = dict(
+        embed_dim=16, depths=(1, 1, 2), num_heads=(1, 2, 4), stage2_dim=32, stage2_depth=2, stage2_heads=2
+    )
     return _create_dual_stage_derain("dual_stage_derain_tiny", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def dual_stage_derain_small(pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
     """Small variant."""
-    model_args = dict(embed_dim=24, depths=(1, 2, 2), num_heads=(1, 2, 4), stage2_dim=48, stage2_depth=2, stage2_heads=4)
+    model_args = dict(
+        embed_dim=24, depths=(1, 2, 2), num_heads=(1, 2, 4), stage2_dim=48, stage2_depth=2, stage2_heads=4
+    )
     return _create_dual_stage_derain("dual_stage_derain_small", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def dual_stage_derain(pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
     """The recommended default: the best quality per cost of the variants."""
-    model_args = dict(embed_dim=32, depths=(2, 2, 4), num_heads=(1, 2, 4), stage2_dim=64, stage2_depth=4, stage2_heads=4)
+    model_args = dict(
+        embed_dim=32, depths=(2, 2, 4), num_heads=(1, 2, 4), stage2_dim=64, stage2_depth=4, stage2_heads=4
+    )
     return _create_dual_stage_derain("dual_stage_derain", pretrained, **dict(model_args, **kwargs))
 
 
