@@ -89,8 +89,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
+    parser.add_argument(
+        "--resume-changed",
+        action="store_true",
+        help="resume even though arguments that define the run changed (they are listed); the run is then no longer exact",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
     return parser.parse_args(argv)
+
+
+# Arguments that only steer bookkeeping; every other argument defines the run and must not change on resume.
+BOOKKEEPING_ARGUMENTS = frozenset(
+    {"resume", "resume_changed", "out", "time_limit", "workers", "log_every", "val_every", "ckpt_every"}
+)
+
+
+def argument_text(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def changed_arguments(saved: dict[str, str], args: argparse.Namespace) -> list[str]:
+    """``--name: old -> new`` for every run-defining argument that differs from the checkpoint's."""
+    return [
+        f"--{name.replace('_', '-')}: {saved[name]} -> {argument_text(value)}"
+        for name, value in vars(args).items()
+        if name not in BOOKKEEPING_ARGUMENTS and name in saved and saved[name] != argument_text(value)
+    ]
 
 
 class StagesForward(nn.Module):
@@ -184,8 +208,17 @@ def main(argv: list[str] | None = None) -> None:
             resume, model=model, optimizer=optimizer, scheduler=scheduler, ema_model=ema.module
         )
         best_psnr = extra.get("best_psnr", best_psnr)
+        changes = changed_arguments(extra.get("args", {}), args)
+        if changes and not args.resume_changed:
+            raise SystemExit(
+                f"refusing to resume {resume}: arguments that define the run changed ({'; '.join(changes)}). "
+                "Rerun with the original arguments, choose a new --out, or pass --resume-changed to continue with the new ones."
+            )
         if is_main:
-            print(f"resumed from {resume} at step {step}")
+            print(
+                f"resumed from {resume} at step {step}"
+                + (f" with changed arguments: {'; '.join(changes)}" if changes else "")
+            )
 
     network: nn.Module = StagesForward(model)
     if world_size > 1:
@@ -209,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                 extra={
                     "best_psnr": best_psnr,
                     "train_hours": train_hours(),
-                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "args": {k: argument_text(v) for k, v in vars(args).items()},
                 },
             )
 

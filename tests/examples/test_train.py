@@ -102,3 +102,16 @@ def test_two_process_ddp_ranks_agree(tmp_path) -> None:
     assert rank0["step"] == rank1["step"] == 3
     assert rank0["model_sha256"] == rank1["model_sha256"]
     assert rank0["ema_sha256"] == rank1["ema_sha256"]
+
+
+def test_resuming_with_changed_arguments_is_refused_unless_asked_for(tmp_path, capsys) -> None:
+    write_paired_folder(tmp_path / "data", count=4)
+    train = load_script().main
+    out = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *COMMON]
+    train([*out, "--steps", "3", "--time-limit", "0"])
+    # Bookkeeping arguments (time limit, logging) may change; the learning rate may not.
+    with pytest.raises(SystemExit, match=r"refusing to resume .*--lr: 0.001 -> 0.0005.*--resume-changed"):
+        train([*out, "--steps", "3", "--lr", "5e-4"])
+    train([*out, "--steps", "3", "--lr", "5e-4", "--resume-changed"])
+    assert "with changed arguments: --lr: 0.001 -> 0.0005" in capsys.readouterr().out
+    assert final_state(tmp_path / "run")["step"] == 3
