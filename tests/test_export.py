@@ -127,3 +127,15 @@ def test_every_variant_exports_and_matches_onnxruntime(name, tmp_path) -> None:
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     differences = flatten(compare_with_onnxruntime(model, path, [(77, 131), (128, 128)]))
     assert max(differences) < TOLERANCE, differences
+
+
+def test_the_verdict_rule_library_users_and_the_command_share() -> None:
+    from derainzoo.export import judge_onnx_differences
+
+    tie = judge_onnx_differences({(77, 131): [1e-7, 3e-3, 2e-7], (128, 128): [1e-7, 1e-7, 1e-7]})
+    assert tie.passed and tie.tie_moved == 1 and tie.images == 6
+    wrong = judge_onnx_differences({(77, 131): [0.2, 0.3, 1e-7]})
+    assert not wrong.passed and wrong.median == 0.2
+    assert not judge_onnx_differences({(8, 8): [1e-3]}).passed  # at the tolerance is not below it
+    with pytest.raises(ValueError, match="no differences"):
+        judge_onnx_differences({})

@@ -9,7 +9,7 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from derainzoo.evaluation import evaluate
-from derainzoo.metrics import psnr_y, quantize, rgb_to_y, ssim_y
+from derainzoo.metrics import psnr_y, quantize, rgb_to_studio_swing_y, ssim_y
 
 
 def random_pair(seed: int = 0, size: tuple[int, int] = (37, 52)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,13 +22,16 @@ def random_pair(seed: int = 0, size: tuple[int, int] = (37, 52)) -> tuple[torch.
 def test_y_channel_matches_skimage() -> None:
     image, _ = random_pair()
     expected = rgb2ycbcr(image[0].permute(1, 2, 0).numpy())[..., 0]
-    np.testing.assert_allclose(rgb_to_y(image)[0, 0].numpy(), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(rgb_to_studio_swing_y(image)[0, 0].numpy(), expected, rtol=0, atol=1e-9)
 
 
 def test_psnr_matches_skimage_on_the_y_channel() -> None:
     prediction, target = random_pair(1)
     for index in range(2):
-        y_pred, y_true = rgb_to_y(prediction)[index, 0].numpy(), rgb_to_y(target)[index, 0].numpy()
+        y_pred, y_true = (
+            rgb_to_studio_swing_y(prediction)[index, 0].numpy(),
+            rgb_to_studio_swing_y(target)[index, 0].numpy(),
+        )
         expected = peak_signal_noise_ratio(y_true, y_pred, data_range=255)
         assert psnr_y(prediction, target)[index].item() == pytest.approx(expected, abs=1e-9)
 
@@ -36,7 +39,10 @@ def test_psnr_matches_skimage_on_the_y_channel() -> None:
 def test_ssim_matches_skimage_gaussian_ssim() -> None:
     prediction, target = random_pair(2)
     for index in range(2):
-        y_pred, y_true = rgb_to_y(prediction)[index, 0].numpy(), rgb_to_y(target)[index, 0].numpy()
+        y_pred, y_true = (
+            rgb_to_studio_swing_y(prediction)[index, 0].numpy(),
+            rgb_to_studio_swing_y(target)[index, 0].numpy(),
+        )
         expected = structural_similarity(
             y_true, y_pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
         )

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psnr_y", "quantize", "rgb_to_y", "ssim_y"]
+__all__ = ["psnr_y", "quantize", "rgb_to_studio_swing_y", "ssim_y"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
@@ -39,8 +39,10 @@ def quantize(image: Tensor, rounding: bool = True) -> Tensor:
     return (scaled.round() if rounding else scaled.floor()) / 255.0
 
 
-def rgb_to_y(image: Tensor) -> Tensor:
-    """BT.601 luma of YCbCr on the 0..255 scale.
+def rgb_to_studio_swing_y(image: Tensor) -> Tensor:
+    """The Y of studio-swing BT.601 YCbCr, ``16 + (65.481 R + 128.553 G + 24.966 B)`` for RGB in
+    ``[0, 1]``: what MATLAB's ``rgb2ycbcr`` and the deraining papers' evaluation scripts compute
+    (unlike [`rgb_to_luma`][derainzoo.layers.color.rgb_to_luma], the full-range luma the layers use).
 
     Args:
         image: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
@@ -71,7 +73,7 @@ def psnr_y(prediction: Tensor, target: Tensor) -> Tensor:
         ``(B,)`` float64 PSNR; ``inf`` for identical images.
     """
     _check_pair(prediction, target)
-    mse = (rgb_to_y(prediction) - rgb_to_y(target)).square().mean(dim=(1, 2, 3))
+    mse = (rgb_to_studio_swing_y(prediction) - rgb_to_studio_swing_y(target)).square().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(255.0**2 / mse)
 
 
@@ -98,7 +100,7 @@ def ssim_y(prediction: Tensor, target: Tensor, window_size: int = 11, sigma: flo
         raise ValueError(
             f"SSIM needs images of at least {window_size}x{window_size}, got {tuple(prediction.shape[-2:])}"
         )
-    x, y = rgb_to_y(prediction), rgb_to_y(target)
+    x, y = rgb_to_studio_swing_y(prediction), rgb_to_studio_swing_y(target)
     profile = _gaussian_profile(window_size, sigma, x.device)
 
     def blur(t: Tensor) -> Tensor:

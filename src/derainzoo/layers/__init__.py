@@ -24,7 +24,6 @@ from derainzoo.layers.morphology import (
     opening,
     white_tophat,
 )
-from derainzoo.layers.norm import LayerNorm2d
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_feature_map
@@ -35,7 +34,6 @@ __all__ = [
     "ClusteredNonLocalWindowAttention",
     "Downsample",
     "GatedDConvFeedForward",
-    "LayerNorm2d",
     "MorphologicalMaskHead",
     "RainMaskAttention",
     "ShiftedWindowAttention",

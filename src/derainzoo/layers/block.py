@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
 from derainzoo.layers.ffn import GatedDConvFeedForward
-from derainzoo.layers.norm import LayerNorm2d
 
 __all__ = ["TransformerBlock"]
 
