@@ -7,15 +7,17 @@ import os
 from typing import Any
 
 import timm
-from timm.models import get_arch_pretrained_cfgs
+from timm.models import get_arch_pretrained_cfgs, model_entrypoint
 from torch import nn
 
 from derainzoo.hub import load_weights
 
 __all__ = ["create_model", "list_models", "list_pretrained"]
 
-# timm files registered models under the last component of their module's name.
-_MODULES = ("dual_stage_derain",)
+def _is_derainzoo_model(name: str) -> bool:
+    """Whether the architecture of ``name`` (``arch`` or ``arch.tag``) was registered by derainzoo:
+    its entrypoint lives in a derainzoo module, whichever module registers the next variants."""
+    return model_entrypoint(name.split(".", 1)[0]).__module__.startswith("derainzoo.")
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -25,12 +27,12 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> list_models("*tiny")
         ['dual_stage_derain_tiny']
     """
-    return timm.list_models(pattern, module=_MODULES)
+    return [name for name in timm.list_models(pattern) if _is_derainzoo_model(name)]
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
     """``architecture.tag`` names that have pretrained weights available in this installation."""
-    return timm.list_models(pattern, module=_MODULES, pretrained=True)
+    return [name for name in timm.list_models(pattern, pretrained=True) if _is_derainzoo_model(name)]
 
 
 def create_model(
