@@ -14,6 +14,7 @@ from derainzoo.hub import load_weights
 
 __all__ = ["create_model", "list_models", "list_pretrained"]
 
+
 def _is_derainzoo_model(name: str) -> bool:
     """Whether the architecture of ``name`` (``arch`` or ``arch.tag``) was registered by derainzoo:
     its entrypoint lives in a derainzoo module, whichever module registers the next variants."""

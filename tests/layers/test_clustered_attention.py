@@ -1,8 +1,6 @@
-"""ClusteredNonLocalWindowAttention against a naive reference, and its non-local reach."""
+"""ClusteredNonLocalWindowAttention and its functional op against the naive reference, and its non-local reach."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -10,9 +8,11 @@ import torch
 from derainzoo.layers.clustered_attention import (
     ClusteredNonLocalWindowAttention,
     cluster_order,
+    clustered_window_attention,
     permute_tokens,
     spherical_kmeans,
 )
+from derainzoo.layers.reference import reference_clustered_window_attention, reference_spherical_kmeans
 
 
 def make_attention(dim: int = 16, num_heads: int = 2, window_size: int = 3, num_clusters: int = 4, seed: int = 0):
@@ -21,77 +21,53 @@ def make_attention(dim: int = 16, num_heads: int = 2, window_size: int = 3, num_
     return attention.double().eval()
 
 
-def reference_kmeans(features: torch.Tensor, num_clusters: int, num_iters: int) -> list[int]:
-    """Maximin-initialised spherical k-means on one sample's ``(N, D)`` tokens, plainly."""
-    directions = [row / max(row.norm().item(), 1e-12) for row in features]
-    mean = sum(directions) / len(directions)
-    mean = mean / max(mean.norm().item(), 1e-12)
-    centroids = [directions[max(range(len(directions)), key=lambda i: (directions[i] @ mean).item())]]
-    while len(centroids) < num_clusters:
-        closest = [max((d @ c).item() for c in centroids) for d in directions]
-        centroids.append(directions[min(range(len(directions)), key=lambda i: closest[i])])
-
-    def assign() -> list[int]:
-        return [max(range(num_clusters), key=lambda k: (d @ centroids[k]).item()) for d in directions]
-
-    labels = assign()
-    for _ in range(num_iters):
-        for k in range(num_clusters):
-            members = [d for d, label in zip(directions, labels) if label == k]
-            if members:
-                total = sum(members)
-                centroids[k] = total / max(total.norm().item(), 1e-12)
-        labels = assign()
-    return labels
-
-
-def reference_attention(attention: ClusteredNonLocalWindowAttention, x: torch.Tensor, labels=None) -> torch.Tensor:
-    """Cluster, sort, attend window by window and head by head, and write back, with loops.
-
-    ``labels`` overrides the clustering (one list of cluster indices per sample).
-    """
+def module_reference(attention: ClusteredNonLocalWindowAttention, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """The module's projections written out around the naive reference op."""
     batch, channels, height, width = x.shape
-    window_tokens = attention.window_size**2
-    head_dim = channels // attention.num_heads
-    out = torch.zeros(batch, height * width, channels, dtype=x.dtype)
-    for b in range(batch):
-        tokens = x[b].reshape(channels, -1).T
-        query, key, value = (tokens @ attention.qkv.weight.T + attention.qkv.bias).split(channels, dim=1)
-        if labels is None:
-            sample_labels = reference_kmeans(key, attention.num_clusters, attention.kmeans_iters)
-        else:
-            sample_labels = labels[b]
-        order = sorted(range(height * width), key=lambda i: (sample_labels[i], i))
-        for start in range(0, len(order), window_tokens):
-            members = order[start : start + window_tokens]
-            for head in range(attention.num_heads):
-                cols = slice(head * head_dim, (head + 1) * head_dim)
-                q, k, v = query[members, cols], key[members, cols], value[members, cols]
-                weights = torch.softmax(q @ k.T / math.sqrt(head_dim), dim=1)
-                out[b, members, cols] = weights @ v
+    tokens = x.flatten(2).transpose(1, 2)
+    query, key, value = (tokens @ attention.qkv.weight.T + attention.qkv.bias).split(channels, dim=-1)
+    out = reference_clustered_window_attention(
+        query,
+        key,
+        value,
+        attention.num_heads,
+        attention.window_size,
+        attention.num_clusters,
+        attention.kmeans_iters,
+        labels,
+    )
     out = out @ attention.proj.weight.T + attention.proj.bias
     return out.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+@pytest.mark.parametrize(("tokens", "window_size", "num_clusters"), [(50, 3, 4), (64, 4, 1), (7, 3, 2), (130, 2, 6)])
+def test_functional_op_equals_naive_reference(tokens: int, window_size: int, num_clusters: int) -> None:
+    query, key, value = torch.randn(3, 2, tokens, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    expected = reference_clustered_window_attention(query, key, value, 3, window_size, num_clusters, 2)
+    torch.testing.assert_close(
+        clustered_window_attention(query, key, value, 3, window_size, num_clusters, kmeans_iters=2), expected
+    )
 
 
 @pytest.mark.parametrize("size", [(6, 6), (7, 5), (2, 3), (11, 13)])
 def test_equals_naive_reference(size: tuple[int, int]) -> None:
     attention = make_attention()
     x = torch.randn(2, 16, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(attention(x), reference_attention(attention, x))
+    torch.testing.assert_close(attention(x), module_reference(attention, x))
 
 
 def test_kmeans_equals_naive_reference() -> None:
     features = torch.randn(3, 50, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     labels = spherical_kmeans(features, num_clusters=5, num_iters=4)
     for b in range(3):
-        assert labels[b].tolist() == reference_kmeans(features[b], 5, 4)
+        assert labels[b].tolist() == reference_spherical_kmeans(features[b], 5, 4)
 
 
 def test_one_cluster_is_raster_order_window_attention() -> None:
     attention = make_attention(num_clusters=1)
     x = torch.randn(2, 16, 7, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     raster_labels = [[0] * 56, [0] * 56]
-    torch.testing.assert_close(attention(x), reference_attention(attention, x, labels=raster_labels))
+    torch.testing.assert_close(attention(x), module_reference(attention, x, labels=raster_labels))
 
 
 def test_cluster_order_groups_clusters_in_raster_order_and_inverts_exactly() -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
+from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
+from derainzoo.layers.reference import reference_masked_channel_attention
 
 
 def make_attention(dim: int = 16, num_heads: int = 2, bias: bool = True, seed: int = 0) -> RainMaskAttention:
@@ -17,11 +18,11 @@ def make_attention(dim: int = 16, num_heads: int = 2, bias: bool = True, seed: i
     return attention.eval()
 
 
-def reference_attention(attention: RainMaskAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Masked transposed attention written out head by head, sample by sample."""
-    batch, channels, height, width = x.shape
-    background = torch.ones(batch, 1, height, width, dtype=x.dtype) if mask is None else 1 - mask
-    query_key = F.conv2d(x * background, attention.query_key.weight, attention.query_key.bias)
+def module_reference(attention: RainMaskAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The module's convolutions written out around the naive reference op."""
+    channels = x.shape[1]
+    background = None if mask is None else 1 - mask
+    query_key = F.conv2d(x if mask is None else x * background, attention.query_key.weight, attention.query_key.bias)
     query_key = F.conv2d(
         query_key,
         attention.query_key_depthwise.weight,
@@ -29,26 +30,26 @@ def reference_attention(attention: RainMaskAttention, x: torch.Tensor, mask: tor
         padding=1,
         groups=2 * channels,
     )
-    query, key = query_key[:, :channels] * background, query_key[:, channels:] * background
     value = F.conv2d(x, attention.value.weight, attention.value.bias)
     value = F.conv2d(
         value, attention.value_depthwise.weight, attention.value_depthwise.bias, padding=1, groups=channels
     )
-    head_dim = channels // attention.num_heads
-    out = torch.zeros_like(x)
-    for b in range(batch):
-        for head in range(attention.num_heads):
-            channels_of_head = slice(head * head_dim, (head + 1) * head_dim)
-            q = query[b, channels_of_head].reshape(head_dim, -1)
-            k = key[b, channels_of_head].reshape(head_dim, -1)
-            v = value[b, channels_of_head].reshape(head_dim, -1)
-            q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            k = k / k.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            logits = attention.temperature[head, 0, 0] * (q @ k.T)
-            weights = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
-            weights = weights / weights.sum(dim=1, keepdim=True)
-            out[b, channels_of_head] = (weights @ v).reshape(head_dim, height, width)
+    out = reference_masked_channel_attention(
+        query_key[:, :channels], query_key[:, channels:], value, attention.temperature, attention.num_heads, background
+    )
     return F.conv2d(out, attention.project_out.weight, attention.project_out.bias)
+
+
+@pytest.mark.parametrize("with_background", [False, True])
+def test_functional_op_equals_naive_reference(with_background: bool) -> None:
+    generator = torch.Generator().manual_seed(3)
+    query, key, value = torch.randn(3, 2, 12, 7, 9, dtype=torch.float64, generator=generator)
+    temperature = torch.rand(3, 1, 1, dtype=torch.float64, generator=generator) + 0.5
+    background = 1 - soft_mask(2, 7, 9) if with_background else None
+    torch.testing.assert_close(
+        masked_channel_attention(query, key, value, temperature, 3, background),
+        reference_masked_channel_attention(query, key, value, temperature, 3, background),
+    )
 
 
 def soft_mask(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
@@ -63,7 +64,7 @@ def test_equals_naive_reference(with_mask: bool) -> None:
     attention = make_attention()
     x = torch.randn(2, 16, 9, 13, dtype=torch.float64)
     mask = soft_mask(2, 9, 13) if with_mask else None
-    torch.testing.assert_close(attention(x, mask), reference_attention(attention, x, mask))
+    torch.testing.assert_close(attention(x, mask), module_reference(attention, x, mask))
 
 
 def test_features_under_the_mask_do_not_reach_the_output_elsewhere() -> None:

@@ -7,6 +7,7 @@ from derainzoo.layers.block import TransformerBlock
 from derainzoo.layers.clustered_attention import (
     ClusteredNonLocalWindowAttention,
     cluster_order,
+    clustered_window_attention,
     permute_tokens,
     spherical_kmeans,
 )
@@ -24,7 +25,7 @@ from derainzoo.layers.morphology import (
     opening,
     white_tophat,
 )
-from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
+from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
@@ -45,9 +46,11 @@ __all__ = [
     "box_kernel",
     "closing",
     "cluster_order",
+    "clustered_window_attention",
     "dilation",
     "erosion",
     "line_kernel",
+    "masked_channel_attention",
     "multi_head_attention",
     "opening",
     "pad_to_multiple",

@@ -8,9 +8,15 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from derainzoo.layers.validation import check_feature_map
-from derainzoo.layers.window import WindowSelfAttentionBase
+from derainzoo.layers.window import WindowSelfAttentionBase, multi_head_attention
 
-__all__ = ["ClusteredNonLocalWindowAttention", "spherical_kmeans", "cluster_order", "permute_tokens"]
+__all__ = [
+    "ClusteredNonLocalWindowAttention",
+    "cluster_order",
+    "clustered_window_attention",
+    "permute_tokens",
+    "spherical_kmeans",
+]
 
 
 def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) -> Tensor:
@@ -80,8 +86,73 @@ def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
     return order, inverse
 
 
+def clustered_window_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    num_heads: int,
+    window_size: int,
+    num_clusters: int,
+    kmeans_iters: int = 3,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Window attention over tokens regrouped so that similar tokens share a window.
+
+    1. Cluster each sample's keys with
+       [`spherical_kmeans`][derainzoo.layers.clustered_attention.spherical_kmeans] (no gradient).
+    2. Sort the tokens by (cluster, position) with
+       [`cluster_order`][derainzoo.layers.clustered_attention.cluster_order].
+    3. Cut the sorted sequence into windows of ``window_size**2`` tokens and run multi-head
+       ``scaled_dot_product_attention`` in each (the tail is padded and the padding masked).
+    4. Put every output back at its token's position.
+
+    Cost ``O(N w^2 C)`` for the attention plus ``O(N K C)`` for the clustering and
+    ``O(N log N)`` for the sort, instead of ``O(N^2 C)`` for global attention. With
+    ``num_clusters=1`` it is plain 1-D window attention in the tokens' order.
+
+    Args:
+        query: ``(B, N, C)`` queries.
+        key: ``(B, N, C)`` keys; they also decide the clusters.
+        value: ``(B, N, C)`` values.
+        num_heads: attention heads; must divide ``C``.
+        window_size: a window holds ``window_size**2`` tokens.
+        num_clusters: clusters per sample ``K``.
+        kmeans_iters: Lloyd iterations of the clustering.
+        dropout_p: attention dropout probability.
+
+    Returns:
+        ``(B, N, C)`` attended tokens, in the input order.
+
+    Examples:
+        >>> q, k, v = torch.randn(3, 2, 50, 16).unbind(0)
+        >>> clustered_window_attention(q, k, v, num_heads=2, window_size=3, num_clusters=4).shape
+        torch.Size([2, 50, 16])
+    """
+    order, inverse = cluster_order(spherical_kmeans(key, num_clusters, kmeans_iters))
+    # One row permutation of the three packed tensors is cheaper than three.
+    query, key, value = permute_tokens(torch.cat([query, key, value], dim=-1), order).chunk(3, dim=-1)
+    batch, num_tokens, _ = query.shape
+    window_tokens = window_size**2
+    padding = -num_tokens % window_tokens
+    attn_mask = None
+    # torch.export traces one graph for every size, so it must take the padded path even
+    # where this example size needs no padding (padding by 0 and masking nothing is exact).
+    if padding or torch.compiler.is_exporting():
+        query, key, value = (F.pad(t, (0, 0, 0, padding)) for t in (query, key, value))
+        is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
+        attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
+    windows = [rearrange(t, "b (n t) c -> (b n) t c", t=window_tokens) for t in (query, key, value)]
+    out = multi_head_attention(*windows, num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
+    out = rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]
+    return permute_tokens(out, inverse)
+
+
 class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
     """Window attention over pixels rearranged so that similar pixels share a window.
+
+    The attention is the functional op
+    [`clustered_window_attention`][derainzoo.layers.clustered_attention.clustered_window_attention];
+    this module adds the projections around it:
 
     1. Project the pixels to queries, keys and values (one linear layer).
     2. Cluster each image's keys with [`spherical_kmeans`][derainzoo.layers.clustered_attention.spherical_kmeans] into ``num_clusters`` groups.
@@ -149,31 +220,25 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
         """
         check_feature_map(x, self.dim)
         height, width = x.shape[-2:]
-        tokens = rearrange(x, "b c h w -> b (h w) c")
-        packed_qkv = self.qkv(tokens)
-        key = packed_qkv[..., self.dim : 2 * self.dim]
-
-        order, inverse = cluster_order(spherical_kmeans(key, self.num_clusters, self.kmeans_iters))
-        attended = self._attend_in_sorted_windows(*permute_tokens(packed_qkv, order).chunk(3, dim=-1))
-        out = permute_tokens(attended, inverse)
+        query, key, value = self.qkv(rearrange(x, "b c h w -> b (h w) c")).chunk(3, dim=-1)
+        out = clustered_window_attention(
+            query,
+            key,
+            value,
+            self.num_heads,
+            self.window_size,
+            self.num_clusters,
+            self.kmeans_iters,
+            dropout_p=self.attn_drop if self.training else 0.0,
+        )
+        out = self.proj_drop(self.proj(out))
         return rearrange(out, "b (h w) c -> b c h w", h=height, w=width)
 
-    def _attend_in_sorted_windows(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        """Window attention (with the output projection) over ``(B, N, C)`` sequences cut into
-        chunks of ``window_size**2``."""
-        batch, num_tokens, _ = query.shape
-        window_tokens = self.window_size**2
-        padding = -num_tokens % window_tokens
-        attn_mask = None
-        # torch.export traces one graph for every size, so it must take the padded path even
-        # where this example size needs no padding (padding by 0 and masking nothing is exact).
-        if padding or torch.compiler.is_exporting():
-            query, key, value = (F.pad(t, (0, 0, 0, padding)) for t in (query, key, value))
-            is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
-            attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
-        windows = [rearrange(t, "b (n t) c -> (b n) t c", t=window_tokens) for t in (query, key, value)]
-        out = self.attend(*windows, attn_mask=attn_mask)
-        return rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
+            f"num_clusters={self.num_clusters}, kmeans_iters={self.kmeans_iters}"
+        )
 
 
 def permute_tokens(tokens: Tensor, order: Tensor) -> Tensor:

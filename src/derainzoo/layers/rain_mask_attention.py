@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from derainzoo.layers.validation import check_feature_map
 
-__all__ = ["RainMaskAttention", "resize_mask"]
+__all__ = ["RainMaskAttention", "masked_channel_attention", "resize_mask"]
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -32,6 +32,48 @@ def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(mask, size=size, mode="bilinear", align_corners=False).clamp(0.0, 1.0)
 
 
+def masked_channel_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    temperature: Tensor,
+    num_heads: int,
+    background: Tensor | None = None,
+) -> Tensor:
+    """Multi-head transposed (channel) attention whose weights see background pixels only.
+
+    Per head, with ``c = C / num_heads`` channels: the queries and keys are multiplied by the
+    background weight ``w`` (masked pixels count for nothing), L2-normalised over the pixels,
+    and the ``(c, c)`` map ``softmax(temperature * q_hat @ k_hat^T)`` mixes the value channels.
+    Cost ``O(H W c C)``: linear in the pixels, every pixel contributing to one global map.
+
+    Args:
+        query: ``(B, C, H, W)`` queries.
+        key: ``(B, C, H, W)`` keys.
+        value: ``(B, C, H, W)`` values.
+        temperature: ``(num_heads, 1, 1)`` (or ``(num_heads,)``) scale of each head's logits.
+        num_heads: attention heads; must divide ``C``.
+        background: ``(B, 1, H, W)`` (or ``(1, 1, H, W)``) weight in ``[0, 1]`` of every pixel in
+            the weights, ``1 - mask``; ``None`` weighs every pixel fully.
+
+    Returns:
+        ``(B, C, H, W)``: every pixel's values re-mixed across channels.
+
+    Examples:
+        >>> q, k, v = torch.randn(3, 2, 8, 5, 6).unbind(0)
+        >>> masked_channel_attention(q, k, v, torch.ones(2, 1, 1), num_heads=2).shape
+        torch.Size([2, 8, 5, 6])
+    """
+    height, width = query.shape[-2:]
+    if background is not None:
+        query, key = query * background, key * background
+    query, key, value = (rearrange(t, "b (head c) h w -> b head c (h w)", head=num_heads) for t in (query, key, value))
+    query = F.normalize(query, dim=-1)
+    key = F.normalize(key, dim=-1)
+    weights = (query @ key.transpose(-2, -1) * temperature.view(num_heads, 1, 1)).softmax(dim=-1)
+    return rearrange(weights @ value, "b head c (h w) -> b (head c) h w", h=height, w=width)
+
+
 class RainMaskAttention(nn.Module):
     """Multi-head transposed attention whose weights are built from background pixels only.
 
@@ -52,6 +94,10 @@ class RainMaskAttention(nn.Module):
     the channel mixing learned from the background. With ``m = 0`` everywhere the block is
     exactly the unmasked attention; with ``m = 1`` everywhere queries and keys vanish, the
     attention is uniform and the output stays finite.
+
+    The attention itself is the functional op
+    [`masked_channel_attention`][derainzoo.layers.rain_mask_attention.masked_channel_attention];
+    this module adds the projections around it.
 
     Args:
         dim: channels ``C`` of the features.
@@ -96,20 +142,16 @@ class RainMaskAttention(nn.Module):
         self._check_inputs(x, mask)
         height, width = x.shape[-2:]
         background = None if mask is None else 1.0 - resize_mask(mask.to(x.dtype), (height, width))
+        # Rain features must not reach a query or key even through a neighbour's depth-wise
+        # convolution, so the query/key branch reads the masked features.
         query_key_input = x if background is None else x * background
         query, key = self.query_key_depthwise(self.query_key(query_key_input)).chunk(2, dim=1)
-        if background is not None:
-            query, key = query * background, key * background
         value = self.value_depthwise(self.value(x))
-
-        query, key, value = (
-            rearrange(t, "b (head c) h w -> b head c (h w)", head=self.num_heads) for t in (query, key, value)
-        )
-        query = F.normalize(query, dim=-1)
-        key = F.normalize(key, dim=-1)
-        weights = (query @ key.transpose(-2, -1) * self.temperature).softmax(dim=-1)
-        out = rearrange(weights @ value, "b head c (h w) -> b (head c) h w", h=height, w=width)
+        out = masked_channel_attention(query, key, value, self.temperature, self.num_heads, background)
         return self.project_out(out)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}"
 
     def _check_inputs(self, x: Tensor, mask: Tensor | None) -> None:
         check_feature_map(x, self.dim)
