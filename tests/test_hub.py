@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -118,3 +121,69 @@ def test_hub_files_must_be_safetensors() -> None:
     # Refused before anything is downloaded.
     with pytest.raises(UnsafeCheckpointError, match=r"\.safetensors"):
         load_pretrained_weights(tiny_model(), {"hf_hub_id": "someone/model", "hf_hub_filename": "model.bin"})
+
+
+def test_save_pretrained_round_trips_through_from_pretrained_and_timm_local_dir(tmp_path) -> None:
+    import timm
+
+    from derainzoo.hub import from_pretrained, save_pretrained
+
+    model = derainzoo.create_model("dual_stage_derain_tiny", pretrained=True).eval()
+    folder = save_pretrained(model, tmp_path / "tiny")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.sha256",
+    ]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "dual_stage_derain_tiny" and config["num_features"] == model.num_features
+    assert "from_pretrained" in (folder / "README.md").read_text()
+    x = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(0))
+    expected = model(x)
+    with torch.no_grad():
+        torch.testing.assert_close(from_pretrained(folder).eval()(x), expected, rtol=0, atol=0)
+        torch.testing.assert_close(
+            timm.create_model(f"local-dir:{folder}", pretrained=True).eval()(x), expected, rtol=0, atol=0
+        )
+
+
+def test_from_pretrained_checks_the_folder(tmp_path) -> None:
+    from derainzoo.hub import from_pretrained, save_pretrained
+
+    folder = save_pretrained(derainzoo.create_model("dual_stage_derain_tiny"), tmp_path / "m", model_card="# mine\n")
+    assert (folder / "README.md").read_text() == "# mine\n"
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")
+    with pytest.raises(ChecksumMismatchError):
+        from_pretrained(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        from_pretrained(tmp_path / "empty")
+
+
+def test_push_to_hub_uploads_the_save_pretrained_layout(monkeypatch) -> None:
+    import huggingface_hub
+
+    from derainzoo.hub import push_to_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None) -> None:
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=False, exist_ok=False) -> None:
+            calls["create"] = (repo_id, private, exist_ok)
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["upload"] = (repo_id, commit_message)
+            return "https://hub.example/commit/1"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    url = push_to_hub(derainzoo.create_model("dual_stage_derain_tiny"), "someone/derain-tiny", token="t", private=True)
+    assert url == "https://hub.example/commit/1"
+    assert calls["create"] == ("someone/derain-tiny", True, True) and calls["token"] == "t"
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors", "model.safetensors.sha256"]
+    assert calls["upload"] == ("someone/derain-tiny", "Add model")

@@ -15,8 +15,10 @@ match it. Pickle checkpoints (``torch.save``) are refused: unpickling can run ar
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,12 @@ __all__ = [
     "UnsafeCheckpointError",
     "WeightsMismatchError",
     "file_sha256",
+    "from_pretrained",
     "load_pretrained_weights",
     "load_weights",
+    "push_to_hub",
     "read_safetensors",
+    "save_pretrained",
     "save_weights",
 ]
 
@@ -245,6 +250,10 @@ def load_pretrained_weights(model: nn.Module, pretrained_cfg: Mapping[str, Any])
     label = f"{name}.{tag}" if tag else name
     if pretrained_cfg.get("file"):
         path = Path(pretrained_cfg["file"])
+        if (
+            pretrained_cfg.get("source") == "local-dir"
+        ):  # timm.create_model("local-dir:FOLDER"): save_pretrained's layout
+            path = path / _DEFAULT_HUB_FILENAME
         if not path.is_file() and BUNDLED_WEIGHTS_DIR in path.parents:
             raise PretrainedWeightsUnavailableError(
                 f"the weights of {label} are not bundled in this installation ({path} is missing)"
@@ -262,3 +271,115 @@ def load_pretrained_weights(model: nn.Module, pretrained_cfg: Mapping[str, Any])
         "that have them; to use your own, pass pretrained_cfg_overlay=dict(file='weights.safetensors') "
         "or build with pretrained=False and call derainzoo.hub.load_weights(model, path)."
     )
+
+
+def save_pretrained(
+    model: nn.Module,
+    folder: str | os.PathLike[str],
+    *,
+    model_card: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` in timm's Hugging Face Hub layout: ``config.json``, ``model.safetensors``
+    (with its ``.sha256``) and a ``README.md`` model card.
+
+    The folder loads back with [`from_pretrained`][derainzoo.hub.from_pretrained], with
+    ``timm.create_model("local-dir:FOLDER")``, or, once uploaded
+    ([`push_to_hub`][derainzoo.hub.push_to_hub]), from the Hub.
+
+    Args:
+        model: a derainzoo model built by ``create_model`` (it carries its ``pretrained_cfg``).
+        folder: destination; created if missing.
+        model_card: Markdown for ``README.md``; default: a short card naming the architecture,
+            its size and how to load it.
+        model_args: constructor arguments that differ from the registered architecture's
+            (stored in ``config.json`` so the model is rebuilt the same).
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+    """
+    from timm.models import save_for_hf
+
+    folder = Path(folder)
+    save_for_hf(model, str(folder), model_args=dict(model_args or {}), safe_serialization=True)
+    weights = folder / _DEFAULT_HUB_FILENAME
+    _checksum_path(weights).write_text(f"{file_sha256(weights)}  {weights.name}\n")
+    architecture = model.pretrained_cfg.get("architecture", type(model).__name__)
+    if model_card is None:
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        model_card = (
+            f"---\nlibrary_name: timm\nlicense: {model.pretrained_cfg.get('license', 'apache-2.0')}\n"
+            "tags: [image-to-image, deraining, derainzoo]\n---\n\n"
+            f"# {architecture}\n\nA derainzoo deraining model ({parameters / 1e6:.2f} M parameters): RGB in [0, 1] "
+            "in, the derained image out, any size.\n\n```python\nimport derainzoo\n\n"
+            f'model = derainzoo.hub.from_pretrained("{folder.name}").eval()\n```\n'
+        )
+    (folder / "README.md").write_text(model_card)
+    return folder
+
+
+def from_pretrained(source: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
+    """Build a model from a folder written by [`save_pretrained`][derainzoo.hub.save_pretrained],
+    or from a Hugging Face Hub repository id in the same layout.
+
+    The weights go through [`load_weights`][derainzoo.hub.load_weights]: safetensors only,
+    checked against ``model.safetensors.sha256`` where it exists.
+
+    Args:
+        source: a local folder, or a Hub repository id (``"user/model"``), which is downloaded
+            (and cached) by ``huggingface_hub``.
+        **kwargs: passed to the model constructor (overriding ``config.json``'s ``model_args``).
+
+    Returns:
+        The model with its weights, in training mode as timm returns it.
+
+    Raises:
+        FileNotFoundError: the folder has no ``config.json`` or no ``model.safetensors``.
+    """
+    from derainzoo._factory import create_model
+
+    folder = Path(source)
+    if not folder.is_dir():
+        from huggingface_hub import hf_hub_download
+
+        folder = Path(hf_hub_download(str(source), "config.json")).parent
+        hf_hub_download(str(source), _DEFAULT_HUB_FILENAME)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: not a folder written by save_pretrained()")
+    config = json.loads(config_path.read_text())
+    model = create_model(config["architecture"], **{**config.get("model_args", {}), **kwargs})
+    return load_weights(model, folder / _DEFAULT_HUB_FILENAME)
+
+
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    *,
+    model_card: str | None = None,
+    commit_message: str = "Add model",
+    private: bool = False,
+    token: str | None = None,
+) -> str:
+    """Upload ``model`` to a Hugging Face Hub repository in the layout of
+    [`save_pretrained`][derainzoo.hub.save_pretrained] (creating the repository if needed).
+
+    Args:
+        model: the model to upload.
+        repo_id: ``"user/name"``.
+        model_card: Markdown for ``README.md`` (see ``save_pretrained``).
+        commit_message: the commit's message.
+        private: create the repository private.
+        token: a Hub token; default: the one ``huggingface-cli login`` stored.
+
+    Returns:
+        The URL of the commit.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        save_pretrained(model, folder, model_card=model_card)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+    return str(getattr(commit, "commit_url", commit))

@@ -183,6 +183,7 @@ class DualStageDerain(nn.Module):
         num_clusters: clusters of the stage-2 clustered attention.
         ffn_expansion: feed-forward width multiple of every block.
         mask_head: keyword arguments of the [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead].
+        num_classes: must be 0 (timm records and passes it; there is no classifier).
 
     Shape:
         - Input: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any ``H`` and ``W``.
@@ -208,12 +209,17 @@ class DualStageDerain(nn.Module):
         num_clusters: int = 8,
         ffn_expansion: float = 2.66,
         mask_head: dict[str, Any] | None = None,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         if in_chans != 3:
             raise ValueError(f"DualStageDerain derains RGB images: in_chans must be 3, got {in_chans}")
+        if num_classes != 0:
+            raise ValueError(
+                f"DualStageDerain is image-to-image and has no classifier: num_classes must be 0, got {num_classes}"
+            )
         self.in_chans = in_chans
-        self.num_classes = 0  # an image-to-image model has no classifier (timm convention)
+        self.num_classes = num_classes
         self.num_features = embed_dim
         self.embed_dim = embed_dim
         self.size_multiple = math.lcm(2 ** (len(depths) - 1), 2)
