@@ -19,7 +19,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS_DIR, machine_header, time_call, write_results
+from common import RESULTS_DIR, add_timing_arguments, start, time_call, write_results
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -88,14 +88,10 @@ def main() -> int:
     parser.add_argument("--window-size", type=int, default=8)
     parser.add_argument("--backward", action="store_true", help="time forward + backward as well")
     parser.add_argument("--global-max-pixels", type=int, default=128 * 128, help="skip global attention above this")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--tag", default=None)
+    add_timing_arguments(parser)
     args = parser.parse_args()
 
-    device = torch.device(args.device)
-    header = machine_header(device)
-    print(header)
+    device, header = start(args)
     torch.manual_seed(0)
     blocks = {name: block.to(device) for name, block in build_blocks(args.dim, args.heads, args.window_size).items()}
     rows = []

@@ -16,7 +16,7 @@ import datetime
 import sys
 
 import torch
-from common import machine_header, time_call, write_results
+from common import add_timing_arguments, start, time_call, write_results
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -58,14 +58,10 @@ def main() -> int:
         help="memory layouts of the model to time (derainzoo's default model runs channels-last)",
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--tag", default=None, help="name of the result files (default: device and date)")
+    add_timing_arguments(parser)
     args = parser.parse_args()
 
-    device = torch.device(args.device)
-    header = machine_header(device)
-    print(header)
+    device, header = start(args)
     rows = []
     for name in args.models:
         model = derainzoo.create_model(name).eval()

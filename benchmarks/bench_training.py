@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import sys
 
 import torch
-from common import machine_header, time_call, write_results
+from common import add_timing_arguments, start, time_call, write_results
 
 import derainzoo
 from derainzoo.data import render_rain, sample_rain_params
 from derainzoo.losses import DualStageLoss
 
 
-def training_step(model, optimizer, criterion, rainy, clean, dtype_name: str, device: torch.device) -> None:
+def training_step(model, optimizer, criterion, rainy, clean, dtype_name: str, device: torch.device, _call: int) -> None:
+    """One optimisation step (``_call`` is the index time_call passes; every step is the same)."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16"):
         outputs = model.forward_stages(rainy)
     loss, _ = criterion(outputs, rainy, clean)
@@ -49,14 +51,10 @@ def main() -> int:
         default=["off"],
         help="time with activation checkpointing too (models that have set_grad_checkpointing)",
     )
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--tag", default=None)
+    add_timing_arguments(parser)
     args = parser.parse_args()
 
-    device = torch.device(args.device)
-    header = machine_header(device)
-    print(header)
+    device, header = start(args)
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(args.batch_size, 3, args.crop, args.crop, generator=generator)
     params = [sample_rain_params(float(s), generator) for s in torch.rand(args.batch_size, generator=generator)]
@@ -83,7 +81,9 @@ def main() -> int:
                     targets = clean.to(device)
                     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
                     step_ms, peak = time_call(
-                        lambda _: training_step(model, optimizer, criterion, inputs, targets, dtype_name, device),
+                        functools.partial(
+                            training_step, model, optimizer, criterion, inputs, targets, dtype_name, device
+                        ),
                         device,
                         args.repeats,
                         args.warmup,

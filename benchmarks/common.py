@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime
 import platform
@@ -36,6 +37,21 @@ def machine_header(device: torch.device) -> str:
         f"{torch.get_num_threads()} CPU threads | python {platform.python_version()} | torch {torch.__version__} | "
         f"derainzoo {derainzoo.__version__}"
     )
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every timing benchmark takes: repeats, warm-up calls and the result tag."""
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tag", default=None, help="name of the result files (default: what, device and date)")
+
+
+def start(args: argparse.Namespace) -> tuple[torch.device, str]:
+    """The device of ``args.device`` and the machine header, printed."""
+    device = torch.device(args.device)
+    header = machine_header(device)
+    print(header)
+    return device, header
 
 
 def time_call(

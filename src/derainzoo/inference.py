@@ -7,7 +7,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator
-from typing import TypeVar, overload
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -90,34 +90,6 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module | None) 
         if parameter is not None:
             return parameter.device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@overload
-def derain(
-    image: str | os.PathLike[str],
-    model: nn.Module | None = ...,
-    *,
-    tile_size: int | None = ...,
-    tile_overlap: int | None = ...,
-    memory_budget: int = ...,
-    device: str | torch.device | None = ...,
-    self_ensemble: bool = ...,
-    progress: bool = ...,
-) -> Image.Image: ...
-
-
-@overload
-def derain(
-    image: ImageLike,
-    model: nn.Module | None = ...,
-    *,
-    tile_size: int | None = ...,
-    tile_overlap: int | None = ...,
-    memory_budget: int = ...,
-    device: str | torch.device | None = ...,
-    self_ensemble: bool = ...,
-    progress: bool = ...,
-) -> ImageLike: ...
 
 
 def derain(
