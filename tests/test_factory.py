@@ -28,6 +28,15 @@ def test_list_pretrained_matches_the_bundled_files() -> None:
     assert set(derainzoo.list_pretrained()) == bundled
 
 
+def test_every_bundled_weight_has_a_model_card_and_a_checksum() -> None:
+    for weights in BUNDLED_WEIGHTS_DIR.glob("*.safetensors"):
+        card = weights.with_suffix(".md")
+        assert card.is_file(), f"{weights.name} has no model card"
+        text = card.read_text()
+        assert weights.stem in text and "## Limitations" in text and "derainzoo eval" in text
+        assert weights.with_name(weights.name + ".sha256").is_file()
+
+
 def test_unknown_name_is_repeated_with_suggestions() -> None:
     with pytest.raises(
         ValueError, match=r"unknown model 'dual_stage_derain_tine'.*Did you mean 'dual_stage_derain_tiny'"
