@@ -325,7 +325,13 @@ default_cfgs = generate_default_cfgs(
             description="Trained on Rain100L train (190 pairs, 10 held out for validation) on a 2-core CPU.",
         ),
         "dual_stage_derain_small": _cfg(),
-        "dual_stage_derain": _cfg(),
+        "dual_stage_derain.rain_mix": _cfg(
+            file=str(BUNDLED_WEIGHTS_DIR / "dual_stage_derain.rain_mix.safetensors"),
+            description=(
+                "Trained on Rain100L train pairs mixed with rain rendered over their clean images, light to heavy "
+                "(first CPU phase); for real photos. See dual_stage_derain.rain_mix.md."
+            ),
+        ),
         "dual_stage_derain_base": _cfg(),
     }
 )
