@@ -25,7 +25,7 @@ def bundled_export(tmp_path_factory):
     """The bundled tiny model exported through the command line with its own onnxruntime check."""
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     result = subprocess.run(
-        [sys.executable, "-m", "derainzoo", "export", "-o", str(path), "--check"],
+        [sys.executable, "-m", "derainzoo", "export", "-o", str(path), "--check", "--model", "dual_stage_derain_tiny"],
         capture_output=True,
         text=True,
         timeout=900,

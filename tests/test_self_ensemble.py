@@ -99,16 +99,18 @@ def test_derain_with_self_ensemble_runs_the_ensemble_and_tiles() -> None:
     torch.testing.assert_close(derain(image, model, self_ensemble=True, tile_size=64), expected)
 
 
-def test_self_ensemble_improves_the_bundled_model_on_held_out_training_pairs(rain100l_train) -> None:
+def test_self_ensemble_improves_the_bundled_tiny_model_on_held_out_training_pairs(rain100l_train) -> None:
     """The last training pairs are the validation split the bundled weights never trained on
-    (x8 gained 0.4 dB on the ten of them)."""
+    (x8 gained 0.4 dB on the ten of them). The tiny Rain100L model trained on all eight
+    orientations of its rain; rain_mix did not (its rendered rain stays near vertical), and x8
+    lowers it (measured 28.90 -> 27.93 dB on these three pairs)."""
+    import derainzoo
     from derainzoo.data import PairedImageFolder
     from derainzoo.evaluation import evaluate
-    from derainzoo.inference import default_model
 
     stems = PairedImageFolder(rain100l_train).stems[-3:]
     pairs = PairedImageFolder(rain100l_train, stems=stems)
-    model = default_model("cpu")
+    model = derainzoo.create_model("dual_stage_derain_tiny", pretrained=True)
     plain = evaluate(model, pairs, progress=False)
     ensembled = evaluate(SelfEnsemble(model), pairs, progress=False)
     assert ensembled.psnr > plain.psnr + 0.1
