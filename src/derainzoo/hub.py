@@ -296,7 +296,7 @@ def save_pretrained(
             (stored in ``config.json`` so the model is rebuilt the same).
 
     Returns:
-        ``folder`` as a :class:`~pathlib.Path`.
+        ``folder`` as a ``pathlib.Path``.
     """
     from timm.models import save_for_hf
 
