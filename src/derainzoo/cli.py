@@ -17,7 +17,7 @@ from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo.evaluation import evaluate
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.hub import PretrainedWeightsUnavailableError
-from derainzoo.image_io import OUTPUT_FORMATS, load_image, output_format, save_image
+from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
 from derainzoo.inference import (
     DEFAULT_MEMORY_BUDGET,
     DEFAULT_MODEL,
@@ -223,7 +223,8 @@ def _derain_command(args: argparse.Namespace) -> int:
     try:
         device = _check_run_arguments(args)
         if args.quality is not None:
-            _check_quality(args)
+            pillow_format = OUTPUT_FORMATS[args.format] if args.format else None
+            check_quality(args.quality, pillow_format, "--quality", f"--format {args.format}")
     except ValueError as error:
         _error(str(error))
         return 2
@@ -276,14 +277,6 @@ def _derain_command(args: argparse.Namespace) -> int:
         f"derainzoo: wrote {written} image(s) to {args.output}" + (f"; {failures} input(s) failed" if failures else "")
     )
     return 1 if failures else 0
-
-
-def _check_quality(args: argparse.Namespace) -> None:
-    """``--quality`` must be in range and fit the output format (JPEG or WebP)."""
-    if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be in [1, 100], got {args.quality}")
-    if args.format is not None and OUTPUT_FORMATS[args.format] not in ("JPEG", "WEBP"):
-        raise ValueError(f"--quality applies to JPEG and WebP only; --format {args.format} is always lossless")
 
 
 def _eval_command(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["OUTPUT_FORMATS", "load_image", "output_format", "save_image"]
+__all__ = ["OUTPUT_FORMATS", "check_quality", "load_image", "output_format", "save_image"]
 
 OUTPUT_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
 """Formats [`save_image`][derainzoo.image_io.save_image] writes, by the name the command line takes (``--format``)."""
@@ -71,6 +71,29 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
     return pillow_format, _SUFFIXES[pillow_format]
 
 
+def check_quality(
+    quality: int, file_format: str | None = None, quality_name: str = "quality", format_label: str | None = None
+) -> None:
+    """Check a JPEG/WebP ``quality`` before any work.
+
+    Args:
+        quality: 1-100.
+        file_format: the Pillow format it is for; ``None`` when not known yet (only the range
+            is checked).
+        quality_name: how the caller calls the quality in messages (the command line: ``--quality``).
+        format_label: how the caller calls the format in messages; default ``file_format``.
+
+    Raises:
+        ValueError: out of range, or given for a format that is always lossless.
+    """
+    if not 1 <= quality <= 100:
+        raise ValueError(f"{quality_name} must be in [1, 100], got {quality}")
+    if file_format is not None and file_format not in ("JPEG", "WEBP"):
+        raise ValueError(
+            f"{quality_name} applies to JPEG and WebP only; {format_label or file_format} is always lossless"
+        )
+
+
 def save_image(
     image: Image.Image,
     path: str | os.PathLike[str],
@@ -101,10 +124,7 @@ def save_image(
     """
     file_format = (file_format or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")).upper()
     if quality is not None:
-        if not 1 <= quality <= 100:
-            raise ValueError(f"quality must be in [1, 100], got {quality}")
-        if file_format not in ("JPEG", "WEBP"):
-            raise ValueError(f"quality applies to JPEG and WebP only; {file_format} is always lossless")
+        check_quality(quality, file_format)
     options: dict[str, object] = {}
     if file_format == "JPEG":
         options = {"quality": quality or DEFAULT_JPEG_QUALITY, "subsampling": 0}
