@@ -11,11 +11,9 @@ import torch
 import derainzoo
 from derainzoo.hub import (
     ChecksumMismatchError,
-    PretrainedWeightsUnavailableError,
     UnsafeCheckpointError,
     WeightsMismatchError,
     file_sha256,
-    load_pretrained_weights,
     load_weights,
     save_weights,
 )
@@ -91,7 +89,7 @@ def test_weights_of_another_variant_name_the_mismatch(tmp_path) -> None:
         load_weights(tiny_model(), path)
     message = str(info.value)
     # small has a second block at U-Net level 1, and wider layers everywhere.
-    assert "unexpected keys" in message and "stage1_body.decoders.1.1." in message
+    assert "unexpected keys" in message and "stage1_body.decoder_stages.0.blocks.1." in message
     assert "shape mismatches" in message and "file (96,) vs model (64,)" in message
 
 
@@ -112,15 +110,39 @@ def test_missing_file_is_reported(tmp_path) -> None:
         load_weights(tiny_model(), tmp_path / "nothing.safetensors")
 
 
-def test_cfg_without_weights_says_what_to_do() -> None:
-    with pytest.raises(PretrainedWeightsUnavailableError, match="pretrained_cfg_overlay"):
-        load_pretrained_weights(tiny_model(), {"architecture": TINY})
-
-
 def test_hub_files_must_be_safetensors() -> None:
+    import timm
+
     # Refused before anything is downloaded.
     with pytest.raises(UnsafeCheckpointError, match=r"\.safetensors"):
-        load_pretrained_weights(tiny_model(), {"hf_hub_id": "someone/model", "hf_hub_filename": "model.bin"})
+        timm.create_model(
+            "dual_stage_derain_small",
+            pretrained=True,
+            pretrained_cfg_overlay=dict(hf_hub_id="someone/model", hf_hub_filename="model.bin"),
+        )
+
+
+def test_hub_downloads_go_through_the_checked_loader(saved, monkeypatch) -> None:
+    import timm
+    import timm.models._hub
+
+    model, path, _ = saved
+    requested = []
+
+    def fake_download(repo_id, filename, revision=None, cache_dir=None):
+        requested.append((repo_id, filename))
+        return str(path)
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", fake_download)
+    overlay = dict(hf_hub_id=f"someone/{TINY}", file=None)
+    loaded = timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=overlay)
+    assert requested == [(f"someone/{TINY}", "model.safetensors")]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatchError):
+        timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=overlay)
 
 
 def test_save_pretrained_round_trips_through_from_pretrained_and_timm_local_dir(tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from typing import Any
 
 import timm
@@ -51,7 +52,8 @@ def create_model(
         pretrained: load the weights named by the model's pretrained cfg (bundled file, or
             what ``pretrained_cfg_overlay`` points to).
         weights: a local safetensors file to load instead (checked against ``<file>.sha256``
-            when that exists).
+            when that exists; keys of earlier layouts are mapped by the architecture's
+            ``checkpoint_filter_fn``).
         **kwargs: passed to the model constructor and to ``timm.create_model``
             (e.g. ``pretrained_cfg_overlay``).
 
@@ -85,5 +87,11 @@ def create_model(
         raise ValueError("pass either pretrained=True or weights=PATH, not both")
     model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, filter_fn=_checkpoint_filter_fn(architecture))
     return model
+
+
+def _checkpoint_filter_fn(architecture: str) -> Any:
+    """The ``checkpoint_filter_fn`` of the module that registers ``architecture`` (timm's
+    convention for mapping older checkpoints), or ``None``."""
+    return getattr(sys.modules[model_entrypoint(architecture).__module__], "checkpoint_filter_fn", None)

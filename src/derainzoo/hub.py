@@ -1,12 +1,16 @@
 """Pretrained weights: safetensors files only, checked against recorded sha256 sums.
 
-Weights come from one of two places, in this order of precedence (as a timm pretrained cfg
-names them):
+timm resolves where a model's weights come from (its pretrained cfg) and derainzoo's models
+read them through their ``load_pretrained`` hook (timm's ``custom_load``), which calls
+[`load_weights`][derainzoo.hub.load_weights]; so ``timm.create_model`` and
+``derainzoo.create_model`` load the same way:
 
 * ``file``: a local safetensors file, either bundled in the package (``derainzoo/weights``)
   or given by the user with ``pretrained_cfg_overlay=dict(file=PATH)``;
-* ``hf_hub_id`` (+ ``hf_hub_filename``): a Hugging Face Hub repository, only when the user
-  names one. Nothing in derainzoo contacts the network on its own.
+* ``local-dir:FOLDER`` / ``hf-hub:user/name``: the layout of [`save_pretrained`][derainzoo.hub.save_pretrained]
+  (``model.safetensors``), on disk or on the Hugging Face Hub, only when the user names one.
+  Nothing in derainzoo contacts the network on its own;
+* ``state_dict``: tensors already in memory, loaded by timm.
 
 A ``<file>.sha256`` next to a weights file records its checksum; when it exists the file must
 match it. Pickle checkpoints (``torch.save``) are refused: unpickling can run arbitrary code.
@@ -19,7 +23,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +34,13 @@ from torch import nn
 
 __all__ = [
     "BUNDLED_WEIGHTS_DIR",
+    "DEFAULT_HUB_FILENAME",
     "ChecksumMismatchError",
     "PretrainedWeightsUnavailableError",
     "UnsafeCheckpointError",
     "WeightsMismatchError",
     "file_sha256",
     "from_pretrained",
-    "load_pretrained_weights",
     "load_weights",
     "push_to_hub",
     "read_safetensors",
@@ -47,7 +51,8 @@ __all__ = [
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 """Folder of the weights shipped inside the package."""
 
-_DEFAULT_HUB_FILENAME = "model.safetensors"
+DEFAULT_HUB_FILENAME = "model.safetensors"
+"""Name of the weights file in the Hub layout of [`save_pretrained`][derainzoo.hub.save_pretrained] (timm's)."""
 
 
 class PretrainedWeightsUnavailableError(RuntimeError):
@@ -178,6 +183,7 @@ def load_weights(
     *,
     sha256: str | None = None,
     strict: bool = True,
+    filter_fn: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]] | None = None,
 ) -> nn.Module:
     """Load a safetensors file into ``model``, after checking it with [`read_safetensors`][derainzoo.hub.read_safetensors].
 
@@ -186,6 +192,8 @@ def load_weights(
         path: the safetensors file.
         sha256: expected hex checksum; defaults to the one recorded in ``<path>.sha256``.
         strict: require exactly the model's keys and shapes.
+        filter_fn: maps the file's state dict to the model's layout (timm's
+            ``checkpoint_filter_fn(state_dict, model)`` convention), e.g. keys of older versions.
 
     Returns:
         ``model``, for chaining.
@@ -201,6 +209,8 @@ def load_weights(
             f"{path} is a training checkpoint (model, EMA and optimizer state), not a weights file: use "
             "best_ema.safetensors or final_ema.safetensors from the same folder"
         )
+    if filter_fn is not None:
+        state_dict = filter_fn(state_dict, model)
     _check_state_dict_fits(model, state_dict, Path(path), strict)
     model.load_state_dict(state_dict, strict=strict)
     return model
@@ -234,45 +244,6 @@ def _preview(names: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_pretrained_weights(model: nn.Module, pretrained_cfg: Mapping[str, Any]) -> nn.Module:
-    """Load the weights a timm pretrained cfg points to.
-
-    Args:
-        model: the module to fill.
-        pretrained_cfg: a resolved timm pretrained cfg (``model.pretrained_cfg``); its
-            ``file`` or, failing that, ``hf_hub_id`` / ``hf_hub_filename`` locate the weights.
-
-    Raises:
-        PretrainedWeightsUnavailableError: the cfg names no weights, or a bundled file is absent.
-    """
-    name = pretrained_cfg.get("architecture") or type(model).__name__
-    tag = pretrained_cfg.get("tag")
-    label = f"{name}.{tag}" if tag else name
-    if pretrained_cfg.get("file"):
-        path = Path(pretrained_cfg["file"])
-        if (
-            pretrained_cfg.get("source") == "local-dir"
-        ):  # timm.create_model("local-dir:FOLDER"): save_pretrained's layout
-            path = path / _DEFAULT_HUB_FILENAME
-        if not path.is_file() and BUNDLED_WEIGHTS_DIR in path.parents:
-            raise PretrainedWeightsUnavailableError(
-                f"the weights of {label} are not bundled in this installation ({path} is missing)"
-            )
-        return load_weights(model, path)
-    if pretrained_cfg.get("hf_hub_id"):
-        from huggingface_hub import hf_hub_download
-
-        filename = pretrained_cfg.get("hf_hub_filename") or _DEFAULT_HUB_FILENAME
-        if not filename.endswith(".safetensors"):
-            raise UnsafeCheckpointError(f"hf_hub_filename must name a .safetensors file, got {filename!r}")
-        return load_weights(model, hf_hub_download(pretrained_cfg["hf_hub_id"], filename))
-    raise PretrainedWeightsUnavailableError(
-        f"no pretrained weights are available for {label}. derainzoo.list_pretrained() lists the models "
-        "that have them; to use your own, pass pretrained_cfg_overlay=dict(file='weights.safetensors') "
-        "or build with pretrained=False and call derainzoo.hub.load_weights(model, path)."
-    )
-
-
 def save_pretrained(
     model: nn.Module,
     folder: str | os.PathLike[str],
@@ -302,7 +273,7 @@ def save_pretrained(
 
     folder = Path(folder)
     save_for_hf(model, str(folder), model_args=dict(model_args or {}), safe_serialization=True)
-    weights = folder / _DEFAULT_HUB_FILENAME
+    weights = folder / DEFAULT_HUB_FILENAME
     _checksum_path(weights).write_text(f"{file_sha256(weights)}  {weights.name}\n")
     architecture = model.pretrained_cfg.get("architecture", type(model).__name__)
     if model_card is None:
@@ -322,8 +293,9 @@ def from_pretrained(source: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
     """Build a model from a folder written by [`save_pretrained`][derainzoo.hub.save_pretrained],
     or from a Hugging Face Hub repository id in the same layout.
 
-    The weights go through [`load_weights`][derainzoo.hub.load_weights]: safetensors only,
-    checked against ``model.safetensors.sha256`` where it exists.
+    The weights go through [`load_weights`][derainzoo.hub.load_weights] (with the architecture's
+    ``checkpoint_filter_fn``): safetensors only, checked against ``model.safetensors.sha256`` where
+    it exists.
 
     Args:
         source: a local folder, or a Hub repository id (``"user/model"``), which is downloaded
@@ -343,13 +315,14 @@ def from_pretrained(source: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
         from huggingface_hub import hf_hub_download
 
         folder = Path(hf_hub_download(str(source), "config.json")).parent
-        hf_hub_download(str(source), _DEFAULT_HUB_FILENAME)
+        hf_hub_download(str(source), DEFAULT_HUB_FILENAME)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} holds no config.json: not a folder written by save_pretrained()")
     config = json.loads(config_path.read_text())
-    model = create_model(config["architecture"], **{**config.get("model_args", {}), **kwargs})
-    return load_weights(model, folder / _DEFAULT_HUB_FILENAME)
+    return create_model(
+        config["architecture"], weights=folder / DEFAULT_HUB_FILENAME, **{**config.get("model_args", {}), **kwargs}
+    )
 
 
 def push_to_hub(

@@ -10,7 +10,7 @@ from derainzoo.layers.ffn import GatedDConvFeedForward
 
 def test_equals_explicit_gated_formula() -> None:
     torch.manual_seed(0)
-    ffn = GatedDConvFeedForward(8, expansion=2.0, bias=True).double()
+    ffn = GatedDConvFeedForward(8, mlp_ratio=2.0, bias=True).double()
     x = torch.randn(2, 8, 6, 5, dtype=torch.float64)
     hidden = F.conv2d(x, ffn.project_in.weight, ffn.project_in.bias)
     hidden = F.conv2d(hidden, ffn.depthwise.weight, ffn.depthwise.bias, padding=1, groups=32)

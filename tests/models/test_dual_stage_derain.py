@@ -10,6 +10,7 @@ from timm.optim import create_optimizer_v2
 import derainzoo
 from derainzoo.hub import PretrainedWeightsUnavailableError, save_weights
 from derainzoo.models import DerainOutput, DualStageDerain
+from derainzoo.models.dual_stage_derain import checkpoint_filter_fn
 
 from ..helpers import TINY, tiny_model
 
@@ -76,7 +77,7 @@ def test_timm_conventions_for_an_image_to_image_model() -> None:
     cfg = model.pretrained_cfg
     assert cfg["architecture"] == TINY
     assert cfg["mean"] == (0.0, 0.0, 0.0) and cfg["std"] == (1.0, 1.0, 1.0)
-    assert cfg.get("num_classes") is None and cfg.get("first_conv") is None and cfg.get("classifier") is None
+    assert cfg.get("num_classes") is None and cfg.get("classifier") is None
     assert model.num_classes == 0 and model.num_features == 16
     decay_free = model.no_weight_decay()
     assert decay_free and all(
@@ -116,7 +117,8 @@ def test_only_rgb_is_supported() -> None:
 
 def test_pretrained_without_weights_says_so() -> None:
     with pytest.raises(
-        PretrainedWeightsUnavailableError, match="no pretrained weights are available for dual_stage_derain_small"
+        PretrainedWeightsUnavailableError,
+        match="no pretrained weights are available for dual_stage_derain_small.*pretrained_cfg_overlay",
     ):
         timm.create_model("dual_stage_derain_small", pretrained=True)
 
@@ -142,6 +144,48 @@ def test_timm_pretrained_cfg_overlay_file_uses_the_checked_loader(tmp_path) -> N
     path.with_name(path.name + ".sha256").write_text("0" * 64 + "  tiny.safetensors\n")
     with pytest.raises(ValueError, match="sha256"):
         timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+# Where each parameter of the tiny variant (depths (1, 1, 2)) lived before the stage modules:
+# today's prefix -> the prefix in weights saved by derainzoo 0.1.
+PRE_STAGE_PREFIXES = {
+    "stage1_body.encoder_stages.0.blocks.": "stage1_body.encoders.0.",
+    "stage1_body.encoder_stages.1.downsample.": "stage1_body.downsamples.0.",
+    "stage1_body.encoder_stages.1.blocks.": "stage1_body.encoders.1.",
+    "stage1_body.bottleneck.downsample.": "stage1_body.downsamples.1.",
+    "stage1_body.bottleneck.blocks.": "stage1_body.bottleneck.",
+    "stage1_body.decoder_stages.0.upsample.": "stage1_body.upsamples.1.",
+    "stage1_body.decoder_stages.0.fusion.": "stage1_body.fusions.1.",
+    "stage1_body.decoder_stages.0.blocks.": "stage1_body.decoders.1.",
+    "stage1_body.decoder_stages.1.upsample.": "stage1_body.upsamples.0.",
+    "stage1_body.decoder_stages.1.fusion.": "stage1_body.fusions.0.",
+    "stage1_body.decoder_stages.1.blocks.": "stage1_body.decoders.0.",
+}
+
+
+def _pre_stage_key(key: str) -> str:
+    for new, old in PRE_STAGE_PREFIXES.items():
+        if key.startswith(new):
+            return old + key[len(new) :]
+    return key
+
+
+def test_weights_of_the_pre_stage_layout_load_into_the_stage_modules(tmp_path) -> None:
+    source = tiny_model(seed=5)
+    old_layout = {_pre_stage_key(key): value for key, value in source.state_dict().items()}
+    assert sum(key != _pre_stage_key(key) for key in source.state_dict()) > 20
+    path = tmp_path / "old.safetensors"
+    save_weights(old_layout, path)
+    x = torch.rand(1, 3, 20, 20)
+    for loaded in (
+        derainzoo.create_model(TINY, weights=path),
+        timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))),
+        timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=None, state_dict=old_layout)),
+    ):
+        with torch.no_grad():
+            assert torch.equal(loaded.eval()(x), source(x))
+    # Current keys pass through untouched.
+    assert checkpoint_filter_fn(source.state_dict(), source).keys() == source.state_dict().keys()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from timm.layers import LayerNorm2d
+from timm.layers import DropPath, LayerNorm2d
 from torch import Tensor, nn
 
 from derainzoo.layers.ffn import GatedDConvFeedForward
@@ -11,7 +11,7 @@ __all__ = ["TransformerBlock"]
 
 
 class TransformerBlock(nn.Module):
-    """``x + mixer(LN(x), *context)`` followed by ``x + FFN(LN(x))``.
+    """``x + drop_path(mixer(LN(x), *context))`` followed by ``x + drop_path(FFN(LN(x)))``.
 
     Any attention of `derainzoo.layers` can be the token mixer; extra positional
     arguments of [`forward`][derainzoo.layers.block.TransformerBlock.forward] (the rain mask for [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention]) are handed to it.
@@ -19,8 +19,10 @@ class TransformerBlock(nn.Module):
     Args:
         dim: channels ``C``.
         token_mixer: module mapping ``(B, C, H, W)`` (plus context) to ``(B, C, H, W)``.
-        ffn_expansion: hidden width of the [`GatedDConvFeedForward`][derainzoo.layers.ffn.GatedDConvFeedForward] as a multiple of ``dim``.
+        mlp_ratio: hidden width of the [`GatedDConvFeedForward`][derainzoo.layers.ffn.GatedDConvFeedForward] as a multiple of ``dim``.
         bias: biases in the feed-forward convolutions.
+        drop_path: probability of dropping each residual branch for a whole sample while
+            training (stochastic depth, timm's `DropPath`); 0 disables it.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -34,14 +36,22 @@ class TransformerBlock(nn.Module):
         torch.Size([1, 32, 16, 16])
     """
 
-    def __init__(self, dim: int, token_mixer: nn.Module, ffn_expansion: float = 2.66, bias: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        token_mixer: nn.Module,
+        mlp_ratio: float = 2.66,
+        bias: bool = False,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm1 = LayerNorm2d(dim)
         self.token_mixer = token_mixer
         self.norm2 = LayerNorm2d(dim)
-        self.ffn = GatedDConvFeedForward(dim, expansion=ffn_expansion, bias=bias)
+        self.ffn = GatedDConvFeedForward(dim, mlp_ratio=mlp_ratio, bias=bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor, *context: Tensor) -> Tensor:
         """``(B, C, H, W)`` in and out; ``context`` goes to the token mixer."""
-        x = x + self.token_mixer(self.norm1(x), *context)
-        return x + self.ffn(self.norm2(x))
+        x = x + self.drop_path(self.token_mixer(self.norm1(x), *context))
+        return x + self.drop_path(self.ffn(self.norm2(x)))

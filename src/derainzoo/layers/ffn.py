@@ -17,7 +17,7 @@ class GatedDConvFeedForward(nn.Module):
 
     Args:
         dim: input and output channels ``C``.
-        expansion: hidden channels as a multiple of ``dim``.
+        mlp_ratio: hidden channels as a multiple of ``dim`` (timm's name).
         bias: use biases in the convolutions.
 
     Shape:
@@ -25,9 +25,9 @@ class GatedDConvFeedForward(nn.Module):
         - Output: ``(B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, expansion: float = 2.66, bias: bool = False) -> None:
+    def __init__(self, dim: int, mlp_ratio: float = 2.66, bias: bool = False) -> None:
         super().__init__()
-        hidden = int(dim * expansion)
+        hidden = int(dim * mlp_ratio)
         self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
         self.depthwise = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)

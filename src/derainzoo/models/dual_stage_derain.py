@@ -2,7 +2,9 @@
 
 Hou et al., "Dual-stage deraining network based on mask and non-local attention",
 J. Zhejiang Univ. (Eng. Sci.) 60(4), 2026. The paper gives the idea; the layout below is
-derainzoo's design of it.
+derainzoo's design of it, in the shape of timm's hierarchical models
+(``timm/models/swin_transformer.py``): stage modules, ``feature_info``, ``forward_features``,
+``forward_intermediates``, gradient checkpointing, stochastic depth and ``group_matcher``.
 
 The variants are registered with timm: after ``import derainzoo``,
 ``timm.create_model("dual_stage_derain")`` builds the default model.
@@ -10,14 +12,27 @@ The variants are registered with timm: after ``import derainzoo``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+import torch.utils.checkpoint
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models._features import feature_take_indices
+from timm.models._pretrained import PretrainedCfg
 from torch import Tensor, nn
 
-from derainzoo.hub import BUNDLED_WEIGHTS_DIR, load_pretrained_weights
+from derainzoo.hub import (
+    BUNDLED_WEIGHTS_DIR,
+    DEFAULT_HUB_FILENAME,
+    PretrainedWeightsUnavailableError,
+    UnsafeCheckpointError,
+    load_weights,
+)
 from derainzoo.layers.block import TransformerBlock
 from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention
 from derainzoo.layers.mask_head import MorphologicalMaskHead
@@ -27,7 +42,15 @@ from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import pad_to_multiple
 from derainzoo.layers.window_attention import ShiftedWindowAttention
 
-__all__ = ["DualStageDerain", "DerainOutput"]
+__all__ = [
+    "DerainOutput",
+    "DetailReconstruction",
+    "DualStageDerain",
+    "RainMaskDecoderStage",
+    "RainMaskEncoderStage",
+    "RainSuppressionUNet",
+    "checkpoint_filter_fn",
+]
 
 
 class DerainOutput(NamedTuple):
@@ -44,17 +67,112 @@ class DerainOutput(NamedTuple):
     mask: Tensor
 
 
-class RainSuppressionUNet(nn.Module):
-    """Stage 1: a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks.
+def run_blocks(blocks: nn.ModuleList, features: Tensor, *context: Tensor, checkpointing: bool = False) -> Tensor:
+    """Apply ``blocks`` in turn, each with ``context``, recomputing their activations in the
+    backward pass instead of storing them when ``checkpointing`` is on and gradients are needed.
 
-    Every level resizes the rain mask to its resolution once and hands it to its blocks.
+    The recomputation restores the random state, so stochastic depth drops the same branches
+    twice and the gradients are those of the plain pass."""
+    for block in blocks:
+        if checkpointing and torch.is_grad_enabled():
+            features = torch.utils.checkpoint.checkpoint(block, features, *context, use_reentrant=False)
+        else:
+            features = block(features, *context)
+    return features
+
+
+def _rain_mask_blocks(dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> nn.ModuleList:
+    return nn.ModuleList(
+        TransformerBlock(dim, RainMaskAttention(dim, num_heads), mlp_ratio, drop_path=rate) for rate in drop_path
+    )
+
+
+class RainMaskEncoderStage(nn.Module):
+    """One U-Net level on the way down: an optional 2x downsample, then
+    [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks
+    that all see the rain mask at the level's resolution.
+
+    Args:
+        in_dim: channels coming in (equal to ``dim`` without downsampling).
+        dim: channels of the level.
+        num_heads: attention heads.
+        mlp_ratio: feed-forward width multiple.
+        drop_path: stochastic-depth rate of each block; its length is the number of blocks.
+        downsample: halve the resolution first (every level but the first).
+
+    Shape:
+        - features: ``(B, in_dim, H, W)`` (``H``, ``W`` even when downsampling).
+        - mask: ``(B, 1, H', W')``, the mask at the output resolution.
+        - Output: ``(B, dim, H', W')`` with ``H' = H / 2`` when downsampling, else ``H``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path: Sequence[float],
+        downsample: bool,
+    ) -> None:
+        super().__init__()
+        if not downsample and in_dim != dim:
+            raise ValueError(f"without downsampling in_dim ({in_dim}) must equal dim ({dim})")
+        self.grad_checkpointing = False
+        self.downsample = Downsample(in_dim, dim) if downsample else nn.Identity()
+        self.blocks = _rain_mask_blocks(dim, num_heads, mlp_ratio, drop_path)
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        """Downsample (if configured) and run the blocks with ``mask``."""
+        return run_blocks(self.blocks, self.downsample(features), mask, checkpointing=self.grad_checkpointing)
+
+
+class RainMaskDecoderStage(nn.Module):
+    """One U-Net level on the way up: 2x upsample, a 1x1 fusion with the encoder's features of
+    the level (the skip connection), then RainMaskAttention transformer blocks.
+
+    Args:
+        in_dim: channels of the coarser level below.
+        dim: channels of this level (and of the skip).
+        num_heads: attention heads.
+        mlp_ratio: feed-forward width multiple.
+        drop_path: stochastic-depth rate of each block; its length is the number of blocks.
+
+    Shape:
+        - features: ``(B, in_dim, H / 2, W / 2)``.
+        - skip: ``(B, dim, H, W)``.
+        - mask: ``(B, 1, H, W)``.
+        - Output: ``(B, dim, H, W)``.
+    """
+
+    def __init__(self, in_dim: int, dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> None:
+        super().__init__()
+        self.grad_checkpointing = False
+        self.upsample = Upsample(in_dim, dim)
+        self.fusion = nn.Conv2d(2 * dim, dim, 1, bias=False)
+        self.blocks = _rain_mask_blocks(dim, num_heads, mlp_ratio, drop_path)
+
+    def forward(self, features: Tensor, skip: Tensor, mask: Tensor) -> Tensor:
+        """Upsample, fuse with ``skip`` and run the blocks with ``mask``."""
+        features = self.fusion(torch.cat([self.upsample(features), skip], dim=1))
+        return run_blocks(self.blocks, features, mask, checkpointing=self.grad_checkpointing)
+
+
+class RainSuppressionUNet(nn.Module):
+    """Stage 1: a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] stages.
+
+    ``encoder_stages`` (levels ``0 .. L-2``) and the ``bottleneck`` (level ``L-1``) go down,
+    ``decoder_stages`` come back up in the order they run (the first one works at level
+    ``L-2``). The mask is resized to each level once and serves both of its stages.
 
     Args:
         embed_dim: channels at full resolution; level ``i`` has ``embed_dim * 2**i``.
         depths: blocks per level, from full resolution down to the bottleneck; the decoder
             repeats the encoder depths on the way up.
         num_heads: attention heads per level.
-        ffn_expansion: feed-forward width multiple.
+        mlp_ratio: feed-forward width multiple.
+        drop_path: stochastic-depth rate of every block in the order they run (encoder,
+            bottleneck, decoder): ``sum(depths) + sum(depths[:-1])`` values.
 
     Shape:
         - features: ``(B, embed_dim, H, W)`` with ``H`` and ``W`` divisible by
@@ -64,42 +182,79 @@ class RainSuppressionUNet(nn.Module):
     """
 
     def __init__(
-        self, embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], ffn_expansion: float
+        self,
+        embed_dim: int,
+        depths: Sequence[int],
+        num_heads: Sequence[int],
+        mlp_ratio: float,
+        drop_path: Sequence[float],
     ) -> None:
         super().__init__()
         if len(depths) != len(num_heads) or not depths:
             raise ValueError(f"depths {depths} and num_heads {num_heads} must be non-empty and of equal length")
-        dims = [embed_dim * 2**level for level in range(len(depths))]
-
-        def blocks(level: int) -> nn.ModuleList:
-            return nn.ModuleList(
-                TransformerBlock(dims[level], RainMaskAttention(dims[level], num_heads[level]), ffn_expansion)
-                for _ in range(depths[level])
+        if len(drop_path) != sum(depths) + sum(depths[:-1]):
+            raise ValueError(
+                f"drop_path needs one rate per block ({sum(depths) + sum(depths[:-1])}), got {len(drop_path)}"
             )
+        dims = [embed_dim * 2**level for level in range(len(depths))]
+        rates = iter(drop_path)
 
-        self.encoders = nn.ModuleList(blocks(level) for level in range(len(depths) - 1))
-        self.downsamples = nn.ModuleList(Downsample(dims[level], dims[level + 1]) for level in range(len(depths) - 1))
-        self.bottleneck = blocks(len(depths) - 1)
-        self.upsamples = nn.ModuleList(Upsample(dims[level + 1], dims[level]) for level in range(len(depths) - 1))
-        self.fusions = nn.ModuleList(
-            nn.Conv2d(2 * dims[level], dims[level], 1, bias=False) for level in range(len(depths) - 1)
+        def take(count: int) -> list[float]:
+            return [next(rates) for _ in range(count)]
+
+        self.encoder_stages = nn.ModuleList(
+            RainMaskEncoderStage(
+                dims[max(level - 1, 0)], dims[level], num_heads[level], mlp_ratio, take(depths[level]), level > 0
+            )
+            for level in range(len(depths) - 1)
         )
-        self.decoders = nn.ModuleList(blocks(level) for level in range(len(depths) - 1))
+        last = len(depths) - 1
+        self.bottleneck = RainMaskEncoderStage(
+            dims[max(last - 1, 0)], dims[last], num_heads[last], mlp_ratio, take(depths[last]), last > 0
+        )
+        self.decoder_stages = nn.ModuleList(
+            RainMaskDecoderStage(dims[level + 1], dims[level], num_heads[level], mlp_ratio, take(depths[level]))
+            for level in reversed(range(last))
+        )
+
+    def forward_encoder(
+        self, features: Tensor, mask: Tensor, last_stage: int | None = None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Run the encoder stages and the bottleneck.
+
+        Args:
+            features: ``(B, embed_dim, H, W)``.
+            mask: ``(B, 1, H, W)``.
+            last_stage: stop after this stage (the bottleneck is stage ``L-1``); default: all.
+
+        Returns:
+            ``(outputs, level_masks)``: the output of every stage run, ``(B, embed_dim * 2**i,
+            H / 2**i, W / 2**i)`` for stage ``i``, and the mask at each of their resolutions.
+        """
+        stages = [*self.encoder_stages, self.bottleneck]
+        last_stage = len(stages) - 1 if last_stage is None else last_stage
+        height, width = features.shape[-2:]
+        outputs, level_masks = [], []
+        for level, stage in enumerate(stages[: last_stage + 1]):
+            level_masks.append(resize_mask(mask, (height >> level, width >> level)))
+            features = stage(features, level_masks[-1])
+            outputs.append(features)
+        return outputs, level_masks
+
+    def forward_decoder(self, encoder_outputs: list[Tensor], level_masks: list[Tensor]) -> Tensor:
+        """Run the decoder stages on the outputs of [`forward_encoder`][derainzoo.models.dual_stage_derain.RainSuppressionUNet.forward_encoder] (all stages).
+
+        Returns:
+            ``(B, embed_dim, H, W)`` decoder features.
+        """
+        features = encoder_outputs[-1]
+        for stage, skip, mask in zip(self.decoder_stages, reversed(encoder_outputs[:-1]), reversed(level_masks[:-1])):
+            features = stage(features, skip, mask)
+        return features
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Encoder, bottleneck and decoder; every level sees the mask at its own resolution."""
-        skips, level_masks = [], []
-        for encoder, downsample in zip(self.encoders, self.downsamples):
-            level_masks.append(resize_mask(mask, features.shape[-2:]))
-            features = _run_blocks(encoder, features, level_masks[-1])
-            skips.append(features)
-            features = downsample(features)
-        features = _run_blocks(self.bottleneck, features, resize_mask(mask, features.shape[-2:]))
-        # The decoder reuses the encoder's mask of each level rather than resizing it again.
-        for level in reversed(range(len(skips))):
-            features = self.fusions[level](torch.cat([self.upsamples[level](features), skips[level]], dim=1))
-            features = _run_blocks(self.decoders[level], features, level_masks[level])
-        return features
+        return self.forward_decoder(*self.forward_encoder(features, mask))
 
 
 class DetailReconstruction(nn.Module):
@@ -112,11 +267,11 @@ class DetailReconstruction(nn.Module):
     Args:
         in_dim: channels of the full-resolution input features.
         dim: channels at half resolution.
-        depth: number of blocks.
         num_heads: attention heads.
         window_size: window side (a clustered window holds ``window_size**2`` pixels).
         num_clusters: clusters of the clustered attention.
-        ffn_expansion: feed-forward width multiple.
+        mlp_ratio: feed-forward width multiple.
+        drop_path: stochastic-depth rate of each block; its length is the number of blocks.
 
     Shape:
         - Input: ``(B, in_dim, H, W)`` with even ``H`` and ``W``.
@@ -127,13 +282,14 @@ class DetailReconstruction(nn.Module):
         self,
         in_dim: int,
         dim: int,
-        depth: int,
         num_heads: int,
         window_size: int,
         num_clusters: int,
-        ffn_expansion: float,
+        mlp_ratio: float,
+        drop_path: Sequence[float],
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = False
         self.to_half_resolution = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * in_dim, dim, 1, bias=False))
 
         def token_mixer(index: int) -> nn.Module:
@@ -142,26 +298,22 @@ class DetailReconstruction(nn.Module):
             shift = window_size // 2 if index % 4 == 2 else 0
             return ShiftedWindowAttention(dim, num_heads, window_size, shift_size=shift)
 
-        self.blocks = nn.ModuleList(TransformerBlock(dim, token_mixer(index), ffn_expansion) for index in range(depth))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, token_mixer(index), mlp_ratio, drop_path=rate) for index, rate in enumerate(drop_path)
+        )
         self.to_full_resolution = nn.Sequential(nn.Conv2d(dim, 4 * in_dim, 1, bias=False), nn.PixelShuffle(2))
 
     def forward(self, features: Tensor) -> Tensor:
         """Refine at half resolution and add the result back to the full-resolution features."""
-        half = self.to_half_resolution(features)
-        return features + self.to_full_resolution(_run_blocks(self.blocks, half))
-
-
-def _run_blocks(blocks: nn.ModuleList, features: Tensor, *context: Tensor) -> Tensor:
-    for block in blocks:
-        features = block(features, *context)
-    return features
+        half = run_blocks(self.blocks, self.to_half_resolution(features), checkpointing=self.grad_checkpointing)
+        return features + self.to_full_resolution(half)
 
 
 class DualStageDerain(nn.Module):
     """The dual-stage deraining network.
 
     * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] predicts the rain
-      mask ``m``; a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks, whose attention weights see
+      mask ``m``; a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] stages, whose attention weights see
       background pixels only, predicts a residual: ``B1 = x + head1(U-Net(embed(x), m))``.
     * **Stage 2, detail reconstruction.** The rainy image and ``B1`` are embedded and fused with
       the stage-1 decoder features (cross-stage fusion), pixel-unshuffled to half resolution and
@@ -170,6 +322,13 @@ class DualStageDerain(nn.Module):
 
     Inputs of any size are reflect-padded to a multiple of `size_multiple` inside and the
     outputs cropped back.
+
+    timm's model API: [`forward_features`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_features] returns the ``num_features``
+    (``embed_dim``) channels that ``head2`` turns into the residual;
+    [`forward_intermediates`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_intermediates] and ``features_only=True`` give the
+    stage-1 encoder pyramid described by ``feature_info`` (one entry per U-Net level, the
+    bottleneck last); [`set_grad_checkpointing`][derainzoo.models.dual_stage_derain.DualStageDerain.set_grad_checkpointing],
+    ``drop_path_rate`` and [`group_matcher`][derainzoo.models.dual_stage_derain.DualStageDerain.group_matcher] work as in timm's models.
 
     Args:
         in_chans: input channels; must be 3 (RGB). timm passes it to every model.
@@ -181,7 +340,9 @@ class DualStageDerain(nn.Module):
         stage2_heads: stage-2 attention heads.
         window_size: stage-2 window side.
         num_clusters: clusters of the stage-2 clustered attention.
-        ffn_expansion: feed-forward width multiple of every block.
+        mlp_ratio: feed-forward width multiple of every block.
+        drop_path_rate: stochastic depth: the drop probability grows linearly from 0 at the
+            first block to this at the last, in the order the blocks run (timm's rule).
         mask_head: keyword arguments of the [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead].
         num_classes: must be 0 (timm records and passes it; there is no classifier).
 
@@ -194,20 +355,23 @@ class DualStageDerain(nn.Module):
         ...                         stage2_depth=2, stage2_heads=2)
         >>> model(torch.rand(1, 3, 37, 50)).shape
         torch.Size([1, 3, 37, 50])
+        >>> [(info["num_chs"], info["reduction"]) for info in model.feature_info]
+        [(8, 1), (16, 2)]
     """
 
     def __init__(
         self,
         in_chans: int = 3,
         embed_dim: int = 24,
-        depths: tuple[int, ...] = (2, 2, 4),
-        num_heads: tuple[int, ...] = (1, 2, 4),
+        depths: Sequence[int] = (2, 2, 4),
+        num_heads: Sequence[int] = (1, 2, 4),
         stage2_dim: int = 48,
         stage2_depth: int = 4,
         stage2_heads: int = 4,
         window_size: int = 8,
         num_clusters: int = 8,
-        ffn_expansion: float = 2.66,
+        mlp_ratio: float = 2.66,
+        drop_path_rate: float = 0.0,
         mask_head: dict[str, Any] | None = None,
         num_classes: int = 0,
     ) -> None:
@@ -218,21 +382,35 @@ class DualStageDerain(nn.Module):
             raise ValueError(
                 f"DualStageDerain is image-to-image and has no classifier: num_classes must be 0, got {num_classes}"
             )
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        depths, num_heads = tuple(depths), tuple(num_heads)
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.num_features = embed_dim
         self.embed_dim = embed_dim
+        self.output_fmt = "NCHW"
         self.size_multiple = math.lcm(2 ** (len(depths) - 1), 2)
+        self.feature_info = [
+            dict(
+                num_chs=embed_dim * 2**level,
+                reduction=2**level,
+                module=f"stage1_body.encoder_stages.{level}" if level < len(depths) - 1 else "stage1_body.bottleneck",
+            )
+            for level in range(len(depths))
+        ]
 
+        stage1_blocks = sum(depths) + sum(depths[:-1])
+        rates = torch.linspace(0, drop_path_rate, stage1_blocks + stage2_depth).tolist()
         self.mask_head = MorphologicalMaskHead(**(mask_head or {}))
         self.stage1_embed = nn.Conv2d(in_chans, embed_dim, 3, padding=1, bias=False)
-        self.stage1_body = RainSuppressionUNet(embed_dim, tuple(depths), tuple(num_heads), ffn_expansion)
+        self.stage1_body = RainSuppressionUNet(embed_dim, depths, num_heads, mlp_ratio, rates[:stage1_blocks])
         self.stage1_head = nn.Conv2d(embed_dim, in_chans, 3, padding=1, bias=False)
 
         self.stage2_embed = nn.Conv2d(2 * in_chans, embed_dim, 3, padding=1, bias=False)
         self.cross_stage_fusion = nn.Conv2d(2 * embed_dim, embed_dim, 1, bias=False)
         self.stage2_body = DetailReconstruction(
-            embed_dim, stage2_dim, stage2_depth, stage2_heads, window_size, num_clusters, ffn_expansion
+            embed_dim, stage2_dim, stage2_heads, window_size, num_clusters, mlp_ratio, rates[stage1_blocks:]
         )
         self.stage2_head = nn.Conv2d(embed_dim, in_chans, 3, padding=1, bias=False)
         # Both stages predict residuals; starting them near zero makes the untrained network
@@ -240,6 +418,7 @@ class DualStageDerain(nn.Module):
         # while still letting gradients reach every layer from the first step.
         for head in (self.stage1_head, self.stage2_head):
             nn.init.trunc_normal_(head.weight, std=1e-3)
+        self._pruned = False
 
     @property
     def inference_bytes_per_pixel(self) -> int:
@@ -256,6 +435,152 @@ class DualStageDerain(nn.Module):
         keys = ("temperature", "relative_position_bias_table", "threshold")
         return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1].endswith(keys)}
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups in the order the data flows, for timm's layer-wise lr decay
+        (``create_optimizer_v2(model, layer_decay=...)``).
+
+        Args:
+            coarse: one group per stage; otherwise one per block (a stage's resampling joins
+                its first block).
+
+        Returns:
+            timm's matcher dict: ``stem`` (mask head, stage-1 embedding), the encoder stages, the
+            bottleneck, the decoder stages, then stage 2 (with the stage-1 head and the
+            cross-stage fusion that feed it); ``stage2_head`` is left to the last group.
+        """
+        stage2_entry = r"^(?:stage1_head|stage2_embed|cross_stage_fusion|stage2_body\.to_half_resolution)"
+        if coarse:
+            return dict(
+                stem=r"^(?:mask_head|stage1_embed)",
+                encoder=r"^stage1_body\.encoder_stages\.(\d+)",
+                bottleneck=r"^stage1_body\.bottleneck",
+                decoder=r"^stage1_body\.decoder_stages\.(\d+)",
+                detail=rf"{stage2_entry}|^stage2_body",
+            )
+        return dict(
+            stem=r"^(?:mask_head|stage1_embed)",
+            encoder=[
+                (r"^stage1_body\.encoder_stages\.(\d+)\.downsample", (0,)),
+                (r"^stage1_body\.encoder_stages\.(\d+)\.blocks\.(\d+)", None),
+            ],
+            bottleneck=[
+                (r"^stage1_body\.bottleneck\.downsample", (0,)),
+                (r"^stage1_body\.bottleneck\.blocks\.(\d+)", None),
+            ],
+            decoder=[
+                (r"^stage1_body\.decoder_stages\.(\d+)\.(?:upsample|fusion)", (0,)),
+                (r"^stage1_body\.decoder_stages\.(\d+)\.blocks\.(\d+)", None),
+            ],
+            detail=[
+                (stage2_entry, (0,)),
+                (r"^stage2_body\.blocks\.(\d+)", None),
+                (r"^stage2_body\.to_full_resolution", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them
+        (less memory, about a third more compute); the gradients stay the same."""
+        for stage in self._stages():
+            stage.grad_checkpointing = enable
+
+    def _stages(self) -> list[nn.Module]:
+        body = self.stage1_body
+        return [*body.encoder_stages, body.bottleneck, *body.decoder_stages, self.stage2_body]
+
+    def load_pretrained(self, checkpoint_path: str | Path) -> None:
+        """timm's ``custom_load`` hook: read a weights file with derainzoo's checked loader
+        (safetensors only, sha256 compared with ``<file>.sha256`` where recorded, keys of
+        earlier layouts mapped by [`checkpoint_filter_fn`][derainzoo.models.dual_stage_derain.checkpoint_filter_fn])."""
+        load_weights(self, checkpoint_path, filter_fn=checkpoint_filter_fn)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop everything after the last feature stage in ``indices`` (what timm's
+        ``features_only`` wrapper calls, so a feature extractor keeps only the encoder it needs).
+
+        Afterwards only [`forward_intermediates`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_intermediates] with
+        ``intermediates_only=True`` works.
+
+        Args:
+            indices: feature stages to keep (as in ``forward_intermediates``).
+            prune_norm: unused (there is no final norm); part of timm's signature.
+            prune_head: drop the later stages; with ``False`` nothing is removed, since
+                the decoder and stage 2 are the head of this model.
+
+        Returns:
+            The absolute indices of the kept feature stages.
+        """
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        if not prune_head:
+            return take_indices
+        body = self.stage1_body
+        if max_index < len(body.encoder_stages):
+            body.encoder_stages = body.encoder_stages[: max_index + 1]
+            body.bottleneck = None
+        body.decoder_stages = nn.ModuleList()
+        self.stage1_head = self.stage2_embed = self.cross_stage_fusion = None
+        self.stage2_body = self.stage2_head = None
+        self._pruned = True
+        return take_indices
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The stage-1 encoder pyramid (``feature_info``), and optionally the final features.
+
+        Args:
+            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+            indices: which stages: ``None`` all, an int ``n`` the last ``n``, or a sequence of
+                indices (negative ones count from the end).
+            norm: unused (no final norm); part of timm's signature.
+            stop_early: part of timm's signature; with ``intermediates_only`` the stages after
+                the last one taken never run, and without it every stage must.
+            output_fmt: ``"NCHW"``, the only layout.
+            intermediates_only: return the intermediates only.
+
+        Returns:
+            ``intermediates``, or ``(features, intermediates)`` with ``features`` as
+            [`forward_features`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_features]. Stage ``i`` is
+            ``(B, feature_info[i]["num_chs"], ceil(H / r), ceil(W / r))`` with ``r`` its
+            ``reduction``: the padded map cropped to the input.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW' (channels first), got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        padded = self._pad(x)
+        mask, encoder_outputs, level_masks = self._encode(padded, last_stage=max_index if intermediates_only else None)
+        intermediates = [
+            _crop(encoder_outputs[index], x, self.feature_info[index]["reduction"]) for index in take_indices
+        ]
+        if intermediates_only:
+            return intermediates
+        _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
+        return _crop(detail, x), intermediates
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The features ``head2`` turns into the stage-2 residual.
+
+        Args:
+            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+
+        Returns:
+            ``(B, num_features, H, W)`` (``num_features == embed_dim``).
+        """
+        padded = self._pad(x)
+        _, encoder_outputs, level_masks = self._encode(padded)
+        _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
+        return _crop(detail, x)
+
     def forward_stages(self, x: Tensor) -> DerainOutput:
         """Run both stages and return the final image, the stage-1 image and the mask.
 
@@ -268,22 +593,11 @@ class DualStageDerain(nn.Module):
             [`DerainOutput`][derainzoo.models.dual_stage_derain.DerainOutput] with ``image``, ``stage1`` and ``mask``, each cropped to
             ``(H, W)``.
         """
-        self._check_input(x)
-        height, width = x.shape[-2:]
-        padded = pad_to_multiple(x, self.size_multiple, mode="reflect")
-
-        mask = self.mask_head(padded)
-        stage1_features = self.stage1_body(self.stage1_embed(padded), mask)
-        stage1 = padded + self.stage1_head(stage1_features)
-
-        shallow = self.stage2_embed(torch.cat([padded, stage1], dim=1))
-        fused = self.cross_stage_fusion(torch.cat([shallow, stage1_features], dim=1))
-        image = stage1 + self.stage2_head(self.stage2_body(fused))
-
-        def crop(t: Tensor) -> Tensor:
-            return t[..., :height, :width]
-
-        return DerainOutput(image=crop(image), stage1=crop(stage1), mask=crop(mask))
+        padded = self._pad(x)
+        mask, encoder_outputs, level_masks = self._encode(padded)
+        stage1, detail = self._reconstruct(padded, encoder_outputs, level_masks)
+        image = stage1 + self.stage2_head(detail)
+        return DerainOutput(image=_crop(image, x), stage1=_crop(stage1, x), mask=_crop(mask, x))
 
     def forward(self, x: Tensor) -> Tensor:
         """Derain ``x``.
@@ -296,24 +610,99 @@ class DualStageDerain(nn.Module):
         """
         return self.forward_stages(x).image
 
-    def _check_input(self, x: Tensor) -> None:
+    def _pad(self, x: Tensor) -> Tensor:
         check_feature_map(x, self.in_chans, "input")
         if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
             raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")
+        return pad_to_multiple(x, self.size_multiple, mode="reflect")
+
+    def _encode(self, padded: Tensor, last_stage: int | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Mask, stage-1 encoder outputs and the mask at each level."""
+        if self._pruned and last_stage is None:
+            raise RuntimeError(
+                "this model was pruned to its encoder by prune_intermediate_layers (features_only): only "
+                "forward_intermediates(..., intermediates_only=True) works"
+            )
+        mask = self.mask_head(padded)
+        encoder_outputs, level_masks = self.stage1_body.forward_encoder(self.stage1_embed(padded), mask, last_stage)
+        return mask, encoder_outputs, level_masks
+
+    def _reconstruct(
+        self, padded: Tensor, encoder_outputs: list[Tensor], level_masks: list[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Stage-1 image and the stage-2 features, from the encoder's outputs."""
+        stage1_features = self.stage1_body.forward_decoder(encoder_outputs, level_masks)
+        stage1 = padded + self.stage1_head(stage1_features)
+        shallow = self.stage2_embed(torch.cat([padded, stage1], dim=1))
+        fused = self.cross_stage_fusion(torch.cat([shallow, stage1_features], dim=1))
+        return stage1, self.stage2_body(fused)
+
+
+def _crop(t: Tensor, x: Tensor, reduction: int = 1) -> Tensor:
+    """``t`` computed on the padded ``x`` at ``1 / reduction`` resolution, cropped to cover ``x``."""
+    return t[..., : -(-x.shape[-2] // reduction), : -(-x.shape[-1] // reduction)]
+
+
+_PRE_STAGE_KEY = re.compile(r"^stage1_body\.(encoders|downsamples|bottleneck|upsamples|fusions|decoders)\.(\d+)\.(.*)$")
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) -> dict[str, Tensor]:
+    """Map the keys of weights saved before the stage-module layout (derainzoo 0.1, parallel
+    lists indexed by level) to today's; other keys pass through unchanged.
+
+    ``stage1_body.encoders.L.i`` becomes ``stage1_body.encoder_stages.L.blocks.i``,
+    ``downsamples.L`` the ``downsample`` of the stage of level ``L + 1`` (the bottleneck's for the
+    last), ``bottleneck.i`` ``bottleneck.blocks.i``, and ``upsamples`` / ``fusions`` / ``decoders``
+    of level ``L`` the ``upsample`` / ``fusion`` / ``blocks`` of the decoder stage that runs at
+    that level (``decoder_stages`` count in the order they run, deepest first).
+
+    Args:
+        state_dict: the weights as saved.
+        model: the model they are for (its number of levels places the keys).
+
+    Returns:
+        A new state dict in the model's layout.
+    """
+    num_encoder_stages = len(model.stage1_body.encoder_stages)
+
+    def rename(key: str) -> str:
+        match = _PRE_STAGE_KEY.match(key)
+        if match is None:
+            return key
+        kind, level, rest = match.group(1), int(match.group(2)), match.group(3)
+        if kind == "encoders":
+            return f"stage1_body.encoder_stages.{level}.blocks.{rest}"
+        if kind == "downsamples":
+            owner = f"encoder_stages.{level + 1}" if level + 1 < num_encoder_stages else "bottleneck"
+            return f"stage1_body.{owner}.downsample.{rest}"
+        if kind == "bottleneck":
+            return f"stage1_body.bottleneck.blocks.{level}.{rest}"
+        part = {"upsamples": "upsample", "fusions": "fusion", "decoders": "blocks"}[kind]
+        return f"stage1_body.decoder_stages.{num_encoder_stages - 1 - level}.{part}.{rest}"
+
+    return {rename(key): value for key, value in state_dict.items()}
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "num_classes": None,
         "input_size": (3, 256, 256),
+        "min_input_size": (3, 1, 1),
         "fixed_input_size": False,
         "mean": (0.0, 0.0, 0.0),
         "std": (1.0, 1.0, 1.0),
         "crop_pct": 1.0,
-        "first_conv": None,
+        "first_conv": "stage1_embed",
         "classifier": None,
+        "custom_load": "hf",
+        "hf_hub_filename": DEFAULT_HUB_FILENAME,
         "license": "apache-2.0",
         "paper_name": "Dual-stage deraining network based on mask and non-local attention",
+        "notes": (
+            "Image to image: feed whole RGB images in [0, 1], neither resized, cropped nor normalized (any size; "
+            "input_size is only a size for benchmarks). timm's resolve_data_config + create_transform would "
+            "resize and center-crop: use derainzoo.derain(), or torchvision's ToTensor() alone.",
+        ),
         **kwargs,
     }
 
@@ -328,8 +717,8 @@ default_cfgs = generate_default_cfgs(
         "dual_stage_derain.rain_mix": _cfg(
             file=str(BUNDLED_WEIGHTS_DIR / "dual_stage_derain.rain_mix.safetensors"),
             description=(
-                "Trained on Rain100L train pairs mixed with rain rendered over their clean images, light to heavy "
-                "(first CPU phase); for real photos. See dual_stage_derain.rain_mix.md."
+                "Trained on Rain100L train pairs mixed with rain rendered over their clean images, light to heavy; "
+                "for real photos. See dual_stage_derain.rain_mix.md."
             ),
         ),
         "dual_stage_derain_base": _cfg(),
@@ -337,13 +726,50 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+def _checked_pretrained_cfg(variant: str, kwargs: dict[str, Any]) -> PretrainedCfg:
+    """Resolve the pretrained cfg as timm would, then route every weights file through
+    [`DualStageDerain.load_pretrained`][derainzoo.models.dual_stage_derain.DualStageDerain.load_pretrained] (timm's ``custom_load``):
+    a ``local-dir:`` folder becomes its ``model.safetensors``; a Hub repository must hold a
+    ``.safetensors`` file. Missing weights raise here, with what to do instead."""
+    cfg = resolve_pretrained_cfg(
+        variant,
+        pretrained_cfg=kwargs.pop("pretrained_cfg", None),
+        pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None),
+    )
+    # timm resets custom_load when an overlay names a new source; files must still take our loader.
+    cfg = dataclasses.replace(cfg, custom_load="hf")
+    if cfg.source == "local-dir":
+        cfg = dataclasses.replace(cfg, source="", file=str(Path(cfg.file) / DEFAULT_HUB_FILENAME))
+    label = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
+    if cfg.hf_hub_id and not (cfg.file or cfg.state_dict):
+        filename = cfg.hf_hub_filename or DEFAULT_HUB_FILENAME
+        if not filename.endswith(".safetensors"):
+            raise UnsafeCheckpointError(f"hf_hub_filename must name a .safetensors file, got {filename!r}")
+        cfg = dataclasses.replace(cfg, hf_hub_filename=filename)
+    if cfg.file and BUNDLED_WEIGHTS_DIR in Path(cfg.file).parents and not Path(cfg.file).is_file():
+        raise PretrainedWeightsUnavailableError(
+            f"the weights of {label} are not bundled in this installation ({cfg.file} is missing)"
+        )
+    if not (cfg.file or cfg.state_dict or cfg.url or cfg.hf_hub_id):
+        raise PretrainedWeightsUnavailableError(
+            f"no pretrained weights are available for {label}. derainzoo.list_pretrained() lists the models "
+            "that have them; to use your own, pass pretrained_cfg_overlay=dict(file='weights.safetensors') "
+            "or create_model(name, weights='weights.safetensors')."
+        )
+    return cfg
+
+
 def _create_dual_stage_derain(variant: str, pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
-    # timm resolves the configuration (tags, pretrained_cfg_overlay); the weights are then read by
-    # derainzoo's own loader, which accepts safetensors only and checks recorded sha256 sums.
-    model = build_model_with_cfg(DualStageDerain, variant, pretrained=False, **kwargs)
-    if pretrained:
-        load_pretrained_weights(model, model.pretrained_cfg)
-    return model
+    pretrained_cfg = _checked_pretrained_cfg(variant, kwargs) if pretrained else kwargs.pop("pretrained_cfg", None)
+    return build_model_with_cfg(
+        DualStageDerain,
+        variant,
+        pretrained,
+        pretrained_cfg=pretrained_cfg,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(len(kwargs["depths"])))),
+        **kwargs,
+    )
 
 
 @register_model
