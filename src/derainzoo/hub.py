@@ -39,6 +39,7 @@ __all__ = [
     "PretrainedWeightsUnavailableError",
     "UnsafeCheckpointError",
     "WeightsMismatchError",
+    "check_state_dict_fits",
     "file_sha256",
     "from_pretrained",
     "load_weights",
@@ -211,12 +212,14 @@ def load_weights(
         )
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)
-    _check_state_dict_fits(model, state_dict, Path(path), strict)
+    check_state_dict_fits(model, state_dict, Path(path), strict)
     model.load_state_dict(state_dict, strict=strict)
     return model
 
 
-def _check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, strict: bool) -> None:
+def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, strict: bool) -> None:
+    """Raise [`WeightsMismatchError`][derainzoo.hub.WeightsMismatchError] naming the missing, unexpected and
+    mis-shaped tensors of ``state_dict`` (read from ``path``) for ``model``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))

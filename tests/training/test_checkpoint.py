@@ -80,3 +80,17 @@ def test_a_training_checkpoint_is_not_taken_for_weights(tmp_path) -> None:
     save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=1, ema_model=ema)
     with pytest.raises(WeightsMismatchError, match="is a training checkpoint.*best_ema.safetensors"):
         load_weights(model, path)
+
+
+def test_resuming_into_another_parameter_layout_is_refused_with_a_way_out(tmp_path) -> None:
+    import derainzoo
+
+    model, ema, optimizer, scheduler = make_state(0)
+    path = tmp_path / "last.safetensors"
+    save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=3, ema_model=ema)
+    # Another variant stands in for an earlier layout: its parameters cannot take this optimizer state.
+    torch.manual_seed(0)
+    small = derainzoo.create_model("dual_stage_derain_small")
+    small_optimizer = torch.optim.AdamW(small.parameters(), lr=1e-3)
+    with pytest.raises(WeightsMismatchError, match=r"cannot resume .*--init-weights .*best_ema\.safetensors"):
+        load_training_state(path, model=small, optimizer=small_optimizer)

@@ -3,7 +3,7 @@
 Every module takes and returns channels-first feature maps ``(B, C, H, W)``.
 """
 
-from derainzoo.layers.block import TransformerBlock
+from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import (
     ClusteredNonLocalWindowAttention,
     cluster_order,
@@ -57,6 +57,7 @@ __all__ = [
     "permute_tokens",
     "resize_mask",
     "rgb_to_luma",
+    "run_blocks",
     "spherical_kmeans",
     "white_tophat",
     "window_partition",

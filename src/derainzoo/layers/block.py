@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import torch
+import torch.utils.checkpoint
 from timm.layers import DropPath, LayerNorm2d
 from torch import Tensor, nn
 
 from derainzoo.layers.ffn import GatedDConvFeedForward
 
-__all__ = ["TransformerBlock"]
+__all__ = ["TransformerBlock", "run_blocks"]
 
 
 class TransformerBlock(nn.Module):
@@ -55,3 +59,29 @@ class TransformerBlock(nn.Module):
         """``(B, C, H, W)`` in and out; ``context`` goes to the token mixer."""
         x = x + self.drop_path(self.token_mixer(self.norm1(x), *context))
         return x + self.drop_path(self.ffn(self.norm2(x)))
+
+
+def run_blocks(blocks: Iterable[nn.Module], features: Tensor, *context: Tensor, checkpointing: bool = False) -> Tensor:
+    """Apply ``blocks`` in turn, each with ``context``, recomputing their activations in the
+    backward pass instead of storing them when ``checkpointing`` is on and gradients are needed
+    (gradient checkpointing: activation memory of one block instead of all).
+
+    The recomputation restores the random state, so stochastic depth drops the same branches
+    twice and the gradients are those of the plain pass.
+
+    Args:
+        blocks: modules mapping ``(B, C, H, W)`` (plus ``context``) to ``(B, C, H, W)``.
+        features: ``(B, C, H, W)`` input of the first block.
+        *context: extra inputs handed to every block (the rain mask for
+            [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks).
+        checkpointing: recompute instead of store.
+
+    Returns:
+        ``(B, C, H, W)`` output of the last block.
+    """
+    for block in blocks:
+        if checkpointing and torch.is_grad_enabled():
+            features = torch.utils.checkpoint.checkpoint(block, features, *context, use_reentrant=False)
+        else:
+            features = block(features, *context)
+    return features

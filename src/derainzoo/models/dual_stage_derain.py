@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import torch.utils.checkpoint
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
@@ -33,7 +32,7 @@ from derainzoo.hub import (
     UnsafeCheckpointError,
     load_weights,
 )
-from derainzoo.layers.block import TransformerBlock
+from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention
 from derainzoo.layers.mask_head import MorphologicalMaskHead
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
@@ -65,20 +64,6 @@ class DerainOutput(NamedTuple):
     image: Tensor
     stage1: Tensor
     mask: Tensor
-
-
-def run_blocks(blocks: nn.ModuleList, features: Tensor, *context: Tensor, checkpointing: bool = False) -> Tensor:
-    """Apply ``blocks`` in turn, each with ``context``, recomputing their activations in the
-    backward pass instead of storing them when ``checkpointing`` is on and gradients are needed.
-
-    The recomputation restores the random state, so stochastic depth drops the same branches
-    twice and the gradients are those of the plain pass."""
-    for block in blocks:
-        if checkpointing and torch.is_grad_enabled():
-            features = torch.utils.checkpoint.checkpoint(block, features, *context, use_reentrant=False)
-        else:
-            features = block(features, *context)
-    return features
 
 
 def _rain_mask_blocks(dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> nn.ModuleList:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from derainzoo.hub import read_safetensors, save_weights
+from derainzoo.hub import WeightsMismatchError, check_state_dict_fits, read_safetensors, save_weights
 
 __all__ = ["load_training_state", "save_training_state"]
 
@@ -94,12 +94,25 @@ def load_training_state(
 
     Returns:
         ``(step, extra)``.
+
+    Raises:
+        WeightsMismatchError: the checkpoint is for another model or an earlier parameter layout
+            (whose optimizer state cannot be matched to today's parameters); the message says how
+            to continue from its weights in a new run.
     """
     tensors, metadata = read_safetensors(path)
 
     def take(prefix: str) -> dict[str, torch.Tensor]:
         return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
 
+    try:
+        check_state_dict_fits(model, take(_MODEL), Path(path), strict=True)
+    except WeightsMismatchError as error:
+        raise WeightsMismatchError(
+            f"cannot resume {path}: {error}. A run resumes only into the same model and parameter layout; "
+            f"start a new run from its weights instead (train.py --init-weights {Path(path).parent / 'best_ema.safetensors'}), "
+            "which maps keys of earlier layouts"
+        ) from error
     model.load_state_dict(take(_MODEL))
     if ema_model is not None:
         ema_model.load_state_dict(take(_EMA))
