@@ -173,3 +173,8 @@ def test_bad_input_is_refused() -> None:
         ClusteredNonLocalWindowAttention(10, 4)
     with pytest.raises(ValueError, match="num_clusters"):
         ClusteredNonLocalWindowAttention(16, 2, num_clusters=0)
+
+
+def test_repr_shows_the_configuration() -> None:
+    text = repr(ClusteredNonLocalWindowAttention(32, num_heads=4, window_size=8, num_clusters=6))
+    assert "dim=32, num_heads=4, window_size=8, num_clusters=6" in text

@@ -94,3 +94,8 @@ def test_bad_arguments_are_refused() -> None:
         ShiftedWindowAttention(12, 3, window_size=4, shift_size=4)
     with pytest.raises(ValueError, match=r"\(B, 12, H, W\)"):
         ShiftedWindowAttention(12, 3)(torch.randn(1, 6, 8, 8))
+
+
+def test_repr_shows_the_configuration() -> None:
+    text = repr(ShiftedWindowAttention(32, num_heads=4, window_size=8, shift_size=4))
+    assert "dim=32, num_heads=4, window_size=8, shift_size=4" in text

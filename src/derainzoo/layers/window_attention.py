@@ -65,6 +65,11 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", _relative_position_index(window_size), persistent=False)
 
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, shift_size={self.shift_size}"
+        )
+
     def forward(self, x: Tensor) -> Tensor:
         """Attend within (shifted) windows.
 

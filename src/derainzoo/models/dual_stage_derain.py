@@ -187,16 +187,15 @@ class RainSuppressionUNet(nn.Module):
         def take(count: int) -> list[float]:
             return [next(rates) for _ in range(count)]
 
-        self.encoder_stages = nn.ModuleList(
+        going_down = [
             RainMaskEncoderStage(
                 dims[max(level - 1, 0)], dims[level], num_heads[level], mlp_ratio, take(depths[level]), level > 0
             )
-            for level in range(len(depths) - 1)
-        )
+            for level in range(len(depths))
+        ]
+        self.encoder_stages = nn.ModuleList(going_down[:-1])
+        self.bottleneck = going_down[-1]
         last = len(depths) - 1
-        self.bottleneck = RainMaskEncoderStage(
-            dims[max(last - 1, 0)], dims[last], num_heads[last], mlp_ratio, take(depths[last]), last > 0
-        )
         self.decoder_stages = nn.ModuleList(
             RainMaskDecoderStage(dims[level + 1], dims[level], num_heads[level], mlp_ratio, take(depths[level]))
             for level in reversed(range(last))
