@@ -82,6 +82,8 @@ def test_features_only_gives_the_pyramid_and_keeps_only_the_encoder(name: str) -
     assert sum(p.numel() for p in extractor.parameters()) < 0.5 * sum(p.numel() for p in full.parameters())
     with pytest.raises(RuntimeError, match="pruned"):
         extractor.model(x)
+    extractor.model.set_grad_checkpointing()  # the pruned stages are gone, the kept ones take it
+    assert all(stage.grad_checkpointing for stage in extractor.model._stages())
 
 
 @pytest.mark.parametrize("name", MODELS)

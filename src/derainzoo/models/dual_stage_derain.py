@@ -66,6 +66,12 @@ class DerainOutput(NamedTuple):
     mask: Tensor
 
 
+def _num_unet_blocks(depths: Sequence[int]) -> int:
+    """Transformer blocks of a U-Net with these ``depths``: every level on the way down, and every
+    level but the bottleneck again on the way up."""
+    return sum(depths) + sum(depths[:-1])
+
+
 def _rain_mask_blocks(dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> nn.ModuleList:
     return nn.ModuleList(
         TransformerBlock(dim, RainMaskAttention(dim, num_heads), mlp_ratio, drop_path=rate) for rate in drop_path
@@ -177,10 +183,8 @@ class RainSuppressionUNet(nn.Module):
         super().__init__()
         if len(depths) != len(num_heads) or not depths:
             raise ValueError(f"depths {depths} and num_heads {num_heads} must be non-empty and of equal length")
-        if len(drop_path) != sum(depths) + sum(depths[:-1]):
-            raise ValueError(
-                f"drop_path needs one rate per block ({sum(depths) + sum(depths[:-1])}), got {len(drop_path)}"
-            )
+        if len(drop_path) != _num_unet_blocks(depths):
+            raise ValueError(f"drop_path needs one rate per block ({_num_unet_blocks(depths)}), got {len(drop_path)}")
         dims = [embed_dim * 2**level for level in range(len(depths))]
         rates = iter(drop_path)
 
@@ -384,7 +388,7 @@ class DualStageDerain(nn.Module):
             for level in range(len(depths))
         ]
 
-        stage1_blocks = sum(depths) + sum(depths[:-1])
+        stage1_blocks = _num_unet_blocks(depths)
         rates = torch.linspace(0, drop_path_rate, stage1_blocks + stage2_depth).tolist()
         self.mask_head = MorphologicalMaskHead(**(mask_head or {}))
         self.stage1_embed = nn.Conv2d(in_chans, embed_dim, 3, padding=1, bias=False)
@@ -402,7 +406,6 @@ class DualStageDerain(nn.Module):
         # while still letting gradients reach every layer from the first step.
         for head in (self.stage1_head, self.stage2_head):
             nn.init.trunc_normal_(head.weight, std=1e-3)
-        self._pruned = False
 
     @property
     def inference_bytes_per_pixel(self) -> int:
@@ -471,8 +474,10 @@ class DualStageDerain(nn.Module):
             stage.grad_checkpointing = enable
 
     def _stages(self) -> list[nn.Module]:
+        """The stages that exist, in the order they run (pruning removes the later ones)."""
         body = self.stage1_body
-        return [*body.encoder_stages, body.bottleneck, *body.decoder_stages, self.stage2_body]
+        stages = [*body.encoder_stages, body.bottleneck, *body.decoder_stages, self.stage2_body]
+        return [stage for stage in stages if stage is not None]
 
     def load_pretrained(self, checkpoint_path: str | Path) -> None:
         """timm's ``custom_load`` hook: read a weights file with derainzoo's checked loader
@@ -508,7 +513,6 @@ class DualStageDerain(nn.Module):
         body.decoder_stages = nn.ModuleList()
         self.stage1_head = self.stage2_embed = self.cross_stage_fusion = None
         self.stage2_body = self.stage2_head = None
-        self._pruned = True
         return take_indices
 
     def forward_intermediates(
@@ -602,7 +606,7 @@ class DualStageDerain(nn.Module):
 
     def _encode(self, padded: Tensor, last_stage: int | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Mask, stage-1 encoder outputs and the mask at each level."""
-        if self._pruned and last_stage is None:
+        if self.stage2_body is None and last_stage is None:
             raise RuntimeError(
                 "this model was pruned to its encoder by prune_intermediate_layers (features_only): only "
                 "forward_intermediates(..., intermediates_only=True) works"

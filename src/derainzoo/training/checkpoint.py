@@ -105,15 +105,16 @@ def load_training_state(
     def take(prefix: str) -> dict[str, torch.Tensor]:
         return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
 
+    model_state = take(_MODEL)
     try:
-        check_state_dict_fits(model, take(_MODEL), Path(path), strict=True)
+        check_state_dict_fits(model, model_state, Path(path), strict=True)
     except WeightsMismatchError as error:
         raise WeightsMismatchError(
             f"cannot resume {path}: {error}. A run resumes only into the same model and parameter layout; "
             f"start a new run from its weights instead (train.py --init-weights {Path(path).parent / 'best_ema.safetensors'}), "
             "which maps keys of earlier layouts"
         ) from error
-    model.load_state_dict(take(_MODEL))
+    model.load_state_dict(model_state)
     if ema_model is not None:
         ema_model.load_state_dict(take(_EMA))
     if optimizer is not None:
