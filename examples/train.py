@@ -55,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20000, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
     parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument(
+        "--epoch-samples",
+        type=int,
+        default=None,
+        help="random crops drawn per epoch (default: one per training pair); more means fewer "
+        "DataLoader restarts, which matters with --workers on a fast GPU",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=500)
@@ -177,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.val_count < len(stems):
         raise SystemExit(f"--val-count must be in [0, {len(stems) - 1}], got {args.val_count}")
     train_stems, val_stems = stems[: len(stems) - args.val_count], stems[len(stems) - args.val_count :]
-    samples_per_epoch = max(len(train_stems), args.batch_size * world_size)
+    if args.epoch_samples is not None and args.epoch_samples < 1:
+        raise SystemExit(f"--epoch-samples must be positive, got {args.epoch_samples}")
+    samples_per_epoch = max(args.epoch_samples or len(train_stems), args.batch_size * world_size)
     train_set = PairedImageFolder(
         args.data,
         crop_size=args.crop,

@@ -44,10 +44,14 @@ def final_state(out: Path, rank: int = 0) -> dict:
     return json.loads((out / f"final_state_rank{rank}.json").read_text())
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path) -> None:
+@pytest.mark.parametrize("epoch_samples", [[], ["--epoch-samples", "6"]], ids=["one_crop_per_pair", "six_crops_per_epoch"])
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, epoch_samples) -> None:
+    # 4 training pairs at batch 2: 2 steps per epoch, or 3 with --epoch-samples 6; either way the
+    # 5 steps cross epoch boundaries after the resume.
     write_paired_folder(tmp_path / "data", count=5)
     train = load_script().main
-    train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "straight"), *COMMON])
+    common = [*COMMON, *epoch_samples]
+    train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "straight"), *common])
     # A time limit of 0 stops (and checkpoints) right after the first step; rerunning with the
     # same --out resumes from that checkpoint.
     train(
@@ -60,11 +64,11 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path) -> None:
             "0",
             "--out",
             str(tmp_path / "resumed"),
-            *COMMON,
+            *common,
         ]
     )
     assert final_state(tmp_path / "resumed")["step"] == 1
-    train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "resumed"), *COMMON])
+    train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "resumed"), *common])
     straight, resumed = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
     assert resumed["step"] == straight["step"] == 5
     assert resumed["model_sha256"] == straight["model_sha256"]
@@ -115,3 +119,9 @@ def test_resuming_with_changed_arguments_is_refused_unless_asked_for(tmp_path, c
     train([*out, "--steps", "3", "--lr", "5e-4", "--resume-changed"])
     assert "with changed arguments: --lr: 0.001 -> 0.0005" in capsys.readouterr().out
     assert final_state(tmp_path / "run")["step"] == 3
+
+
+def test_epoch_samples_must_be_positive(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=3)
+    with pytest.raises(SystemExit, match="--epoch-samples must be positive, got 0"):
+        load_script().main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epoch-samples", "0", *COMMON])
