@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,30 @@ def test_pickle_checkpoint_is_refused_with_an_explanation(tmp_path) -> None:
     torch.save(tiny_model().state_dict(), path)
     with pytest.raises(UnsafeCheckpointError, match="pickle.*arbitrary code"):
         load_weights(tiny_model(), path)
+
+
+def test_plain_pickle_is_refused_with_an_explanation(tmp_path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
+    assert path.read_bytes()[:1] == b"\x80"
+    with pytest.raises(UnsafeCheckpointError, match="pickle.*arbitrary code"):
+        load_weights(tiny_model(), path)
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path) -> None:
+    # Pickles open with the byte 0x80; so does a safetensors file whose header is 0x..80 bytes long
+    # (a bundled weights file once was, and was refused).
+    model, path = tiny_model(seed=1), tmp_path / "tiny.safetensors"
+    for padding in range(0, 2048, 8):
+        save_weights(model, path, metadata={"architecture": TINY, "padding": "x" * padding})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length whose first byte is 0x80")
+    loaded = load_weights(tiny_model(seed=2), path)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
 
 
 def test_weights_of_another_variant_name_the_mismatch(tmp_path) -> None:

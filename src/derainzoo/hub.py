@@ -129,15 +129,17 @@ def _recorded_sha256(path: Path) -> str | None:
 def _check_is_safetensors(path: Path) -> None:
     with open(path, "rb") as stream:
         head = stream.read(9)
+    # A safetensors file opens with its header length (8 bytes, little-endian) and the JSON header;
+    # test for that first, because a header length can itself begin with pickle's 0x80 byte.
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise UnsafeCheckpointError(
             f"{path} is a pickle checkpoint (torch.save format). derainzoo loads safetensors only, because "
             "unpickling a file can run arbitrary code. If you trust the file, convert it once with "
             "`safetensors.torch.save_file(torch.load(path, weights_only=True), 'weights.safetensors')`."
         )
-    size = path.stat().st_size
-    if len(head) < 9 or head[8:9] != b"{" or struct.unpack("<Q", head[:8])[0] > size - 8:
-        raise UnsafeCheckpointError(f"{path} is not a valid safetensors file (bad or truncated header)")
+    raise UnsafeCheckpointError(f"{path} is not a valid safetensors file (bad or truncated header)")
 
 
 def read_safetensors(
