@@ -28,6 +28,22 @@ def test_list_pretrained_matches_the_bundled_files() -> None:
     assert set(derainzoo.list_pretrained()) == bundled
 
 
+@pytest.mark.parametrize("name", derainzoo.list_pretrained())
+def test_each_pretrained_tag_loads_its_own_file(name) -> None:
+    architecture = name.split(".")[0]
+    tagged = derainzoo.create_model(name, pretrained=True)
+    from_file = derainzoo.create_model(architecture, weights=BUNDLED_WEIGHTS_DIR / f"{name}.safetensors")
+    assert tagged.pretrained_cfg["tag"] == name.split(".")[1]
+    for (key, value), expected in zip(tagged.state_dict().items(), from_file.state_dict().values(), strict=True):
+        assert torch.equal(value, expected), key
+
+
+def test_rain_mix_is_the_default_tag_of_the_default_model() -> None:
+    # timm takes the first registered tag as the default; rain100l must not take rain_mix's place.
+    assert derainzoo.create_model("dual_stage_derain", pretrained=True).pretrained_cfg["tag"] == "rain_mix"
+    assert timm.create_model("dual_stage_derain", pretrained=True).pretrained_cfg["tag"] == "rain_mix"
+
+
 def test_every_bundled_weight_has_a_model_card_and_a_checksum() -> None:
     for weights in BUNDLED_WEIGHTS_DIR.glob("*.safetensors"):
         card = weights.with_suffix(".md")

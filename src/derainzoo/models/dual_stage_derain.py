@@ -709,6 +709,13 @@ default_cfgs = generate_default_cfgs(
                 "for real photos. See dual_stage_derain.rain_mix.md."
             ),
         ),
+        "dual_stage_derain.rain100l": _cfg(
+            file=str(BUNDLED_WEIGHTS_DIR / "dual_stage_derain.rain100l.safetensors"),
+            description=(
+                "The rain_mix weights fine-tuned on Rain100L train only (190 pairs, 10 held out): the Rain100L "
+                "benchmark model. See dual_stage_derain.rain100l.md."
+            ),
+        ),
         "dual_stage_derain_base": _cfg(),
     }
 )
