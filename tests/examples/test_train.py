@@ -44,7 +44,9 @@ def final_state(out: Path, rank: int = 0) -> dict:
     return json.loads((out / f"final_state_rank{rank}.json").read_text())
 
 
-@pytest.mark.parametrize("epoch_samples", [[], ["--epoch-samples", "6"]], ids=["one_crop_per_pair", "six_crops_per_epoch"])
+@pytest.mark.parametrize(
+    "epoch_samples", [[], ["--epoch-samples", "6"]], ids=["one_crop_per_pair", "six_crops_per_epoch"]
+)
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, epoch_samples) -> None:
     # 4 training pairs at batch 2: 2 steps per epoch, or 3 with --epoch-samples 6; either way the
     # 5 steps cross epoch boundaries after the resume.
@@ -124,4 +126,6 @@ def test_resuming_with_changed_arguments_is_refused_unless_asked_for(tmp_path, c
 def test_epoch_samples_must_be_positive(tmp_path) -> None:
     write_paired_folder(tmp_path / "data", count=3)
     with pytest.raises(SystemExit, match="--epoch-samples must be positive, got 0"):
-        load_script().main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epoch-samples", "0", *COMMON])
+        load_script().main(
+            ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epoch-samples", "0", *COMMON]
+        )
