@@ -30,10 +30,10 @@ def test_list_pretrained_matches_the_bundled_files() -> None:
 
 @pytest.mark.parametrize("name", derainzoo.list_pretrained())
 def test_each_pretrained_tag_loads_its_own_file(name) -> None:
-    architecture = name.split(".")[0]
+    architecture, tag = name.split(".")
     tagged = derainzoo.create_model(name, pretrained=True)
     from_file = derainzoo.create_model(architecture, weights=BUNDLED_WEIGHTS_DIR / f"{name}.safetensors")
-    assert tagged.pretrained_cfg["tag"] == name.split(".")[1]
+    assert tagged.pretrained_cfg["tag"] == tag
     for (key, value), expected in zip(tagged.state_dict().items(), from_file.state_dict().values(), strict=True):
         assert torch.equal(value, expected), key
 

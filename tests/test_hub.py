@@ -76,17 +76,18 @@ def test_truncated_file_is_refused(saved) -> None:
         load_weights(tiny_model(), path)
 
 
-def test_pickle_checkpoint_is_refused_with_an_explanation(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("write", "magic"),
+    [
+        (lambda path: torch.save(tiny_model().state_dict(), path), b"PK"),  # torch.save's zip archive
+        (lambda path: path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4)), b"\x80"),  # plain pickle
+    ],
+    ids=["torch_save", "plain_pickle"],
+)
+def test_pickle_checkpoint_is_refused_with_an_explanation(tmp_path, write, magic) -> None:
     path = tmp_path / "model.pth"
-    torch.save(tiny_model().state_dict(), path)
-    with pytest.raises(UnsafeCheckpointError, match="pickle.*arbitrary code"):
-        load_weights(tiny_model(), path)
-
-
-def test_plain_pickle_is_refused_with_an_explanation(tmp_path) -> None:
-    path = tmp_path / "model.pkl"
-    path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
-    assert path.read_bytes()[:1] == b"\x80"
+    write(path)
+    assert path.read_bytes().startswith(magic)
     with pytest.raises(UnsafeCheckpointError, match="pickle.*arbitrary code"):
         load_weights(tiny_model(), path)
 
