@@ -121,20 +121,28 @@ def real_photo_paths(real_folder: Path) -> list[Path]:
 
 
 def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: Path) -> None:
-    """A training background with Rain100L's rain and the three presets, above four real photos."""
+    """A training background with Rain100L's rain, the three presets and heavy rain with a fast
+    shutter and drizzle, above five real photos."""
     rainy, clean, _ = train_set[train_set.stems.index(stem)]
     generator = torch.Generator().manual_seed(0)
-    presets = ["light", "medium", "heavy"]
+    renders = [  # (label, preset, options of sample_rain_params)
+        ("light", "light", {}),
+        ("medium", "medium", {}),
+        ("heavy", "heavy", {}),
+        ("heavy, short exposure + drizzle", "heavy", {"short_exposure": 1.0, "drizzle": 1.0}),
+    ]
     rendered = [
-        render_rain(clean[None], sample_rain_params(p, generator, camera_effects=False), generator).rainy[0]
-        for p in presets
+        render_rain(
+            clean[None], sample_rain_params(preset, generator, camera_effects=False, **options), generator
+        ).rainy[0]
+        for _, preset, options in renders
     ]
     top = labelled_row(
         [to_image(rainy)] + [to_image(r) for r in rendered],
-        [f"Rain100L train {stem} (real pair)"] + [f"rendered: {p}" for p in presets],
+        [f"Rain100L train {stem} (real pair)"] + [f"rendered: {label}" for label, _, _ in renders],
     )
-    photos = [load_image(path).convert("RGB") for path in real_photo_paths(real_folder)[:4]]
-    bottom = labelled_row(photos, [f"real rain ({path.name})" for path in real_photo_paths(real_folder)[:4]])
+    paths = real_photo_paths(real_folder)[: len(rendered) + 1]
+    bottom = labelled_row([load_image(path).convert("RGB") for path in paths], [f"real rain ({p.name})" for p in paths])
     stack_rows([top, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
 
 

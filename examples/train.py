@@ -102,6 +102,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("LOW", "HIGH"),
         help="with --rain-mix: range of the rendered rain strength (0 light .. 1 heavy)",
     )
+    parser.add_argument(
+        "--short-exposure",
+        type=float,
+        default=0.0,
+        help="with --rain-mix: probability of fast-shutter rain (short streaks)",
+    )
+    parser.add_argument(
+        "--drizzle",
+        type=float,
+        default=0.0,
+        help="with --rain-mix: probability of an extra thin, dim, very dense far streak layer",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
     parser.add_argument(
@@ -198,7 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.rain_mix:
         train_set = MixedRainDataset(
-            train_set, real_fraction=args.real_fraction, strength=tuple(args.rain_strength), seed=args.seed
+            train_set,
+            real_fraction=args.real_fraction,
+            strength=tuple(args.rain_strength),
+            seed=args.seed,
+            short_exposure=args.short_exposure,
+            drizzle=args.drizzle,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:

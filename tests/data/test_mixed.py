@@ -63,6 +63,23 @@ def test_strength_range_and_errors(pairs) -> None:
         MixedRainDataset(pairs, strength=(0.8, 0.2))
     with pytest.raises(ValueError, match="unknown rain preset"):
         MixedRainDataset(pairs, strength="drizzle")
+    with pytest.raises(ValueError, match="short_exposure"):
+        MixedRainDataset(pairs, short_exposure=2.0)
+    with pytest.raises(ValueError, match="drizzle"):
+        MixedRainDataset(pairs, drizzle=-1.0)
+
+
+def test_short_exposure_and_drizzle_reach_the_renderer(pairs) -> None:
+    """Both options change the heavy rain of every rendered item; at 0 it is the default rain."""
+    options = {"real_fraction": 0.0, "strength": "heavy", "camera_effects": False, "seed": 4}
+    default = MixedRainDataset(pairs, **options)
+    explicit_zero = MixedRainDataset(pairs, short_exposure=0.0, drizzle=0.0, **options)
+    short = MixedRainDataset(pairs, short_exposure=1.0, **options)
+    drizzle = MixedRainDataset(pairs, drizzle=1.0, **options)
+    for index in range(4):
+        rainy = default[index][0]
+        torch.testing.assert_close(explicit_zero[index][0], rainy, rtol=0, atol=0)
+        assert not torch.equal(short[index][0], rainy) and not torch.equal(drizzle[index][0], rainy)
 
 
 def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:

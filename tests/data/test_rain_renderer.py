@@ -4,6 +4,7 @@ depth ordering of the sampler, camera effects, preset statistics on real backgro
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -203,6 +204,57 @@ def test_sampler_camera_effects_switch() -> None:
     assert any(p.noise_std > 0 for p in with_camera) and any(p.camera_blur > 0 for p in with_camera)
 
 
+def test_default_sampler_is_unchanged() -> None:
+    """The heavy validation sets and the recipes of the bundled weights rely on these draws
+    (values recorded before the short-exposure and drizzle options existed)."""
+    params = sample_rain_params("heavy", generator(0), camera_effects=False)
+    lengths_and_widths = [(layer.length, layer.width) for layer in params.layers]
+    expected = [(47.911, 1.246), (46.202, 1.238), (63.650, 1.601), (43.847, 2.471)]
+    np.testing.assert_allclose(lengths_and_widths, expected, atol=1e-3)
+    assert params.transmission == pytest.approx(0.827, abs=1e-4)
+
+
+@pytest.mark.parametrize("strength", [0.25, 0.6, 1.0])
+def test_short_exposure_shortens_every_streak_of_the_same_rain(strength: float) -> None:
+    shortened = 0
+    for seed in range(30):
+        default = sample_rain_params(strength, generator(seed))
+        short = sample_rain_params(strength, generator(seed), short_exposure=1.0)
+        assert replace(short, layers=default.layers) == default
+        ratios = {
+            round(fast.length / slow.length, 9) for fast, slow in zip(short.layers, default.layers) if fast.length > 2.0
+        }
+        assert len(ratios) <= 1 and all(0.15 <= ratio <= 0.6 for ratio in ratios)
+        assert all(fast.length >= 2.0 for fast in short.layers)
+        assert [replace(layer, length=1.0) for layer in short.layers] == [
+            replace(layer, length=1.0) for layer in default.layers
+        ]
+        shortened += bool(ratios)
+    assert shortened == 30
+    half = [sample_rain_params(strength, generator(seed), short_exposure=0.5) for seed in range(40)]
+    changed = sum(p != sample_rain_params(strength, generator(seed)) for seed, p in enumerate(half))
+    assert 8 <= changed <= 32
+
+
+def test_drizzle_adds_a_thin_dim_dense_farthest_layer() -> None:
+    for seed in range(30):
+        default = sample_rain_params("heavy", generator(seed))
+        with_drizzle = sample_rain_params("heavy", generator(seed), drizzle=1.0)
+        drizzle, *others = with_drizzle.layers
+        assert tuple(others) == default.layers
+        assert replace(with_drizzle, layers=default.layers) == default
+        assert drizzle.width == 1.0 and drizzle.defocus == 0.0 and 0.12 <= drizzle.opacity <= 0.3
+        assert drizzle.density > max(layer.density for layer in others)
+        assert drizzle.opacity < min(layer.opacity for layer in others)
+
+
+def test_light_rain_ignores_short_exposure_and_drizzle() -> None:
+    """Rain100L-like rain keeps its long, single layer (and the light preset its statistics)."""
+    for seed in range(20):
+        default = sample_rain_params("light", generator(seed))
+        assert sample_rain_params("light", generator(seed), short_exposure=1.0, drizzle=1.0) == default
+
+
 def test_presets_match_the_public_benchmarks_on_real_backgrounds(rain100l_train) -> None:
     """Mean |rainy - clean| on a 0-255 scale: Rain100L 5-6 (light), the Rain100H family 40-60 (heavy)."""
     pairs = PairedImageFolder(rain100l_train, stems=[f"{index:03d}" for index in range(1, 31)])
@@ -242,3 +294,7 @@ def test_bad_input_is_named() -> None:
         sample_rain_params("storm")
     with pytest.raises(ValueError, match="strength"):
         sample_rain_params(1.5)
+    with pytest.raises(ValueError, match="short_exposure"):
+        sample_rain_params(0.5, short_exposure=1.5)
+    with pytest.raises(ValueError, match="drizzle"):
+        sample_rain_params(0.5, drizzle=-0.1)

@@ -45,14 +45,16 @@ def final_state(out: Path, rank: int = 0) -> dict:
 
 
 @pytest.mark.parametrize(
-    "epoch_samples", [[], ["--epoch-samples", "6"]], ids=["one_crop_per_pair", "six_crops_per_epoch"]
+    "extra",
+    [[], ["--epoch-samples", "6"], ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5"]],
+    ids=["one_crop_per_pair", "six_crops_per_epoch", "rendered_rain"],
 )
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, epoch_samples) -> None:
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, extra) -> None:
     # 4 training pairs at batch 2: 2 steps per epoch, or 3 with --epoch-samples 6; either way the
-    # 5 steps cross epoch boundaries after the resume.
+    # 5 steps cross epoch boundaries after the resume (and rendered rain is new in each epoch).
     write_paired_folder(tmp_path / "data", count=5)
     train = load_script().main
-    common = [*COMMON, *epoch_samples]
+    common = [*COMMON, *extra]
     train(["--data", str(tmp_path / "data"), "--steps", "5", "--out", str(tmp_path / "straight"), *common])
     # A time limit of 0 stops (and checkpoints) right after the first step; rerunning with the
     # same --out resumes from that checkpoint.

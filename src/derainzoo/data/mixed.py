@@ -36,6 +36,10 @@ class MixedRainDataset(Dataset):
             ``[0, 1]``, or a preset name of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS].
         camera_effects: let rendered items have camera blur, noise and JPEG compression.
         seed: base seed of the rendered rain.
+        short_exposure: probability of fast-shutter rain with short streaks (see
+            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
+        drizzle: probability of one more thin, dim, very dense far layer (see
+            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
@@ -52,9 +56,16 @@ class MixedRainDataset(Dataset):
         strength: tuple[float, float] | RainPreset = (0.0, 1.0),
         camera_effects: bool = True,
         seed: int = 0,
+        short_exposure: float = 0.0,
+        drizzle: float = 0.0,
     ) -> None:
-        if not 0.0 <= real_fraction <= 1.0:
-            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
+        for name, probability in (
+            ("real_fraction", real_fraction),
+            ("short_exposure", short_exposure),
+            ("drizzle", drizzle),
+        ):
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {probability}")
         if isinstance(strength, str):
             if strength not in RAIN_PRESETS:
                 raise ValueError(f"unknown rain preset {strength!r}; presets: {', '.join(RAIN_PRESETS)}")
@@ -67,6 +78,8 @@ class MixedRainDataset(Dataset):
         self.strength = (float(low), float(high))
         self.camera_effects = camera_effects
         self.seed = seed
+        self.short_exposure = short_exposure
+        self.drizzle = drizzle
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,7 +98,13 @@ class MixedRainDataset(Dataset):
             return rainy, clean, stem
         low, high = self.strength
         strength = low + (high - low) * float(torch.rand((), generator=generator))
-        params = sample_rain_params(strength, generator, camera_effects=self.camera_effects)
+        params = sample_rain_params(
+            strength,
+            generator,
+            camera_effects=self.camera_effects,
+            short_exposure=self.short_exposure,
+            drizzle=self.drizzle,
+        )
         return render_rain(clean[None], params, generator).rainy[0], clean, stem
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -159,6 +159,8 @@ def sample_rain_params(
     strength: float | RainPreset = "medium",
     generator: torch.Generator | None = None,
     camera_effects: bool = True,
+    short_exposure: float = 0.0,
+    drizzle: float = 0.0,
 ) -> RainParams:
     """Draw random rain of a given strength.
 
@@ -173,6 +175,17 @@ def sample_rain_params(
         generator: random generator, for reproducible parameters.
         camera_effects: also draw a slight blur (30% of images), sensor noise (40%) and JPEG
             compression at quality 60-95 (50%), independently of the strength.
+        short_exposure: probability, in ``[0, 1]``, that rain of strength 0.2 or more was shot
+            at a fast shutter: every streak is then ``U(0.15, 0.6)`` times as long (at least 2
+            pixels), so drops look like the short dashes of many real downpour photos.
+        drizzle: probability, in ``[0, 1]``, that rain of strength 0.3 or more gets one more,
+            farthest layer: thin, dim (opacity 0.12-0.3) and very dense (0.02-0.06 drops per
+            pixel) streaks, the fine haze of streaks in front of distant backgrounds.
+
+    The two options draw their random numbers after all others and only when they are
+    non-zero, so at 0 (the default) the parameters are exactly those of earlier releases (the
+    presets' statistics and the fixed validation sets stay the same), and with them on, the
+    other layers are the same rain with shorter streaks or one more layer.
 
     Returns:
         The [`RainParams`][derainzoo.data.rain_renderer.RainParams] of one image.
@@ -188,6 +201,8 @@ def sample_rain_params(
         low, high = RAIN_PRESETS[strength]
         strength = low + (high - low) * _uniform(generator)
     _check_range("strength", strength, 0.0, 1.0)
+    _check_range("short_exposure", short_exposure, 0.0, 1.0)
+    _check_range("drizzle", drizzle, 0.0, 1.0)
     s = float(strength)
 
     def uniform(low: float, high: float) -> float:
@@ -212,8 +227,7 @@ def sample_rain_params(
             )
         )
     veil = max(0.0, (s - 0.3) / 0.7)
-    params = dict(
-        layers=tuple(layers),
+    params: dict[str, object] = dict(
         streak_light=uniform(0.8, 1.0),
         transmission=1.0 - veil * uniform(0.15, 0.4),
         transmission_variation=veil * uniform(0.0, 0.15),
@@ -226,6 +240,22 @@ def sample_rain_params(
             noise_std=uniform(0.003, 0.02) if noise < 0.4 else 0.0,
             jpeg_quality=int(uniform(60.0, 95.99)) if jpeg < 0.5 else None,
         )
+    # A streak is the path a drop falls while the shutter is open, so its length scales with
+    # the exposure time.
+    exposure = 1.0
+    if short_exposure > 0 and s >= 0.2 and _uniform(generator) < short_exposure:
+        exposure = uniform(0.15, 0.6)
+        layers = [replace(layer, length=max(2.0, layer.length * exposure)) for layer in layers]
+    if drizzle > 0 and s >= 0.3 and _uniform(generator) < drizzle:
+        drizzle_layer = StreakLayer(
+            angle=max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-2.0, 2.0))),
+            length=max(2.0, uniform(8.0, 25.0) * exposure),
+            width=1.0,
+            density=uniform(0.02, 0.06),
+            opacity=uniform(0.12, 0.3),
+        )
+        layers = [drizzle_layer, *layers]
+    params["layers"] = tuple(layers)
     return RainParams(**params)
 
 
