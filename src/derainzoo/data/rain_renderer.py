@@ -212,12 +212,17 @@ def sample_rain_params(
     # Depth 0 is far from the camera and 1 is near; heavier rain spans more depths.
     depths = sorted(uniform(0.1, 0.4) if num_layers == 1 else uniform(0.0, 1.0) for _ in range(num_layers))
     wind = uniform(-MAX_WIND_ANGLE, MAX_WIND_ANGLE) * (1.0 if s > 0.0 else 0.8)
+
+    def layer_angle(spread: float) -> float:
+        """The wind angle give or take up to ``spread`` degrees: layers lean slightly differently."""
+        return max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-1.0, 1.0) * spread))
+
     layers = []
     for depth in depths:
         width = 1.0 + depth * (0.4 + 2.0 * s) * uniform(0.7, 1.3)
         layers.append(
             StreakLayer(
-                angle=max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-1.0, 1.0) * (2.0 + 6.0 * s))),
+                angle=layer_angle(2.0 + 6.0 * s),
                 length=(14.0 + 30.0 * depth + 30.0 * s) * uniform(0.7, 1.3),
                 width=width,
                 # Far layers are dense; near ones sparse (fewer drops fill the view up close).
@@ -248,7 +253,7 @@ def sample_rain_params(
         layers = [replace(layer, length=max(2.0, layer.length * exposure)) for layer in layers]
     if drizzle > 0 and s >= 0.3 and _uniform(generator) < drizzle:
         drizzle_layer = StreakLayer(
-            angle=max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-2.0, 2.0))),
+            angle=layer_angle(2.0),
             length=max(2.0, uniform(8.0, 25.0) * exposure),
             width=1.0,
             density=uniform(0.02, 0.06),
