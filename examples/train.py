@@ -42,7 +42,7 @@ import derainzoo
 from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
 from derainzoo.hub import save_weights
-from derainzoo.losses import DualStageLoss
+from derainzoo.losses import PIXEL_LOSSES, DualStageLoss
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 
 
@@ -70,6 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--stage1-weight", type=float, default=0.5)
     parser.add_argument("--frequency-weight", type=float, default=0.05)
+    parser.add_argument(
+        "--pixel-loss",
+        choices=sorted(PIXEL_LOSSES),
+        default="charbonnier",
+        help="pixel loss on both stages; psnr for a last fine-tune aimed at the metric (with "
+        "--frequency-weight 0 --mask-weight 0)",
+    )
     parser.add_argument("--mask-weight", type=float, default=0.05)
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--ckpt-every", type=int, default=500)
@@ -244,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
     optimizer = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, args.warmup_steps, args.steps, args.min_lr_ratio)
-    criterion = DualStageLoss(args.stage1_weight, args.frequency_weight, args.mask_weight)
+    criterion = DualStageLoss(args.stage1_weight, args.frequency_weight, args.mask_weight, args.pixel_loss)
 
     step, best_psnr, extra = 0, float("-inf"), {}
     resume = args.resume or (args.out / "last.safetensors")

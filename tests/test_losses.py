@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from derainzoo.data import RainParams, StreakLayer, render_rain, synthesize_rain
-from derainzoo.losses import DualStageLoss, charbonnier_loss, frequency_loss, rain_mask_target
+from derainzoo.losses import DualStageLoss, charbonnier_loss, frequency_loss, psnr_loss, rain_mask_target
+from derainzoo.metrics import psnr_y, quantize
 
 from .helpers import smooth_image, tiny_model
 
@@ -65,3 +66,27 @@ def test_mask_target_ignores_the_veil_and_finds_streaks_that_darken_a_bright_sky
     assert (rendered.rainy <= sky + 1e-6).all()  # the streaks only darken here
     streaks = rendered.streaks > 0.3
     assert (rain_mask_target(rendered.rainy, sky).bool() & streaks).sum() / streaks.sum() > 0.8
+
+
+def test_psnr_loss_is_minus_the_benchmark_psnr_and_trains() -> None:
+    target = smooth_image(32, 32).repeat(2, 1, 1, 1)
+    prediction = quantize(target + 0.02 * torch.randn(target.shape, generator=torch.Generator().manual_seed(4)))
+    expected = -psnr_y(prediction, target).mean()
+    torch.testing.assert_close(psnr_loss(prediction, target).double(), expected)
+    assert psnr_loss(target, target).item() == -100.0  # a perfect image counts as 100 dB, not infinity
+    guess = prediction.clone().requires_grad_(True)
+    psnr_loss(guess, target).backward()
+    stepped = guess.detach() - 1e-4 * guess.grad.sign()  # a small step against the gradient raises the PSNR
+    assert psnr_y(stepped, target).mean() > psnr_y(prediction, target).mean()
+
+
+def test_dual_stage_loss_with_the_psnr_pixel_loss() -> None:
+    model = tiny_model().train()
+    clean = smooth_image(32, 32)
+    rainy, _ = synthesize_rain(clean, generator=torch.Generator().manual_seed(2))
+    outputs = model.forward_stages(rainy)
+    loss, parts = DualStageLoss(0.1, 0.0, 0.0, pixel_loss="psnr")(outputs, rainy, clean)
+    torch.testing.assert_close(parts["final"], psnr_loss(outputs.image.detach(), clean))
+    torch.testing.assert_close(loss.detach(), parts["final"] + 0.1 * parts["stage1"])
+    with pytest.raises(ValueError, match="unknown pixel_loss 'l2'"):
+        DualStageLoss(pixel_loss="l2")

@@ -1,4 +1,4 @@
-"""Training losses: Charbonnier on both stages, a frequency term and a rain-mask term."""
+"""Training losses: a pixel loss (Charbonnier or PSNR) on both stages, a frequency term and a rain-mask term."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from torch import Tensor, nn
 
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.morphology import box_kernel, line_elements, max_line_opening, white_tophat
+from derainzoo.metrics import psnr_y
 from derainzoo.models.dual_stage_derain import DerainOutput
 
-__all__ = ["DualStageLoss", "charbonnier_loss", "frequency_loss", "rain_mask_target"]
+__all__ = ["PIXEL_LOSSES", "DualStageLoss", "charbonnier_loss", "frequency_loss", "psnr_loss", "rain_mask_target"]
 
 
 def charbonnier_loss(prediction: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
@@ -25,6 +26,30 @@ def charbonnier_loss(prediction: Tensor, target: Tensor, eps: float = 1e-3) -> T
         Scalar tensor.
     """
     return torch.sqrt((prediction - target).square() + eps**2).mean()
+
+
+def psnr_loss(prediction: Tensor, target: Tensor, max_psnr: float = 100.0) -> Tensor:
+    """Minus the Y-channel PSNR in dB (the benchmark metric, without quantisation), batch mean.
+
+    The Charbonnier loss is nearly L1, which fits the median error; PSNR is a mean-squared
+    error, so a short fine-tune on this loss aims at the metric itself (as HINet and NAFNet
+    finish). The logarithm also weighs every image alike, however hard: an image at 30 dB
+    counts as much as one at 40 dB, where an MSE would be dominated by the hard ones.
+
+    Args:
+        prediction: ``(B, 3, H, W)`` RGB, nominally in ``[0, 1]`` (not clamped, so every pixel
+            keeps a gradient).
+        target: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+        max_psnr: PSNR a perfect image counts as, instead of infinity.
+
+    Returns:
+        Scalar float32 tensor; lower is better.
+    """
+    return -psnr_y(prediction, target).clamp(max=max_psnr).mean().float()
+
+
+PIXEL_LOSSES = {"charbonnier": charbonnier_loss, "psnr": psnr_loss}
+"""Pixel losses [`DualStageLoss`][derainzoo.losses.DualStageLoss] can put on both stages, by name."""
 
 
 def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:
@@ -83,27 +108,39 @@ def rain_mask_target(
 
 
 class DualStageLoss(nn.Module):
-    """``L = charb(B2, y) + w1 charb(B1, y) + wf freq(B2, y) + wm BCE(m, m*)``.
+    """``L = pix(B2, y) + w1 pix(B1, y) + wf freq(B2, y) + wm BCE(m, m*)``.
 
     Both stages are supervised so stage 1 really suppresses rain (and its features feed stage 2);
     the mask term teaches the mask head where the true rain is (``m*`` from
     [`rain_mask_target`][derainzoo.losses.rain_mask_target]).
 
     Args:
-        stage1_weight: weight ``w1`` of the stage-1 Charbonnier term.
+        stage1_weight: weight ``w1`` of the stage-1 pixel term.
         frequency_weight: weight ``wf`` of the frequency term on the final image.
         mask_weight: weight ``wm`` of the mask term; 0 disables it.
-        eps: Charbonnier constant.
+        pixel_loss: ``pix``, a name in [`PIXEL_LOSSES`][derainzoo.losses.PIXEL_LOSSES]:
+            ``"charbonnier"`` (training from scratch) or ``"psnr"`` (a last fine-tune aimed at the
+            metric; its gradients are far larger than the frequency and mask terms', so set
+            those to 0 with it).
+
+    Raises:
+        ValueError: for an unknown ``pixel_loss``.
     """
 
     def __init__(
-        self, stage1_weight: float = 0.5, frequency_weight: float = 0.05, mask_weight: float = 0.05, eps: float = 1e-3
+        self,
+        stage1_weight: float = 0.5,
+        frequency_weight: float = 0.05,
+        mask_weight: float = 0.05,
+        pixel_loss: str = "charbonnier",
     ) -> None:
         super().__init__()
+        if pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"unknown pixel_loss {pixel_loss!r}; choose one of {sorted(PIXEL_LOSSES)}")
         self.stage1_weight = stage1_weight
         self.frequency_weight = frequency_weight
         self.mask_weight = mask_weight
-        self.eps = eps
+        self.pixel_loss = PIXEL_LOSSES[pixel_loss]
 
     def forward(self, outputs: DerainOutput, rainy: Tensor, clean: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and its parts.
@@ -118,8 +155,8 @@ class DualStageLoss(nn.Module):
             (kept as tensors so logging does not force a device synchronisation every step).
         """
         parts = {
-            "final": charbonnier_loss(outputs.image.float(), clean, self.eps),
-            "stage1": charbonnier_loss(outputs.stage1.float(), clean, self.eps),
+            "final": self.pixel_loss(outputs.image.float(), clean),
+            "stage1": self.pixel_loss(outputs.stage1.float(), clean),
             "frequency": frequency_loss(outputs.image, clean),
         }
         total = parts["final"] + self.stage1_weight * parts["stage1"] + self.frequency_weight * parts["frequency"]
