@@ -87,6 +87,7 @@ def test_dual_stage_loss_with_the_psnr_pixel_loss() -> None:
     outputs = model.forward_stages(rainy)
     loss, parts = DualStageLoss(0.1, 0.0, 0.0, pixel_loss="psnr")(outputs, rainy, clean)
     torch.testing.assert_close(parts["final"], psnr_loss(outputs.image.detach(), clean))
+    assert set(parts) == {"final", "stage1"}  # the terms of weight 0 are not even computed
     torch.testing.assert_close(loss.detach(), parts["final"] + 0.1 * parts["stage1"])
     with pytest.raises(ValueError, match="unknown pixel_loss 'l2'"):
         DualStageLoss(pixel_loss="l2")

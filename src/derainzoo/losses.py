@@ -116,7 +116,7 @@ class DualStageLoss(nn.Module):
 
     Args:
         stage1_weight: weight ``w1`` of the stage-1 pixel term.
-        frequency_weight: weight ``wf`` of the frequency term on the final image.
+        frequency_weight: weight ``wf`` of the frequency term on the final image; 0 disables it.
         mask_weight: weight ``wm`` of the mask term; 0 disables it.
         pixel_loss: ``pix``, a name in [`PIXEL_LOSSES`][derainzoo.losses.PIXEL_LOSSES]:
             ``"charbonnier"`` (training from scratch) or ``"psnr"`` (a last fine-tune aimed at the
@@ -157,9 +157,11 @@ class DualStageLoss(nn.Module):
         parts = {
             "final": self.pixel_loss(outputs.image.float(), clean),
             "stage1": self.pixel_loss(outputs.stage1.float(), clean),
-            "frequency": frequency_loss(outputs.image, clean),
         }
-        total = parts["final"] + self.stage1_weight * parts["stage1"] + self.frequency_weight * parts["frequency"]
+        total = parts["final"] + self.stage1_weight * parts["stage1"]
+        if self.frequency_weight:
+            parts["frequency"] = frequency_loss(outputs.image, clean)
+            total = total + self.frequency_weight * parts["frequency"]
         if self.mask_weight:
             with torch.autocast(device_type=rainy.device.type, enabled=False):
                 target = rain_mask_target(rainy, clean)
