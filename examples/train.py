@@ -121,6 +121,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="with --rain-mix: probability of an extra thin, dim, very dense far streak layer",
     )
+    parser.add_argument(
+        "--downscaled",
+        type=float,
+        default=0.0,
+        help="with --rain-mix: probability of rain as in a photo downscaled from a larger one (sub-pixel streaks)",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
     parser.add_argument(
@@ -223,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             short_exposure=args.short_exposure,
             drizzle=args.drizzle,
+            downscaled=args.downscaled,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:

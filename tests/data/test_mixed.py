@@ -67,19 +67,24 @@ def test_strength_range_and_errors(pairs) -> None:
         MixedRainDataset(pairs, short_exposure=2.0)
     with pytest.raises(ValueError, match="drizzle"):
         MixedRainDataset(pairs, drizzle=-1.0)
+    with pytest.raises(ValueError, match="downscaled"):
+        MixedRainDataset(pairs, downscaled=1.5)
 
 
-def test_short_exposure_and_drizzle_reach_the_renderer(pairs) -> None:
-    """Both options change the heavy rain of every rendered item; at 0 it is the default rain."""
+def test_short_exposure_drizzle_and_downscaled_reach_the_renderer(pairs) -> None:
+    """The options change the heavy rain of every rendered item; at 0 it is the default rain."""
     options = {"real_fraction": 0.0, "strength": "heavy", "camera_effects": False, "seed": 4}
     default = MixedRainDataset(pairs, **options)
-    explicit_zero = MixedRainDataset(pairs, short_exposure=0.0, drizzle=0.0, **options)
-    short = MixedRainDataset(pairs, short_exposure=1.0, **options)
-    drizzle = MixedRainDataset(pairs, drizzle=1.0, **options)
+    explicit_zero = MixedRainDataset(pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, **options)
+    changed = [
+        MixedRainDataset(pairs, short_exposure=1.0, **options),
+        MixedRainDataset(pairs, drizzle=1.0, **options),
+        MixedRainDataset(pairs, downscaled=1.0, **options),
+    ]
     for index in range(4):
         rainy = default[index][0]
         torch.testing.assert_close(explicit_zero[index][0], rainy, rtol=0, atol=0)
-        assert not torch.equal(short[index][0], rainy) and not torch.equal(drizzle[index][0], rainy)
+        assert not any(torch.equal(data[index][0], rainy) for data in changed)
 
 
 def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:

@@ -127,6 +127,20 @@ def test_length_width_and_density_scale_the_streaks() -> None:
     assert coverage(density=0.0) == 0.0
 
 
+@pytest.mark.parametrize(("width", "angle"), [(0.5, 0.0), (0.5, 20.0), (0.25, -30.0)])
+def test_sub_pixel_streaks_are_the_area_average_of_a_larger_rendering(width: float, angle: float) -> None:
+    """A layer of ``width < 1`` is the same rain as the layer ``1 / width`` times larger
+    (longer, wider, as many drops per canvas cell) rendered on a ``1 / width`` times larger
+    image and averaged over each block of pixels: what downscaling a photo does."""
+    factor = round(1 / width)
+    thin = StreakLayer(angle=angle, length=9.0, width=width, density=0.02, opacity=0.8)
+    large = replace(thin, length=9.0 * factor, width=1.0, density=0.02 / factor**2)
+    small = render_rain(torch.zeros(1, 3, 40, 56), RainParams(layers=(thin,)), generator(21)).streaks
+    big = render_rain(torch.zeros(1, 3, 40 * factor, 56 * factor), RainParams(layers=(large,)), generator(21)).streaks
+    assert float(small.max()) > 0.2
+    torch.testing.assert_close(small, torch.nn.functional.avg_pool2d(big, factor), atol=1e-5, rtol=0)
+
+
 def test_defocus_blurs_a_layer() -> None:
     def edge_energy(defocus: float) -> float:
         layer = StreakLayer(length=20.0, width=2.0, density=0.004, opacity=1.0, defocus=defocus)
@@ -248,6 +262,25 @@ def test_drizzle_adds_a_thin_dim_dense_farthest_layer() -> None:
         assert drizzle.opacity < min(layer.opacity for layer in others)
 
 
+@pytest.mark.parametrize("strength", ["light", 0.6, "heavy"])
+def test_downscaled_shrinks_the_same_rain_by_one_factor(strength: float | str) -> None:
+    for seed in range(30):
+        default = sample_rain_params(strength, generator(seed), short_exposure=0.5, drizzle=0.5)
+        small = sample_rain_params(strength, generator(seed), short_exposure=0.5, drizzle=0.5, downscaled=1.0)
+        assert replace(small, layers=default.layers) == default
+        factor = small.layers[0].length / default.layers[0].length
+        assert 0.35 <= factor <= 0.7 or small.layers[0].length == 1.0
+        for shrunk, layer in zip(small.layers, default.layers, strict=True):
+            assert shrunk.angle == layer.angle and shrunk.opacity == layer.opacity
+            assert shrunk.width == pytest.approx(max(0.25, layer.width * factor))
+            assert shrunk.length == pytest.approx(max(1.0, layer.length * factor))
+            assert shrunk.density == pytest.approx(min(1.0, layer.density / factor**2))
+            assert shrunk.defocus == pytest.approx(layer.defocus * factor)
+    some = [sample_rain_params(0.6, generator(seed), downscaled=0.5) for seed in range(40)]
+    changed = sum(p != sample_rain_params(0.6, generator(seed)) for seed, p in enumerate(some))
+    assert 8 <= changed <= 32
+
+
 def test_light_rain_ignores_short_exposure_and_drizzle() -> None:
     """Rain100L-like rain keeps its long, single layer (and the light preset its statistics)."""
     for seed in range(20):
@@ -283,7 +316,7 @@ def test_bad_input_is_named() -> None:
     with pytest.raises(ValueError, match="one per image"):
         render_rain(torch.rand(2, 3, 8, 8), [params] * 3)
     with pytest.raises(ValueError, match="width"):
-        StreakLayer(width=0.5)
+        StreakLayer(width=0.2)
     with pytest.raises(ValueError, match="density"):
         StreakLayer(density=float("nan"))
     with pytest.raises(ValueError, match="jpeg_quality"):
@@ -298,3 +331,5 @@ def test_bad_input_is_named() -> None:
         sample_rain_params(0.5, short_exposure=1.5)
     with pytest.raises(ValueError, match="drizzle"):
         sample_rain_params(0.5, drizzle=-0.1)
+    with pytest.raises(ValueError, match="downscaled"):
+        sample_rain_params(0.5, downscaled=2.0)

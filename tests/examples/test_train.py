@@ -46,7 +46,11 @@ def final_state(out: Path, rank: int = 0) -> dict:
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--epoch-samples", "6"], ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5"]],
+    [
+        [],
+        ["--epoch-samples", "6"],
+        ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5", "--downscaled", "0.5"],
+    ],
     ids=["one_crop_per_pair", "six_crops_per_epoch", "rendered_rain"],
 )
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, extra) -> None:

@@ -40,6 +40,9 @@ class MixedRainDataset(Dataset):
             [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
         drizzle: probability of one more thin, dim, very dense far layer (see
             [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
+        downscaled: probability of rain as in a photo downscaled from a larger one: shorter,
+            denser streaks, most thinner than a pixel (see
+            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
@@ -58,11 +61,13 @@ class MixedRainDataset(Dataset):
         seed: int = 0,
         short_exposure: float = 0.0,
         drizzle: float = 0.0,
+        downscaled: float = 0.0,
     ) -> None:
         for name, probability in (
             ("real_fraction", real_fraction),
             ("short_exposure", short_exposure),
             ("drizzle", drizzle),
+            ("downscaled", downscaled),
         ):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
@@ -80,6 +85,7 @@ class MixedRainDataset(Dataset):
         self.seed = seed
         self.short_exposure = short_exposure
         self.drizzle = drizzle
+        self.downscaled = downscaled
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -104,6 +110,7 @@ class MixedRainDataset(Dataset):
             camera_effects=self.camera_effects,
             short_exposure=self.short_exposure,
             drizzle=self.drizzle,
+            downscaled=self.downscaled,
         )
         return render_rain(clean[None], params, generator).rainy[0], clean, stem
 

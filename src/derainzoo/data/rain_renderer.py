@@ -17,7 +17,8 @@ streaks do.
 A streak layer is drawn in a canvas whose vertical axis is the streak direction and whose cells
 are ``width`` pixels wide: random drops (brightness ``U(0.4, 1)``) are smeared along the canvas
 columns by a tapered box filter of the streak length (the motion blur of a falling drop), and
-the canvas is resampled into the image, rotated by the wind angle, with bilinear interpolation.
+the canvas is resampled into the image, rotated by the wind angle, with bilinear interpolation
+(averaging several samples per pixel for streaks thinner than a pixel).
 Near layers are then defocused with a Gaussian. Everything is batched: every image of a batch
 has its own parameters and one convolution serves the whole batch.
 
@@ -61,6 +62,9 @@ RAIN_PRESETS: dict[str, tuple[float, float]] = {
 about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (about 40-60/255,
 several directions plus a veil); ``medium`` lies between."""
 
+MIN_STREAK_WIDTH = 0.25
+"""Thinnest streak, in pixels, a [`StreakLayer`][derainzoo.data.rain_renderer.StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
+
 MAX_WIND_ANGLE = 35.0
 """Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params] draws."""
 
@@ -73,7 +77,9 @@ class StreakLayer:
         angle: direction in degrees from the vertical; positive values lean the top of a streak
             to the right (wind).
         length: streak length in pixels.
-        width: streak width in pixels, at least 1 (distant streaks are thin, near ones wide).
+        width: streak width in pixels, at least 0.25 (distant streaks are thin, near ones wide).
+            Streaks thinner than a pixel are rendered supersampled: they cover part of a pixel,
+            so they look like the faint one-pixel lines of a photo downscaled from a larger one.
         density: drops per pixel: the fraction of pixels where a streak starts, in ``[0, 1]``.
         opacity: peak opacity of a streak in ``[0, 1]`` (distant streaks are dim).
         defocus: standard deviation in pixels of the Gaussian blur of near, out-of-focus
@@ -90,7 +96,7 @@ class StreakLayer:
     def __post_init__(self) -> None:
         _check_range("angle", self.angle, -90.0, 90.0)
         _check_range("length", self.length, 1.0, 1e4)
-        _check_range("width", self.width, 1.0, 64.0)
+        _check_range("width", self.width, MIN_STREAK_WIDTH, 64.0)
         _check_range("density", self.density, 0.0, 1.0)
         _check_range("opacity", self.opacity, 0.0, 1.0)
         _check_range("defocus", self.defocus, 0.0, 32.0)
@@ -161,6 +167,7 @@ def sample_rain_params(
     camera_effects: bool = True,
     short_exposure: float = 0.0,
     drizzle: float = 0.0,
+    downscaled: float = 0.0,
 ) -> RainParams:
     """Draw random rain of a given strength.
 
@@ -181,8 +188,12 @@ def sample_rain_params(
         drizzle: probability, in ``[0, 1]``, that rain of strength 0.3 or more gets one more,
             farthest layer: thin, dim (opacity 0.12-0.3) and very dense (0.02-0.06 drops per
             pixel) streaks, the fine haze of streaks in front of distant backgrounds.
+        downscaled: probability, in ``[0, 1]``, that the rain looks as in a photo downscaled
+            from a larger original (as photos on the web are): every streak is ``f = U(0.35, 0.7)``
+            times as long, wide and defocused, and there are ``1 / f^2`` times as many drops per
+            pixel, so most streaks are faint lines thinner than a pixel.
 
-    The two options draw their random numbers after all others and only when they are
+    The three options draw their random numbers after all others and only when they are
     non-zero, so at 0 (the default) the parameters are exactly those of earlier releases (the
     presets' statistics and the fixed validation sets stay the same), and with them on, the
     other layers are the same rain with shorter streaks or one more layer.
@@ -203,6 +214,7 @@ def sample_rain_params(
     _check_range("strength", strength, 0.0, 1.0)
     _check_range("short_exposure", short_exposure, 0.0, 1.0)
     _check_range("drizzle", drizzle, 0.0, 1.0)
+    _check_range("downscaled", downscaled, 0.0, 1.0)
     s = float(strength)
 
     def uniform(low: float, high: float) -> float:
@@ -260,6 +272,19 @@ def sample_rain_params(
             opacity=uniform(0.12, 0.3),
         )
         layers = [drizzle_layer, *layers]
+    if downscaled > 0 and _uniform(generator) < downscaled:
+        factor = uniform(0.35, 0.7)
+        layers = [
+            replace(
+                layer,
+                length=max(1.0, layer.length * factor),
+                width=max(MIN_STREAK_WIDTH, layer.width * factor),
+                # The same drops over an image 1/factor^2 times smaller in area.
+                density=min(1.0, layer.density / factor**2),
+                defocus=layer.defocus * factor,
+            )
+            for layer in layers
+        ]
     params["layers"] = tuple(layers)
     return RainParams(**params)
 
@@ -285,7 +310,7 @@ def render_rain(
     Cost:
         Per streak layer, one convolution over a canvas of about
         ``(sqrt(H^2 + W^2) + length)^2 / width^2`` cells and one bilinear resampling of the
-        image; JPEG compression goes through Pillow, image by image, on the CPU.
+        image (with ``ceil(1 / width)^2`` samples per pixel for streaks thinner than a pixel); JPEG compression goes through Pillow, image by image, on the CPU.
 
     Examples:
         >>> generator = torch.Generator().manual_seed(0)
@@ -386,9 +411,19 @@ def _streak_opacity(
         ],
         dim=1,
     ) * scale.view(batch, 1, 1)
-    grid = F.affine_grid(theta.to(dtype=dtype, device=device), [batch, 1, height, width], align_corners=False)
-    streaks = F.grid_sample(smeared, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    streaks = gaussian_blur(streaks.clamp(0.0, 1.0), torch.tensor([layer.defocus for layer in layers], dtype=dtype))
+    # A streak thinner than a pixel covers part of it: sample the canvas `supersample` times
+    # per pixel along each axis (the normalised grid is the same) and average, or bilinear
+    # sampling would skip canvas cells and break thin streaks into dots.
+    supersample = math.ceil(1.0 / min(1.0, float(widths.min())) - 1e-9)
+    grid = F.affine_grid(
+        theta.to(dtype=dtype, device=device),
+        [batch, 1, height * supersample, width * supersample],
+        align_corners=False,
+    )
+    streaks = F.grid_sample(smeared, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0.0, 1.0)
+    if supersample > 1:
+        streaks = F.avg_pool2d(streaks, supersample)
+    streaks = gaussian_blur(streaks, torch.tensor([layer.defocus for layer in layers], dtype=dtype))
     opacity = torch.tensor([layer.opacity for layer in layers], dtype=dtype, device=device)
     return streaks.clamp(0.0, 1.0) * opacity.view(batch, 1, 1, 1)
 
