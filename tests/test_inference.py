@@ -236,7 +236,7 @@ def test_models_state_their_memory_and_others_get_a_safe_guess() -> None:
 @pytest.mark.parametrize(
     ("model_name", "min_gain", "mean_gain"),
     # Measured gains on 001-003: tiny.rain100l (the Rain100L specialist) all above 6 dB;
-    # the default rain_mix 9.2, 8.1 and 5.2 dB (after its two GPU phases).
+    # the default rain_mix 9.2, 8.1 and 5.2 dB after its two GPU phases (before phase 5).
     [("dual_stage_derain_tiny", 4.0, 6.0), (DEFAULT_MODEL, 3.0, 6.0)],
 )
 def test_bundled_models_remove_rain_from_unseen_real_images(rain100l_test, model_name, min_gain, mean_gain) -> None:

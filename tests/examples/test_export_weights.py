@@ -1,0 +1,46 @@
+"""examples/export_weights.py: half-precision export with a checksum, and the EMA of a training checkpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+import derainzoo
+from derainzoo.hub import read_safetensors
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "export_weights.py"
+MODEL = "dual_stage_derain_tiny"
+
+
+def export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_ema_of_a_training_checkpoint_is_exported(tmp_path) -> None:
+    torch.manual_seed(0)
+    trained, averaged = derainzoo.create_model(MODEL), derainzoo.create_model(MODEL)
+    checkpoint = {f"model.{name}": tensor for name, tensor in trained.state_dict().items()}
+    checkpoint |= {f"ema.{name}": tensor for name, tensor in averaged.state_dict().items()}
+    # What derainzoo.training.save_training_state writes beside the tensors.
+    metadata = {"param_groups": "[]", "scheduler": "{}", "step": "7"}
+    save_file(
+        {name: tensor.contiguous() for name, tensor in checkpoint.items()}, tmp_path / "last.safetensors", metadata
+    )
+
+    result = export(str(tmp_path / "last.safetensors"), "--ema", "--model", MODEL, "--tag", "t", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    exported, _ = read_safetensors(tmp_path / f"{MODEL}.t.safetensors")  # checks the written sha256 too
+    # A weights file: the factory loads it (it refuses training checkpoints).
+    derainzoo.create_model(MODEL, weights=tmp_path / f"{MODEL}.t.safetensors")
+    for name, tensor in averaged.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(exported[name].float(), tensor.half().float(), rtol=0, atol=0)
+
+    plain = export(
+        str(tmp_path / f"{MODEL}.t.safetensors"), "--ema", "--model", MODEL, "--tag", "u", "--out", str(tmp_path)
+    )
+    assert plain.returncode != 0 and "no 'ema.' tensors" in plain.stderr
