@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 import derainzoo
-from derainzoo.hub import BUNDLED_WEIGHTS_DIR, read_safetensors, save_weights
+from derainzoo.hub import BUNDLED_WEIGHTS_DIR, WeightsMismatchError, read_safetensors, save_weights
+from derainzoo.training import load_training_state
 
 
 def main() -> None:
@@ -32,17 +33,17 @@ def main() -> None:
     parser.add_argument("--ema", action="store_true", help="weights is a train.py checkpoint: export its EMA weights")
     args = parser.parse_args()
 
-    state_dict, metadata = read_safetensors(args.weights)
     if args.ema:
-        ema = {name.removeprefix("ema."): tensor for name, tensor in state_dict.items() if name.startswith("ema.")}
-        if not ema:
-            parser.error(f"{args.weights} has no 'ema.' tensors: is it a train.py checkpoint (last.safetensors)?")
         model = derainzoo.create_model(args.model)
-        model.load_state_dict(ema)
-        # Only the weights travel: without the optimizer/scheduler entries, loaders see a weights file.
-        metadata = {key: value for key, value in metadata.items() if key not in ("param_groups", "scheduler")}
+        try:
+            step, _ = load_training_state(args.weights, model=derainzoo.create_model(args.model), ema_model=model)
+        except WeightsMismatchError as error:
+            parser.error(str(error))
+        # Only the weights travel: none of the optimizer/scheduler state, so loaders see a weights file.
+        metadata = {"step": str(step)}
     else:
         model = derainzoo.create_model(args.model, weights=args.weights)
+        _, metadata = read_safetensors(args.weights)
     path = args.out / f"{args.model}.{args.tag}.safetensors"
     checksum = save_weights(
         model,

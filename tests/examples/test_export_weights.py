@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 import derainzoo
 from derainzoo.hub import read_safetensors
+from derainzoo.training import save_training_state
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "export_weights.py"
 MODEL = "dual_stage_derain_tiny"
@@ -23,12 +23,15 @@ def export(*args: str) -> subprocess.CompletedProcess:
 def test_ema_of_a_training_checkpoint_is_exported(tmp_path) -> None:
     torch.manual_seed(0)
     trained, averaged = derainzoo.create_model(MODEL), derainzoo.create_model(MODEL)
-    checkpoint = {f"model.{name}": tensor for name, tensor in trained.state_dict().items()}
-    checkpoint |= {f"ema.{name}": tensor for name, tensor in averaged.state_dict().items()}
-    # What derainzoo.training.save_training_state writes beside the tensors.
-    metadata = {"param_groups": "[]", "scheduler": "{}", "step": "7"}
-    save_file(
-        {name: tensor.contiguous() for name, tensor in checkpoint.items()}, tmp_path / "last.safetensors", metadata
+    optimizer = torch.optim.AdamW(trained.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_training_state(
+        tmp_path / "last.safetensors",
+        model=trained,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        step=7,
+        ema_model=averaged,
     )
 
     result = export(str(tmp_path / "last.safetensors"), "--ema", "--model", MODEL, "--tag", "t", "--out", str(tmp_path))

@@ -97,14 +97,20 @@ def load_training_state(
 
     Raises:
         WeightsMismatchError: the checkpoint is for another model or an earlier parameter layout
-            (whose optimizer state cannot be matched to today's parameters); the message says how
-            to continue from its weights in a new run.
+            (whose optimizer state cannot be matched to today's parameters; the message says how
+            to continue from its weights in a new run), or ``ema_model`` is given and the
+            checkpoint holds no EMA weights.
     """
     tensors, metadata = read_safetensors(path)
 
     def take(prefix: str) -> dict[str, torch.Tensor]:
         return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
 
+    ema_state = take(_EMA)
+    if ema_model is not None and not ema_state:
+        raise WeightsMismatchError(
+            f"{path} has no '{_EMA}' tensors: it is not a training checkpoint saved with an EMA model"
+        )
     model_state = take(_MODEL)
     try:
         check_state_dict_fits(model, model_state, Path(path), strict=True)
@@ -116,7 +122,7 @@ def load_training_state(
         ) from error
     model.load_state_dict(model_state)
     if ema_model is not None:
-        ema_model.load_state_dict(take(_EMA))
+        ema_model.load_state_dict(ema_state)
     if optimizer is not None:
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in take(_OPTIMIZER).items():
