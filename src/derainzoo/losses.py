@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.morphology import box_kernel, line_elements, max_line_opening, white_tophat
 from derainzoo.metrics import psnr_y
-from derainzoo.models.dual_stage_derain import DerainOutput
+from derainzoo.models import DerainOutput
 
 __all__ = ["PIXEL_LOSSES", "DualStageLoss", "charbonnier_loss", "frequency_loss", "psnr_loss", "rain_mask_target"]
 
@@ -112,7 +112,9 @@ class DualStageLoss(nn.Module):
 
     Both stages are supervised so stage 1 really suppresses rain (and its features feed stage 2);
     the mask term teaches the mask head where the true rain is (``m*`` from
-    [`rain_mask_target`][derainzoo.losses.rain_mask_target]).
+    [`rain_mask_target`][derainzoo.losses.rain_mask_target]). A model of one stage, or one
+    without a mask (its ``stage1`` or ``mask`` is ``None``), skips that term, so every variant of
+    the ablation trains on the same loss otherwise.
 
     Args:
         stage1_weight: weight ``w1`` of the stage-1 pixel term.
@@ -146,7 +148,9 @@ class DualStageLoss(nn.Module):
         """Total loss and its parts.
 
         Args:
-            outputs: what [`DualStageDerain.forward_stages`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_stages] returned for ``rainy``.
+            outputs: what a model's ``forward_stages`` (as
+                [`DualStageDerain.forward_stages`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_stages])
+                returned for ``rainy``.
             rainy: ``(B, 3, H, W)`` inputs.
             clean: ``(B, 3, H, W)`` ground truth.
 
@@ -154,15 +158,15 @@ class DualStageLoss(nn.Module):
             ``(loss, parts)``: the scalar to minimise and each term's detached value, for logging
             (kept as tensors so logging does not force a device synchronisation every step).
         """
-        parts = {
-            "final": self.pixel_loss(outputs.image.float(), clean),
-            "stage1": self.pixel_loss(outputs.stage1.float(), clean),
-        }
-        total = parts["final"] + self.stage1_weight * parts["stage1"]
+        parts = {"final": self.pixel_loss(outputs.image.float(), clean)}
+        total = parts["final"]
+        if outputs.stage1 is not None:
+            parts["stage1"] = self.pixel_loss(outputs.stage1.float(), clean)
+            total = total + self.stage1_weight * parts["stage1"]
         if self.frequency_weight:
             parts["frequency"] = frequency_loss(outputs.image, clean)
             total = total + self.frequency_weight * parts["frequency"]
-        if self.mask_weight:
+        if self.mask_weight and outputs.mask is not None:
             with torch.autocast(device_type=rainy.device.type, enabled=False):
                 target = rain_mask_target(rainy, clean)
                 parts["mask"] = F.binary_cross_entropy(outputs.mask.float().clamp(1e-6, 1 - 1e-6), target)

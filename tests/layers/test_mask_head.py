@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from derainzoo.layers.color import rgb_to_luma
-from derainzoo.layers.mask_head import MorphologicalMaskHead
+from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 
 
 def streak_on_flat_background(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,3 +134,21 @@ def test_prior_covers_real_rain_streaks(rain100l_train) -> None:
         precision = (some_rain & predicted).sum() / predicted.sum()
         assert recall > 0.85, stem
         assert precision > 2 * some_rain.float().mean(), stem
+
+
+def test_learned_mask_head_starts_at_one_half_and_learns_from_its_input() -> None:
+    head = LearnedMaskHead(channels=8)
+    image = torch.rand(2, 3, 24, 30)
+    assert torch.equal(head(image), torch.full((2, 1, 24, 30), 0.5))
+    target = (image.mean(dim=1, keepdim=True) > 0.5).float()
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.binary_cross_entropy(head(image), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    with pytest.raises(ValueError, match="image"):
+        head(torch.rand(1, 4, 8, 8))

@@ -13,7 +13,7 @@ from derainzoo.layers.clustered_attention import (
 )
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.ffn import GatedDConvFeedForward
-from derainzoo.layers.mask_head import MorphologicalMaskHead
+from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 from derainzoo.layers.morphology import (
     StructuringElement,
     black_tophat,
@@ -35,6 +35,7 @@ __all__ = [
     "ClusteredNonLocalWindowAttention",
     "Downsample",
     "GatedDConvFeedForward",
+    "LearnedMaskHead",
     "MorphologicalMaskHead",
     "RainMaskAttention",
     "ShiftedWindowAttention",

@@ -1,4 +1,4 @@
-"""MorphologicalMaskHead: a rain-streak mask from a morphological prior refined by convolutions."""
+"""Rain-mask heads: a morphological prior refined by convolutions, and a learned-only ablation of it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from derainzoo.layers.morphology import (
 )
 from derainzoo.layers.validation import check_feature_map
 
-__all__ = ["MorphologicalMaskHead"]
+__all__ = ["LearnedMaskHead", "MorphologicalMaskHead"]
 
 
 class MorphologicalMaskHead(nn.Module):
@@ -83,15 +83,7 @@ class MorphologicalMaskHead(nn.Module):
         self.threshold = nn.Parameter(torch.tensor(float(threshold)))
         # Stored as a logarithm so the temperature stays positive under any update.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
-        self.refine = nn.Sequential(
-            nn.Conv2d(4, refine_channels, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(refine_channels, refine_channels, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(refine_channels, 1, 3, padding=1),
-        )
-        nn.init.zeros_(self.refine[-1].weight)
-        nn.init.zeros_(self.refine[-1].bias)
+        self.refine = _zero_ended_convolutions(4, refine_channels)
 
     def elongated_tophat(self, image: Tensor) -> Tensor:
         """Morphological streak response ``L`` of steps 1-2.
@@ -130,3 +122,53 @@ class MorphologicalMaskHead(nn.Module):
         logits = self.prior_logits(image)
         correction = self.refine(torch.cat([image, torch.sigmoid(logits)], dim=1))
         return torch.sigmoid(logits + correction)
+
+
+class LearnedMaskHead(nn.Module):
+    """A rain mask learned by convolutions alone, without the morphological prior: the
+    ablation of [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead]
+    (``DualStageDerain(mask_source="learned")``).
+
+    The same three convolutions as the morphological head's refinement read the image and give
+    the mask logits. The last one starts at zero, so an untrained head returns 0.5 everywhere;
+    a constant mask scales every query and key of
+    [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] alike, which the
+    L2 normalisation cancels, so the untrained head masks nothing and the mask is whatever
+    training (the mask loss and the attention's gradient) makes of it.
+
+    Args:
+        channels: width of the convolutions.
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` RGB image in ``[0, 1]``, any ``H`` and ``W``.
+        - Output: ``(B, 1, H, W)`` mask in ``[0, 1]``; 1 marks rain.
+
+    Examples:
+        >>> head = LearnedMaskHead()
+        >>> head(torch.rand(2, 3, 40, 50)).unique().tolist()
+        [0.5]
+    """
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        self.layers = _zero_ended_convolutions(3, channels)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Rain mask of ``image``: ``(B, 3, H, W)`` in, ``(B, 1, H, W)`` in ``[0, 1]`` out."""
+        check_feature_map(image, 3, "image")
+        return torch.sigmoid(self.layers(image))
+
+
+def _zero_ended_convolutions(in_channels: int, channels: int) -> nn.Sequential:
+    """Three 3x3 convolutions with GELUs between, ``in_channels -> channels -> channels -> 1``;
+    the last one starts at zero so the stack adds nothing before training."""
+    layers = nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(channels, 1, 3, padding=1),
+    )
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return layers

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
@@ -34,14 +34,18 @@ from derainzoo.hub import (
 )
 from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention
-from derainzoo.layers.mask_head import MorphologicalMaskHead
+from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import pad_to_multiple
 from derainzoo.layers.window_attention import ShiftedWindowAttention
+from derainzoo.models._output import DerainOutput
 
 __all__ = [
+    "MASK_SOURCES",
+    "STAGE1_ATTENTIONS",
+    "STAGE2_ATTENTIONS",
     "DerainOutput",
     "DetailReconstruction",
     "DualStageDerain",
@@ -52,36 +56,56 @@ __all__ = [
 ]
 
 
-class DerainOutput(NamedTuple):
-    """Everything [`DualStageDerain.forward_stages`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_stages] computes, each cropped to the input size.
-
-    Attributes:
-        image: ``(B, 3, H, W)`` final derained image ``B2``.
-        stage1: ``(B, 3, H, W)`` stage-1 (rain-streak suppression) image ``B1``.
-        mask: ``(B, 1, H, W)`` rain mask in ``[0, 1]`` (1 is rain).
-    """
-
-    image: Tensor
-    stage1: Tensor
-    mask: Tensor
-
-
 def _num_unet_blocks(depths: Sequence[int]) -> int:
     """Transformer blocks of a U-Net with these ``depths``: every level on the way down, and every
     level but the bottleneck again on the way up."""
     return sum(depths) + sum(depths[:-1])
 
 
-def _rain_mask_blocks(dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> nn.ModuleList:
+STAGE1_ATTENTIONS = ("rain_mask", "channel", "window")
+"""Token mixers of stage 1: ``"rain_mask"``
+([`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] fed the rain mask,
+the paper's design), ``"channel"`` (the same transposed attention with no mask, which is also what
+any constant mask gives) and ``"window"``
+([`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention], shifted in
+every other block)."""
+
+STAGE2_ATTENTIONS = ("clustered", "window")
+"""Token mixers of stage 2: ``"clustered"`` (shifted-window and
+[`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]
+blocks taking turns, the paper's design) or ``"window"`` (shifted-window attention in every block)."""
+
+MASK_SOURCES = ("morphological", "learned", "none")
+"""Where the stage-1 rain mask comes from: ``"morphological"``
+([`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead], the paper's design),
+``"learned"`` ([`LearnedMaskHead`][derainzoo.layers.mask_head.LearnedMaskHead], convolutions without
+the morphological prior) or ``"none"`` (no mask at all, for attentions that take none)."""
+
+
+def _stage1_blocks(
+    dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float], attention: str, window_size: int
+) -> nn.ModuleList:
+    def token_mixer(index: int) -> nn.Module:
+        if attention == "window":
+            return ShiftedWindowAttention(dim, num_heads, window_size, shift_size=window_size // 2 if index % 2 else 0)
+        return RainMaskAttention(dim, num_heads)
+
     return nn.ModuleList(
-        TransformerBlock(dim, RainMaskAttention(dim, num_heads), mlp_ratio, drop_path=rate) for rate in drop_path
+        TransformerBlock(dim, token_mixer(index), mlp_ratio, drop_path=rate) for index, rate in enumerate(drop_path)
     )
+
+
+def _run_stage_blocks(stage: nn.Module, features: Tensor, mask: Tensor | None) -> Tensor:
+    """The stage's blocks, handed the mask where the model has one."""
+    context = () if mask is None else (mask,)
+    return run_blocks(stage.blocks, features, *context, checkpointing=stage.grad_checkpointing)
 
 
 class RainMaskEncoderStage(nn.Module):
     """One U-Net level on the way down: an optional 2x downsample, then
     [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks
-    that all see the rain mask at the level's resolution.
+    that all see the rain mask at the level's resolution (or, for ablations, blocks of another
+    attention in [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS]).
 
     Args:
         in_dim: channels coming in (equal to ``dim`` without downsampling).
@@ -90,10 +114,12 @@ class RainMaskEncoderStage(nn.Module):
         mlp_ratio: feed-forward width multiple.
         drop_path: stochastic-depth rate of each block; its length is the number of blocks.
         downsample: halve the resolution first (every level but the first).
+        attention: the blocks' token mixer, a name in ``STAGE1_ATTENTIONS``.
+        window_size: window side of ``"window"`` attention.
 
     Shape:
         - features: ``(B, in_dim, H, W)`` (``H``, ``W`` even when downsampling).
-        - mask: ``(B, 1, H', W')``, the mask at the output resolution.
+        - mask: ``(B, 1, H', W')``, the mask at the output resolution, or ``None`` (no mask).
         - Output: ``(B, dim, H', W')`` with ``H' = H / 2`` when downsampling, else ``H``.
     """
 
@@ -105,22 +131,25 @@ class RainMaskEncoderStage(nn.Module):
         mlp_ratio: float,
         drop_path: Sequence[float],
         downsample: bool,
+        attention: str = "rain_mask",
+        window_size: int = 8,
     ) -> None:
         super().__init__()
         if not downsample and in_dim != dim:
             raise ValueError(f"without downsampling in_dim ({in_dim}) must equal dim ({dim})")
         self.grad_checkpointing = False
         self.downsample = Downsample(in_dim, dim) if downsample else nn.Identity()
-        self.blocks = _rain_mask_blocks(dim, num_heads, mlp_ratio, drop_path)
+        self.blocks = _stage1_blocks(dim, num_heads, mlp_ratio, drop_path, attention, window_size)
 
-    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, features: Tensor, mask: Tensor | None) -> Tensor:
         """Downsample (if configured) and run the blocks with ``mask``."""
-        return run_blocks(self.blocks, self.downsample(features), mask, checkpointing=self.grad_checkpointing)
+        return _run_stage_blocks(self, self.downsample(features), mask)
 
 
 class RainMaskDecoderStage(nn.Module):
     """One U-Net level on the way up: 2x upsample, a 1x1 fusion with the encoder's features of
-    the level (the skip connection), then RainMaskAttention transformer blocks.
+    the level (the skip connection), then RainMaskAttention transformer blocks (or another
+    attention of ``STAGE1_ATTENTIONS``).
 
     Args:
         in_dim: channels of the coarser level below.
@@ -128,25 +157,36 @@ class RainMaskDecoderStage(nn.Module):
         num_heads: attention heads.
         mlp_ratio: feed-forward width multiple.
         drop_path: stochastic-depth rate of each block; its length is the number of blocks.
+        attention: the blocks' token mixer, a name in ``STAGE1_ATTENTIONS``.
+        window_size: window side of ``"window"`` attention.
 
     Shape:
         - features: ``(B, in_dim, H / 2, W / 2)``.
         - skip: ``(B, dim, H, W)``.
-        - mask: ``(B, 1, H, W)``.
+        - mask: ``(B, 1, H, W)``, or ``None`` (no mask).
         - Output: ``(B, dim, H, W)``.
     """
 
-    def __init__(self, in_dim: int, dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float]) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path: Sequence[float],
+        attention: str = "rain_mask",
+        window_size: int = 8,
+    ) -> None:
         super().__init__()
         self.grad_checkpointing = False
         self.upsample = Upsample(in_dim, dim)
         self.fusion = nn.Conv2d(2 * dim, dim, 1, bias=False)
-        self.blocks = _rain_mask_blocks(dim, num_heads, mlp_ratio, drop_path)
+        self.blocks = _stage1_blocks(dim, num_heads, mlp_ratio, drop_path, attention, window_size)
 
-    def forward(self, features: Tensor, skip: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, features: Tensor, skip: Tensor, mask: Tensor | None) -> Tensor:
         """Upsample, fuse with ``skip`` and run the blocks with ``mask``."""
         features = self.fusion(torch.cat([self.upsample(features), skip], dim=1))
-        return run_blocks(self.blocks, features, mask, checkpointing=self.grad_checkpointing)
+        return _run_stage_blocks(self, features, mask)
 
 
 class RainSuppressionUNet(nn.Module):
@@ -164,11 +204,14 @@ class RainSuppressionUNet(nn.Module):
         mlp_ratio: feed-forward width multiple.
         drop_path: stochastic-depth rate of every block in the order they run (encoder,
             bottleneck, decoder): ``sum(depths) + sum(depths[:-1])`` values.
+        attention: every block's token mixer, a name in
+            [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS].
+        window_size: window side of ``"window"`` attention.
 
     Shape:
         - features: ``(B, embed_dim, H, W)`` with ``H`` and ``W`` divisible by
           ``2 ** (len(depths) - 1)``.
-        - mask: ``(B, 1, H, W)``.
+        - mask: ``(B, 1, H, W)``, or ``None`` (no mask).
         - Output: ``(B, embed_dim, H, W)`` decoder features.
     """
 
@@ -179,6 +222,8 @@ class RainSuppressionUNet(nn.Module):
         num_heads: Sequence[int],
         mlp_ratio: float,
         drop_path: Sequence[float],
+        attention: str = "rain_mask",
+        window_size: int = 8,
     ) -> None:
         super().__init__()
         if len(depths) != len(num_heads) or not depths:
@@ -193,7 +238,14 @@ class RainSuppressionUNet(nn.Module):
 
         going_down = [
             RainMaskEncoderStage(
-                dims[max(level - 1, 0)], dims[level], num_heads[level], mlp_ratio, take(depths[level]), level > 0
+                dims[max(level - 1, 0)],
+                dims[level],
+                num_heads[level],
+                mlp_ratio,
+                take(depths[level]),
+                level > 0,
+                attention,
+                window_size,
             )
             for level in range(len(depths))
         ]
@@ -201,35 +253,38 @@ class RainSuppressionUNet(nn.Module):
         self.bottleneck = going_down[-1]
         last = len(depths) - 1
         self.decoder_stages = nn.ModuleList(
-            RainMaskDecoderStage(dims[level + 1], dims[level], num_heads[level], mlp_ratio, take(depths[level]))
+            RainMaskDecoderStage(
+                dims[level + 1], dims[level], num_heads[level], mlp_ratio, take(depths[level]), attention, window_size
+            )
             for level in reversed(range(last))
         )
 
     def forward_encoder(
-        self, features: Tensor, mask: Tensor, last_stage: int | None = None
-    ) -> tuple[list[Tensor], list[Tensor]]:
+        self, features: Tensor, mask: Tensor | None, last_stage: int | None = None
+    ) -> tuple[list[Tensor], list[Tensor | None]]:
         """Run the encoder stages and the bottleneck.
 
         Args:
             features: ``(B, embed_dim, H, W)``.
-            mask: ``(B, 1, H, W)``.
+            mask: ``(B, 1, H, W)``, or ``None`` (no mask).
             last_stage: stop after this stage (the bottleneck is stage ``L-1``); default: all.
 
         Returns:
             ``(outputs, level_masks)``: the output of every stage run, ``(B, embed_dim * 2**i,
-            H / 2**i, W / 2**i)`` for stage ``i``, and the mask at each of their resolutions.
+            H / 2**i, W / 2**i)`` for stage ``i``, and the mask at each of their resolutions
+            (``None`` each without a mask).
         """
         stages = [*self.encoder_stages, self.bottleneck]
         last_stage = len(stages) - 1 if last_stage is None else last_stage
         height, width = features.shape[-2:]
         outputs, level_masks = [], []
         for level, stage in enumerate(stages[: last_stage + 1]):
-            level_masks.append(resize_mask(mask, (height >> level, width >> level)))
+            level_masks.append(None if mask is None else resize_mask(mask, (height >> level, width >> level)))
             features = stage(features, level_masks[-1])
             outputs.append(features)
         return outputs, level_masks
 
-    def forward_decoder(self, encoder_outputs: list[Tensor], level_masks: list[Tensor]) -> Tensor:
+    def forward_decoder(self, encoder_outputs: list[Tensor], level_masks: list[Tensor | None]) -> Tensor:
         """Run the decoder stages on the outputs of [`forward_encoder`][derainzoo.models.dual_stage_derain.RainSuppressionUNet.forward_encoder] (all stages).
 
         Returns:
@@ -240,7 +295,7 @@ class RainSuppressionUNet(nn.Module):
             features = stage(features, skip, mask)
         return features
 
-    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, features: Tensor, mask: Tensor | None) -> Tensor:
         """Encoder, bottleneck and decoder; every level sees the mask at its own resolution."""
         return self.forward_decoder(*self.forward_encoder(features, mask))
 
@@ -250,7 +305,8 @@ class DetailReconstruction(nn.Module):
 
     Block ``i`` uses [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] when ``i`` is even (shifted by half a
     window every other time) and [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention] when ``i`` is odd, so
-    local texture and far-away similar pixels take turns.
+    local texture and far-away similar pixels take turns. With ``attention="window"`` (the
+    ablation) every block is a shifted-window one, shifted in every odd block.
 
     Args:
         in_dim: channels of the full-resolution input features.
@@ -260,6 +316,7 @@ class DetailReconstruction(nn.Module):
         num_clusters: clusters of the clustered attention.
         mlp_ratio: feed-forward width multiple.
         drop_path: stochastic-depth rate of each block; its length is the number of blocks.
+        attention: a name in [`STAGE2_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE2_ATTENTIONS].
 
     Shape:
         - Input: ``(B, in_dim, H, W)`` with even ``H`` and ``W``.
@@ -275,12 +332,17 @@ class DetailReconstruction(nn.Module):
         num_clusters: int,
         mlp_ratio: float,
         drop_path: Sequence[float],
+        attention: str = "clustered",
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
         self.to_half_resolution = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * in_dim, dim, 1, bias=False))
 
         def token_mixer(index: int) -> nn.Module:
+            if attention == "window":
+                return ShiftedWindowAttention(
+                    dim, num_heads, window_size, shift_size=window_size // 2 if index % 2 else 0
+                )
             if index % 2:
                 return ClusteredNonLocalWindowAttention(dim, num_heads, window_size, num_clusters)
             shift = window_size // 2 if index % 4 == 2 else 0
@@ -311,6 +373,13 @@ class DualStageDerain(nn.Module):
     Inputs of any size are reflect-padded to a multiple of `size_multiple` inside and the
     outputs cropped back.
 
+    **Ablation switches.** ``stage1_attention``, ``mask_source`` and ``stage2_attention`` swap
+    each of the paper's mechanisms for a plain alternative, and ``stage2_depth=0`` leaves a
+    single stage (``B1`` is the output), so any variant of the ablation table is
+    ``create_model(name, **overrides)``, through timm too. Every switch is validated, and
+    combinations that would leave a part unused are refused. What each mechanism buys at equal
+    CPU budget: ``benchmarks/results/ablation_*`` and the "What each block contributes" page.
+
     timm's model API: [`forward_features`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_features] returns the ``num_features``
     (``embed_dim``) channels that ``head2`` turns into the residual;
     [`forward_intermediates`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_intermediates] and ``features_only=True`` give the
@@ -331,8 +400,25 @@ class DualStageDerain(nn.Module):
         mlp_ratio: feed-forward width multiple of every block.
         drop_path_rate: stochastic depth: the drop probability grows linearly from 0 at the
             first block to this at the last, in the order the blocks run (timm's rule).
-        mask_head: keyword arguments of the [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead].
+        mask_head: keyword arguments of the mask head (the
+            [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead], or the
+            [`LearnedMaskHead`][derainzoo.layers.mask_head.LearnedMaskHead] with
+            ``mask_source="learned"``).
         num_classes: must be 0 (timm records and passes it; there is no classifier).
+        stage1_attention: stage-1 token mixer, a name in
+            [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS];
+            only ``"rain_mask"`` reads a mask.
+        mask_source: a name in [`MASK_SOURCES`][derainzoo.models.dual_stage_derain.MASK_SOURCES];
+            ``None`` picks ``"morphological"`` for ``"rain_mask"`` attention and ``"none"``
+            otherwise.
+        stage2_attention: stage-2 token mixers, a name in
+            [`STAGE2_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE2_ATTENTIONS].
+            ``stage2_depth=0`` removes stage 2 altogether (a single-stage model).
+
+    Raises:
+        ValueError: for an unknown switch value, or a combination that leaves a part unused
+            (a mask that no attention reads, a ``"rain_mask"`` attention without a mask, stage-2
+            settings on a single-stage model).
 
     Shape:
         - Input: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any ``H`` and ``W``.
@@ -362,6 +448,9 @@ class DualStageDerain(nn.Module):
         drop_path_rate: float = 0.0,
         mask_head: dict[str, Any] | None = None,
         num_classes: int = 0,
+        stage1_attention: str = "rain_mask",
+        mask_source: str | None = None,
+        stage2_attention: str = "clustered",
     ) -> None:
         super().__init__()
         if in_chans != 3:
@@ -372,7 +461,11 @@ class DualStageDerain(nn.Module):
             )
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        mask_source = _check_ablation_switches(stage1_attention, mask_source, stage2_attention, stage2_depth, mask_head)
         depths, num_heads = tuple(depths), tuple(num_heads)
+        self.stage1_attention = stage1_attention
+        self.mask_source = mask_source
+        self.stage2_attention = stage2_attention
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.num_features = embed_dim
@@ -390,22 +483,40 @@ class DualStageDerain(nn.Module):
 
         stage1_blocks = _num_unet_blocks(depths)
         rates = torch.linspace(0, drop_path_rate, stage1_blocks + stage2_depth).tolist()
-        self.mask_head = MorphologicalMaskHead(**(mask_head or {}))
+        mask_heads = {"morphological": MorphologicalMaskHead, "learned": LearnedMaskHead}
+        self.mask_head = mask_heads[mask_source](**(mask_head or {})) if mask_source in mask_heads else None
         self.stage1_embed = nn.Conv2d(in_chans, embed_dim, 3, padding=1, bias=False)
-        self.stage1_body = RainSuppressionUNet(embed_dim, depths, num_heads, mlp_ratio, rates[:stage1_blocks])
+        self.stage1_body = RainSuppressionUNet(
+            embed_dim, depths, num_heads, mlp_ratio, rates[:stage1_blocks], stage1_attention, window_size
+        )
         self.stage1_head = nn.Conv2d(embed_dim, in_chans, 3, padding=1, bias=False)
 
-        self.stage2_embed = nn.Conv2d(2 * in_chans, embed_dim, 3, padding=1, bias=False)
-        self.cross_stage_fusion = nn.Conv2d(2 * embed_dim, embed_dim, 1, bias=False)
-        self.stage2_body = DetailReconstruction(
-            embed_dim, stage2_dim, stage2_heads, window_size, num_clusters, mlp_ratio, rates[stage1_blocks:]
-        )
-        self.stage2_head = nn.Conv2d(embed_dim, in_chans, 3, padding=1, bias=False)
+        self.stage2_embed = self.cross_stage_fusion = self.stage2_body = self.stage2_head = None
+        if stage2_depth:
+            self.stage2_embed = nn.Conv2d(2 * in_chans, embed_dim, 3, padding=1, bias=False)
+            self.cross_stage_fusion = nn.Conv2d(2 * embed_dim, embed_dim, 1, bias=False)
+            self.stage2_body = DetailReconstruction(
+                embed_dim,
+                stage2_dim,
+                stage2_heads,
+                window_size,
+                num_clusters,
+                mlp_ratio,
+                rates[stage1_blocks:],
+                stage2_attention,
+            )
+            self.stage2_head = nn.Conv2d(embed_dim, in_chans, 3, padding=1, bias=False)
         # Both stages predict residuals; starting them near zero makes the untrained network
         # close to the identity (the rainy input scores ~27 dB on Rain100L, a random residual ~15 dB),
         # while still letting gradients reach every layer from the first step.
         for head in (self.stage1_head, self.stage2_head):
-            nn.init.trunc_normal_(head.weight, std=1e-3)
+            if head is not None:
+                nn.init.trunc_normal_(head.weight, std=1e-3)
+
+    @property
+    def num_stages(self) -> int:
+        """1 for the single-stage ablation (``stage2_depth=0``), else 2."""
+        return 2 if self.stage2_body is not None else 1
 
     @property
     def inference_bytes_per_pixel(self) -> int:
@@ -578,14 +689,18 @@ class DualStageDerain(nn.Module):
             x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
 
         Returns:
-            [`DerainOutput`][derainzoo.models.dual_stage_derain.DerainOutput] with ``image``, ``stage1`` and ``mask``, each cropped to
-            ``(H, W)``.
+            [`DerainOutput`][derainzoo.models.DerainOutput] with ``image``, ``stage1`` and ``mask``, each cropped to
+            ``(H, W)``; ``stage1`` is ``None`` for a single-stage model and ``mask`` for a model
+            without a mask (``mask_source="none"``).
         """
         padded = self._pad(x)
         mask, encoder_outputs, level_masks = self._encode(padded)
         stage1, detail = self._reconstruct(padded, encoder_outputs, level_masks)
+        cropped_mask = None if mask is None else _crop(mask, x)
+        if self.stage2_head is None:
+            return DerainOutput(image=_crop(stage1, x), stage1=None, mask=cropped_mask)
         image = stage1 + self.stage2_head(detail)
-        return DerainOutput(image=_crop(image, x), stage1=_crop(stage1, x), mask=_crop(mask, x))
+        return DerainOutput(image=_crop(image, x), stage1=_crop(stage1, x), mask=cropped_mask)
 
     def forward(self, x: Tensor) -> Tensor:
         """Derain ``x``.
@@ -604,26 +719,68 @@ class DualStageDerain(nn.Module):
             raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")
         return pad_to_multiple(x, self.size_multiple, mode="reflect")
 
-    def _encode(self, padded: Tensor, last_stage: int | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Mask, stage-1 encoder outputs and the mask at each level."""
-        if self.stage2_body is None and last_stage is None:
+    def _encode(
+        self, padded: Tensor, last_stage: int | None = None
+    ) -> tuple[Tensor | None, list[Tensor], list[Tensor | None]]:
+        """Mask, stage-1 encoder outputs and the mask at each level (``None`` without a mask head)."""
+        if self.stage1_head is None and last_stage is None:
             raise RuntimeError(
                 "this model was pruned to its encoder by prune_intermediate_layers (features_only): only "
                 "forward_intermediates(..., intermediates_only=True) works"
             )
-        mask = self.mask_head(padded)
+        mask = None if self.mask_head is None else self.mask_head(padded)
         encoder_outputs, level_masks = self.stage1_body.forward_encoder(self.stage1_embed(padded), mask, last_stage)
         return mask, encoder_outputs, level_masks
 
     def _reconstruct(
-        self, padded: Tensor, encoder_outputs: list[Tensor], level_masks: list[Tensor]
+        self, padded: Tensor, encoder_outputs: list[Tensor], level_masks: list[Tensor | None]
     ) -> tuple[Tensor, Tensor]:
-        """Stage-1 image and the stage-2 features, from the encoder's outputs."""
+        """Stage-1 image and the features of the last head (stage 2's, or stage 1's decoder
+        features in a single-stage model), from the encoder's outputs."""
         stage1_features = self.stage1_body.forward_decoder(encoder_outputs, level_masks)
         stage1 = padded + self.stage1_head(stage1_features)
+        if self.stage2_body is None:
+            return stage1, stage1_features
         shallow = self.stage2_embed(torch.cat([padded, stage1], dim=1))
         fused = self.cross_stage_fusion(torch.cat([shallow, stage1_features], dim=1))
         return stage1, self.stage2_body(fused)
+
+
+def _check_ablation_switches(
+    stage1_attention: str,
+    mask_source: str | None,
+    stage2_attention: str,
+    stage2_depth: int,
+    mask_head: dict[str, Any] | None,
+) -> str:
+    """Validate the ablation switches of [`DualStageDerain`][derainzoo.models.DualStageDerain]
+    and return the mask source, ``None`` resolved."""
+    for name, value, choices in (
+        ("stage1_attention", stage1_attention, STAGE1_ATTENTIONS),
+        ("stage2_attention", stage2_attention, STAGE2_ATTENTIONS),
+        ("mask_source", mask_source, (*MASK_SOURCES, None)),
+    ):
+        if value not in choices:
+            raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
+    if mask_source is None:
+        mask_source = "morphological" if stage1_attention == "rain_mask" else "none"
+    if stage1_attention == "rain_mask" and mask_source == "none":
+        raise ValueError(
+            "stage1_attention='rain_mask' needs a mask: choose mask_source 'morphological' or 'learned', or "
+            "stage1_attention='channel' for the same attention without one"
+        )
+    if stage1_attention != "rain_mask" and mask_source != "none":
+        raise ValueError(
+            f"stage1_attention={stage1_attention!r} reads no mask, so mask_source={mask_source!r} would compute one "
+            "for nothing: leave mask_source unset (or 'none')"
+        )
+    if mask_source == "none" and mask_head:
+        raise ValueError(f"mask_head settings {mask_head} given to a model without a mask head (mask_source='none')")
+    if stage2_depth < 0:
+        raise ValueError(f"stage2_depth must be >= 0 (0: a single-stage model), got {stage2_depth}")
+    if stage2_depth == 0 and stage2_attention != "clustered":
+        raise ValueError(f"stage2_attention={stage2_attention!r} given to a single-stage model (stage2_depth=0)")
+    return mask_source
 
 
 def _crop(t: Tensor, x: Tensor, reduction: int = 1) -> Tensor:
