@@ -26,14 +26,30 @@ from derainzoo.data import render_rain, sample_rain_params
 from derainzoo.losses import DualStageLoss
 
 
-def training_step(model, optimizer, criterion, rainy, clean, dtype_name: str, device: torch.device, _call: int) -> None:
-    """One optimisation step (``_call`` is the index time_call passes; every step is the same)."""
+def training_step(
+    model,
+    optimizer,
+    criterion,
+    rainy,
+    clean,
+    dtype_name: str,
+    device: torch.device,
+    _call: int,
+    grad_clip: float | None = None,
+    ema=None,
+) -> None:
+    """One optimisation step (``_call`` is the index time_call passes; every step is the same);
+    with ``grad_clip`` and ``ema`` (a timm ``ModelEmaV3``) it is the whole step of ``examples/train.py``."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16"):
         outputs = model.forward_stages(rainy)
     loss, _ = criterion(outputs, rainy, clean)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+    if ema is not None:
+        ema.update(model)
 
 
 def main() -> int:

@@ -51,6 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, type=Path, help="folder with rain/ and norain/ (training pairs)")
     parser.add_argument("--val-count", type=int, default=10, help="pairs held out of --data for validation")
     parser.add_argument("--model", default="dual_stage_derain_tiny")
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='constructor overrides of --model as a JSON object, e.g. \'{"stage2_attention": "window"}\' '
+        "(the ablation switches of DualStageDerain)",
+    )
     parser.add_argument("--init-weights", type=Path, help="start from these safetensors weights")
     parser.add_argument("--steps", type=int, default=20000, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -155,6 +163,8 @@ BOOKKEEPING_ARGUMENTS = frozenset(
 
 
 def argument_text(value: object) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
@@ -253,7 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     steps_per_epoch = len(loader)
 
-    model = derainzoo.create_model(args.model, weights=args.init_weights, drop_path_rate=args.drop_path_rate).to(device)
+    if not isinstance(args.model_kwargs, dict):
+        raise SystemExit(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}")
+    model = derainzoo.create_model(
+        args.model, weights=args.init_weights, drop_path_rate=args.drop_path_rate, **args.model_kwargs
+    ).to(device)
     model.set_grad_checkpointing(args.grad_checkpointing)
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
     optimizer = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=args.weight_decay)

@@ -61,7 +61,9 @@ class TransformerBlock(nn.Module):
         return x + self.drop_path(self.ffn(self.norm2(x)))
 
 
-def run_blocks(blocks: Iterable[nn.Module], features: Tensor, *context: Tensor, checkpointing: bool = False) -> Tensor:
+def run_blocks(
+    blocks: Iterable[nn.Module], features: Tensor, *context: Tensor | None, checkpointing: bool = False
+) -> Tensor:
     """Apply ``blocks`` in turn, each with ``context``, recomputing their activations in the
     backward pass instead of storing them when ``checkpointing`` is on and gradients are needed
     (gradient checkpointing: activation memory of one block instead of all).
@@ -73,12 +75,14 @@ def run_blocks(blocks: Iterable[nn.Module], features: Tensor, *context: Tensor, 
         blocks: modules mapping ``(B, C, H, W)`` (plus ``context``) to ``(B, C, H, W)``.
         features: ``(B, C, H, W)`` input of the first block.
         *context: extra inputs handed to every block (the rain mask for
-            [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks).
+            [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks);
+            ``None`` entries are left out, so a model without a mask can hand its ``None`` on.
         checkpointing: recompute instead of store.
 
     Returns:
         ``(B, C, H, W)`` output of the last block.
     """
+    context = tuple(item for item in context if item is not None)
     for block in blocks:
         if checkpointing and torch.is_grad_enabled():
             features = torch.utils.checkpoint.checkpoint(block, features, *context, use_reentrant=False)

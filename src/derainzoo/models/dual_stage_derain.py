@@ -95,12 +95,6 @@ def _stage1_blocks(
     )
 
 
-def _run_stage_blocks(stage: nn.Module, features: Tensor, mask: Tensor | None) -> Tensor:
-    """The stage's blocks, handed the mask where the model has one."""
-    context = () if mask is None else (mask,)
-    return run_blocks(stage.blocks, features, *context, checkpointing=stage.grad_checkpointing)
-
-
 class RainMaskEncoderStage(nn.Module):
     """One U-Net level on the way down: an optional 2x downsample, then
     [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks
@@ -143,7 +137,7 @@ class RainMaskEncoderStage(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor | None) -> Tensor:
         """Downsample (if configured) and run the blocks with ``mask``."""
-        return _run_stage_blocks(self, self.downsample(features), mask)
+        return run_blocks(self.blocks, self.downsample(features), mask, checkpointing=self.grad_checkpointing)
 
 
 class RainMaskDecoderStage(nn.Module):
@@ -186,7 +180,7 @@ class RainMaskDecoderStage(nn.Module):
     def forward(self, features: Tensor, skip: Tensor, mask: Tensor | None) -> Tensor:
         """Upsample, fuse with ``skip`` and run the blocks with ``mask``."""
         features = self.fusion(torch.cat([self.upsample(features), skip], dim=1))
-        return _run_stage_blocks(self, features, mask)
+        return run_blocks(self.blocks, features, mask, checkpointing=self.grad_checkpointing)
 
 
 class RainSuppressionUNet(nn.Module):
