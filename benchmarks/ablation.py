@@ -186,7 +186,7 @@ def calibrate(configurations: list[Configuration], data: Path, repeats: int) -> 
         model.eval()
         image = torch.rand(1, 3, *TEST_SIZE).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            inference_ms, _ = time_call(lambda _: model(image), device, 3, warmup=1)
+            inference_ms, _ = time_call(lambda _, model=model, image=image: model(image), device, 3, warmup=1)
         row = {
             "key": configuration.key,
             "params": sum(p.numel() for p in model.parameters()),
@@ -390,7 +390,9 @@ def main() -> int:
             missing.insert(0, CONFIGURATIONS_BY_KEY["full"])
         for row in calibrate(missing, args.data / "Rain100L_train", args.calibration_repeats):
             if row["key"] in calibrated:
-                print(f"full model re-timed: {row['step_s']} s/step (first calibration: {calibrated['full']['step_s']})")
+                print(
+                    f"full model re-timed: {row['step_s']} s/step (first calibration: {calibrated['full']['step_s']})"
+                )
                 continue
             append_csv(CALIBRATION_CSV, [row])
             calibrated[row["key"]] = {key: str(value) for key, value in row.items()}
