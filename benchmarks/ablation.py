@@ -97,6 +97,13 @@ CONFIGURATIONS = [
         {"stage2_depth": 0, "depths": [2, 2, 2]},
         "(e) stage 1 alone, deeper, at about the same parameters and FLOPs",
     ),
+    Configuration("nafnet_lite", "nafnet_lite", {}, "drop-in baseline: a NAFNet of the tiny model's size, as it is"),
+    Configuration(
+        "nafnet_lite_derainzoo",
+        "nafnet_lite",
+        {"derainzoo_blocks": True},
+        "the same NAFNet with derainzoo's blocks swapped in (mask head, RainMaskAttention, clustered bottleneck)",
+    ),
     Configuration(
         "learned_mask",
         "dual_stage_derain_tiny",

@@ -18,6 +18,7 @@ def test_list_models_names_every_variant_and_filters() -> None:
         "dual_stage_derain_base",
         "dual_stage_derain_small",
         "dual_stage_derain_tiny",
+        "nafnet_lite",
     ]
     assert derainzoo.list_models("*tiny") == [TINY]
     assert set(derainzoo.list_models()) <= set(timm.list_models())

@@ -8,6 +8,7 @@ from derainzoo.layers.clustered_attention import (
     ClusteredNonLocalWindowAttention,
     cluster_order,
     clustered_window_attention,
+    interleaved_non_local_mixer,
     permute_tokens,
     spherical_kmeans,
 )
@@ -25,11 +26,12 @@ from derainzoo.layers.morphology import (
     opening,
     white_tophat,
 )
+from derainzoo.layers.naf_block import NAFBlock, simple_gate
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
-from derainzoo.layers.validation import check_feature_map
-from derainzoo.layers.window import multi_head_attention, pad_to_multiple, window_partition, window_reverse
-from derainzoo.layers.window_attention import ShiftedWindowAttention
+from derainzoo.layers.validation import check_feature_map, check_image_batch
+from derainzoo.layers.window import crop_like, multi_head_attention, pad_to_multiple, window_partition, window_reverse
+from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
 
 __all__ = [
     "ClusteredNonLocalWindowAttention",
@@ -37,19 +39,24 @@ __all__ = [
     "GatedDConvFeedForward",
     "LearnedMaskHead",
     "MorphologicalMaskHead",
+    "NAFBlock",
     "RainMaskAttention",
     "ShiftedWindowAttention",
     "StructuringElement",
     "TransformerBlock",
     "Upsample",
+    "alternating_shift",
     "black_tophat",
     "check_feature_map",
+    "check_image_batch",
     "box_kernel",
     "closing",
+    "crop_like",
     "cluster_order",
     "clustered_window_attention",
     "dilation",
     "erosion",
+    "interleaved_non_local_mixer",
     "line_kernel",
     "masked_channel_attention",
     "multi_head_attention",
@@ -58,6 +65,7 @@ __all__ = [
     "permute_tokens",
     "resize_mask",
     "rgb_to_luma",
+    "simple_gate",
     "run_blocks",
     "spherical_kmeans",
     "white_tophat",

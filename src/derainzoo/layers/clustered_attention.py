@@ -5,15 +5,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from torch import Tensor
+from torch import Tensor, nn
 
 from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import WindowSelfAttentionBase, multi_head_attention
+from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
 
 __all__ = [
     "ClusteredNonLocalWindowAttention",
     "cluster_order",
     "clustered_window_attention",
+    "interleaved_non_local_mixer",
     "permute_tokens",
     "spherical_kmeans",
 ]
@@ -258,3 +260,30 @@ def permute_tokens(tokens: Tensor, order: Tensor) -> Tensor:
     offsets = torch.arange(batch, device=order.device).unsqueeze(1) * num_tokens
     rows = rearrange(tokens, "b n c -> (b n) c").index_select(0, (order + offsets).flatten())
     return rearrange(rows, "(b n) c -> b n c", b=batch)
+
+
+def interleaved_non_local_mixer(index: int, dim: int, num_heads: int, window_size: int, num_clusters: int) -> nn.Module:
+    """Token mixer ``index`` of a sequence in which local and non-local attention take turns:
+    [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] for even
+    ``index`` (every other one shifted by half a window) and
+    [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]
+    for odd ``index``: local texture and far-away similar pixels in alternation, as
+    derainzoo's detail stage does.
+
+    Args:
+        index: position of the block in the sequence.
+        dim: channels.
+        num_heads: attention heads.
+        window_size: window side (a clustered window holds ``window_size**2`` pixels).
+        num_clusters: clusters of the clustered attention.
+
+    Returns:
+        The attention module, ``(B, dim, H, W)`` in and out.
+
+    Examples:
+        >>> [type(interleaved_non_local_mixer(i, 16, 2, 4, 4)).__name__ for i in range(2)]
+        ['ShiftedWindowAttention', 'ClusteredNonLocalWindowAttention']
+    """
+    if index % 2:
+        return ClusteredNonLocalWindowAttention(dim, num_heads, window_size, num_clusters)
+    return ShiftedWindowAttention(dim, num_heads, window_size, shift_size=alternating_shift(index // 2, window_size))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["check_feature_map"]
+__all__ = ["check_feature_map", "check_image_batch"]
 
 
 def check_feature_map(x: Tensor, channels: int | None = None, name: str = "x") -> None:
@@ -26,3 +26,16 @@ def check_feature_map(x: Tensor, channels: int | None = None, name: str = "x") -
         raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def check_image_batch(x: Tensor, channels: int) -> None:
+    """Raise a clear error unless ``x`` is a non-empty floating-point ``(B, channels, H, W)``
+    image batch, the input every derainzoo model takes.
+
+    Raises:
+        TypeError: as [`check_feature_map`][derainzoo.layers.validation.check_feature_map].
+        ValueError: the shape is wrong, or the batch, height or width is 0.
+    """
+    check_feature_map(x, channels, "input")
+    if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "WindowSelfAttentionBase",
+    "crop_like",
     "multi_head_attention",
     "pad_to_multiple",
     "window_partition",
@@ -43,6 +44,22 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
         cols = _reflected_index(width, width + pad_w, x.device)
         return x.index_select(-2, rows).index_select(-1, cols)
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def crop_like(t: Tensor, reference: Tensor, reduction: int = 1) -> Tensor:
+    """Undo [`pad_to_multiple`][derainzoo.layers.window.pad_to_multiple] on a result: crop ``t``,
+    computed on the padded ``reference`` at ``1 / reduction`` of its resolution, to cover
+    ``reference``.
+
+    Args:
+        t: ``(..., H' / reduction, W' / reduction)`` result on the padded input.
+        reference: ``(..., H, W)`` the input before padding.
+        reduction: how much coarser ``t`` is than the input.
+
+    Returns:
+        ``(..., ceil(H / reduction), ceil(W / reduction))`` view of ``t``.
+    """
+    return t[..., : -(-reference.shape[-2] // reduction), : -(-reference.shape[-1] // reduction)]
 
 
 def _reflected_index(size: int, padded_size: int, device: torch.device) -> Tensor:

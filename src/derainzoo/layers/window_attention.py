@@ -14,7 +14,18 @@ from derainzoo.layers.window import (
     window_reverse,
 )
 
-__all__ = ["ShiftedWindowAttention"]
+__all__ = ["ShiftedWindowAttention", "alternating_shift"]
+
+
+def alternating_shift(index: int, window_size: int) -> int:
+    """Swin's rule for a sequence of window-attention blocks: block ``index`` is unshifted when
+    even and shifted by half a window when odd, so consecutive blocks connect neighbouring windows.
+
+    Examples:
+        >>> [alternating_shift(index, 8) for index in range(4)]
+        [0, 4, 0, 4]
+    """
+    return window_size // 2 if index % 2 else 0
 
 
 class ShiftedWindowAttention(WindowSelfAttentionBase):

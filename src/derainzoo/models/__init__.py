@@ -2,5 +2,6 @@
 
 from derainzoo.models._output import DerainOutput
 from derainzoo.models.dual_stage_derain import DualStageDerain
+from derainzoo.models.nafnet_lite import NAFNetLite
 
-__all__ = ["DerainOutput", "DualStageDerain"]
+__all__ = ["DerainOutput", "DualStageDerain", "NAFNetLite"]

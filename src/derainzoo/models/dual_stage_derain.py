@@ -12,7 +12,6 @@ The variants are registered with timm: after ``import derainzoo``,
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -20,26 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._pretrained import PretrainedCfg
 from torch import Tensor, nn
 
-from derainzoo.hub import (
-    BUNDLED_WEIGHTS_DIR,
-    DEFAULT_HUB_FILENAME,
-    PretrainedWeightsUnavailableError,
-    UnsafeCheckpointError,
-    load_weights,
-)
+from derainzoo.hub import load_weights
 from derainzoo.layers.block import TransformerBlock, run_blocks
-from derainzoo.layers.clustered_attention import ClusteredNonLocalWindowAttention
+from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
-from derainzoo.layers.validation import check_feature_map
-from derainzoo.layers.window import pad_to_multiple
-from derainzoo.layers.window_attention import ShiftedWindowAttention
+from derainzoo.layers.validation import check_image_batch
+from derainzoo.layers.window import crop_like, pad_to_multiple
+from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
+from derainzoo.models._builder import BUNDLED_WEIGHTS_DIR, build_derainzoo_model, image_to_image_cfg
 from derainzoo.models._output import DerainOutput
 
 __all__ = [
@@ -87,7 +80,7 @@ def _stage1_blocks(
 ) -> nn.ModuleList:
     def token_mixer(index: int) -> nn.Module:
         if attention == "window":
-            return ShiftedWindowAttention(dim, num_heads, window_size, shift_size=window_size // 2 if index % 2 else 0)
+            return ShiftedWindowAttention(dim, num_heads, window_size, alternating_shift(index, window_size))
         return RainMaskAttention(dim, num_heads)
 
     return nn.ModuleList(
@@ -334,13 +327,8 @@ class DetailReconstruction(nn.Module):
 
         def token_mixer(index: int) -> nn.Module:
             if attention == "window":
-                return ShiftedWindowAttention(
-                    dim, num_heads, window_size, shift_size=window_size // 2 if index % 2 else 0
-                )
-            if index % 2:
-                return ClusteredNonLocalWindowAttention(dim, num_heads, window_size, num_clusters)
-            shift = window_size // 2 if index % 4 == 2 else 0
-            return ShiftedWindowAttention(dim, num_heads, window_size, shift_size=shift)
+                return ShiftedWindowAttention(dim, num_heads, window_size, alternating_shift(index, window_size))
+            return interleaved_non_local_mixer(index, dim, num_heads, window_size, num_clusters)
 
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, token_mixer(index), mlp_ratio, drop_path=rate) for index, rate in enumerate(drop_path)
@@ -653,12 +641,12 @@ class DualStageDerain(nn.Module):
         padded = self._pad(x)
         mask, encoder_outputs, level_masks = self._encode(padded, last_stage=max_index if intermediates_only else None)
         intermediates = [
-            _crop(encoder_outputs[index], x, self.feature_info[index]["reduction"]) for index in take_indices
+            crop_like(encoder_outputs[index], x, self.feature_info[index]["reduction"]) for index in take_indices
         ]
         if intermediates_only:
             return intermediates
         _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
-        return _crop(detail, x), intermediates
+        return crop_like(detail, x), intermediates
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The features ``head2`` turns into the stage-2 residual.
@@ -672,7 +660,7 @@ class DualStageDerain(nn.Module):
         padded = self._pad(x)
         _, encoder_outputs, level_masks = self._encode(padded)
         _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
-        return _crop(detail, x)
+        return crop_like(detail, x)
 
     def forward_stages(self, x: Tensor) -> DerainOutput:
         """Run both stages and return the final image, the stage-1 image and the mask.
@@ -690,11 +678,11 @@ class DualStageDerain(nn.Module):
         padded = self._pad(x)
         mask, encoder_outputs, level_masks = self._encode(padded)
         stage1, detail = self._reconstruct(padded, encoder_outputs, level_masks)
-        cropped_mask = None if mask is None else _crop(mask, x)
+        cropped_mask = None if mask is None else crop_like(mask, x)
         if self.stage2_head is None:
-            return DerainOutput(image=_crop(stage1, x), stage1=None, mask=cropped_mask)
+            return DerainOutput(image=crop_like(stage1, x), stage1=None, mask=cropped_mask)
         image = stage1 + self.stage2_head(detail)
-        return DerainOutput(image=_crop(image, x), stage1=_crop(stage1, x), mask=cropped_mask)
+        return DerainOutput(image=crop_like(image, x), stage1=crop_like(stage1, x), mask=cropped_mask)
 
     def forward(self, x: Tensor) -> Tensor:
         """Derain ``x``.
@@ -708,9 +696,7 @@ class DualStageDerain(nn.Module):
         return self.forward_stages(x).image
 
     def _pad(self, x: Tensor) -> Tensor:
-        check_feature_map(x, self.in_chans, "input")
-        if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
-            raise ValueError(f"input must not be empty, got shape {tuple(x.shape)}")
+        check_image_batch(x, self.in_chans)
         return pad_to_multiple(x, self.size_multiple, mode="reflect")
 
     def _encode(
@@ -777,11 +763,6 @@ def _check_ablation_switches(
     return mask_source
 
 
-def _crop(t: Tensor, x: Tensor, reduction: int = 1) -> Tensor:
-    """``t`` computed on the padded ``x`` at ``1 / reduction`` resolution, cropped to cover ``x``."""
-    return t[..., : -(-x.shape[-2] // reduction), : -(-x.shape[-1] // reduction)]
-
-
 _PRE_STAGE_KEY = re.compile(r"^stage1_body\.(encoders|downsamples|bottleneck|upsamples|fusions|decoders)\.(\d+)\.(.*)$")
 
 
@@ -823,27 +804,11 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) 
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "num_classes": None,
-        "input_size": (3, 256, 256),
-        "min_input_size": (3, 1, 1),
-        "fixed_input_size": False,
-        "mean": (0.0, 0.0, 0.0),
-        "std": (1.0, 1.0, 1.0),
-        "crop_pct": 1.0,
-        "first_conv": "stage1_embed",
-        "classifier": None,
-        "custom_load": "hf",
-        "hf_hub_filename": DEFAULT_HUB_FILENAME,
-        "license": "apache-2.0",
-        "paper_name": "Dual-stage deraining network based on mask and non-local attention",
-        "notes": (
-            "Image to image: feed whole RGB images in [0, 1], neither resized, cropped nor normalized (any size; "
-            "input_size is only a size for benchmarks). timm's resolve_data_config + create_transform would "
-            "resize and center-crop: use derainzoo.derain(), or torchvision's ToTensor() alone.",
-        ),
+    return image_to_image_cfg(
+        first_conv="stage1_embed",
+        paper_name="Dual-stage deraining network based on mask and non-local attention",
         **kwargs,
-    }
+    )
 
 
 default_cfgs = generate_default_cfgs(
@@ -872,49 +837,9 @@ default_cfgs = generate_default_cfgs(
 )
 
 
-def _checked_pretrained_cfg(variant: str, kwargs: dict[str, Any]) -> PretrainedCfg:
-    """Resolve the pretrained cfg as timm would, then route every weights file through
-    [`DualStageDerain.load_pretrained`][derainzoo.models.dual_stage_derain.DualStageDerain.load_pretrained] (timm's ``custom_load``):
-    a ``local-dir:`` folder becomes its ``model.safetensors``; a Hub repository must hold a
-    ``.safetensors`` file. Missing weights raise here, with what to do instead."""
-    cfg = resolve_pretrained_cfg(
-        variant,
-        pretrained_cfg=kwargs.pop("pretrained_cfg", None),
-        pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None),
-    )
-    # timm resets custom_load when an overlay names a new source; files must still take our loader.
-    cfg = dataclasses.replace(cfg, custom_load="hf")
-    if cfg.source == "local-dir":
-        cfg = dataclasses.replace(cfg, source="", file=str(Path(cfg.file) / DEFAULT_HUB_FILENAME))
-    label = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
-    if cfg.hf_hub_id and not (cfg.file or cfg.state_dict):
-        filename = cfg.hf_hub_filename or DEFAULT_HUB_FILENAME
-        if not filename.endswith(".safetensors"):
-            raise UnsafeCheckpointError(f"hf_hub_filename must name a .safetensors file, got {filename!r}")
-        cfg = dataclasses.replace(cfg, hf_hub_filename=filename)
-    if cfg.file and BUNDLED_WEIGHTS_DIR in Path(cfg.file).parents and not Path(cfg.file).is_file():
-        raise PretrainedWeightsUnavailableError(
-            f"the weights of {label} are not bundled in this installation ({cfg.file} is missing)"
-        )
-    if not (cfg.file or cfg.state_dict or cfg.url or cfg.hf_hub_id):
-        raise PretrainedWeightsUnavailableError(
-            f"no pretrained weights are available for {label}. derainzoo.list_pretrained() lists the models "
-            "that have them; to use your own, pass pretrained_cfg_overlay=dict(file='weights.safetensors') "
-            "or create_model(name, weights='weights.safetensors')."
-        )
-    return cfg
-
-
 def _create_dual_stage_derain(variant: str, pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
-    pretrained_cfg = _checked_pretrained_cfg(variant, kwargs) if pretrained else kwargs.pop("pretrained_cfg", None)
-    return build_model_with_cfg(
-        DualStageDerain,
-        variant,
-        pretrained,
-        pretrained_cfg=pretrained_cfg,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(len(kwargs["depths"])))),
-        **kwargs,
+    return build_derainzoo_model(
+        DualStageDerain, variant, pretrained, len(kwargs["depths"]), checkpoint_filter_fn, **kwargs
     )
 
 
