@@ -22,7 +22,8 @@ from common import machine_header, write_results
 CHILD = """
 import json, resource, sys, time
 import torch
-from derainzoo.inference import choose_tile_size, default_model, derain
+from derainzoo.inference import default_model, derain
+from derainzoo.tiling import choose_tile_size
 height, width = int(sys.argv[1]), int(sys.argv[2])
 tile = None if sys.argv[3] == "auto" else int(sys.argv[3])  # None: derain() chooses; 0: whole image
 model = default_model("cpu")

@@ -19,7 +19,8 @@ from einops import rearrange
 from PIL import Image, ImageDraw
 
 from derainzoo.data import PairedImageFolder, render_rain, sample_rain_params
-from derainzoo.inference import DEFAULT_MODEL, default_model, derain, load_image
+from derainzoo.image_io import load_image
+from derainzoo.inference import DEFAULT_MODEL, default_model, derain
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
 
 ASSETS = Path(__file__).resolve().parent / "assets"

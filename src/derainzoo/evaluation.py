@@ -11,8 +11,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from derainzoo.data.paired import PairedImageFolder
-from derainzoo.inference import eval_mode, tiled_forward
+from derainzoo.inference import eval_mode
 from derainzoo.metrics import psnr_y, quantize, ssim_y
+from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -48,6 +49,8 @@ def evaluate(
     *,
     device: str | torch.device = "cpu",
     tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    memory_budget: int | None = None,
     rounding: bool = True,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -59,8 +62,13 @@ def evaluate(
         data: a folder with ``rain/`` and ``norain/`` or a [`PairedImageFolder`][derainzoo.data.paired.PairedImageFolder] (whole
             images: no crop or augmentation).
         device: where the model runs.
-        tile_size: derain in tiles of this size (see [`derainzoo.inference.tiled_forward`][derainzoo.inference.tiled_forward]);
-            ``None`` or 0 derains whole images.
+        tile_size: derain in tiles of this size (see [`tiled_forward`][derainzoo.tiling.tiled_forward]);
+            0 derains whole images; ``None`` decides per image from ``memory_budget``, as
+            [`derain`][derainzoo.inference.derain] does.
+        tile_overlap: overlap of neighbouring tiles; default
+            [`default_tile_overlap`][derainzoo.tiling.default_tile_overlap].
+        memory_budget: bytes a whole-image pass may take before tiling (with ``tile_size=None``);
+            ``None`` (default) never tiles on its own, so scores are those of whole images.
         rounding: round outputs to 8 bits (True) or truncate them as PReNet/BRN do (False).
         progress: show a progress bar.
 
@@ -70,6 +78,7 @@ def evaluate(
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
     if dataset.crop_size is not None or dataset.augment:
         raise ValueError("evaluate() needs whole images: build the PairedImageFolder without crop_size and augment")
+    check_tile_settings(tile_size, tile_overlap)
     device = torch.device(device)
     scores = []
     with eval_mode(model), torch.inference_mode():
@@ -78,10 +87,9 @@ def evaluate(
             rainy, clean = rainy[None].to(device), clean[None].to(device)
             if model is None:
                 output = rainy
-            elif not tile_size:
-                output = model(rainy)
             else:
-                output = tiled_forward(model, rainy, tile_size)
+                plan = plan_tiles(model, *rainy.shape[-2:], tile_size, tile_overlap, memory_budget)
+                output = run_tiled(model, rainy, plan)
             output = quantize(output.float(), rounding=rounding)
             scores.append((stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()))
     return EvaluationResult(

@@ -1,14 +1,25 @@
-"""Reading and writing image files without silent loss: lossless where the format allows it,
-high-quality JPEG, ICC profile and EXIF carried over."""
+"""Images in and out: reading and writing files without silent loss (lossless where the format
+allows it, high-quality JPEG, ICC profile and EXIF carried over), and converting PIL images, numpy
+arrays and tensors to a model's input and back."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
 
-__all__ = ["OUTPUT_FORMATS", "check_quality", "load_image", "output_format", "save_image"]
+from derainzoo.layers.color import rgb_to_luma
+
+__all__ = ["OUTPUT_FORMATS", "ImageLike", "check_quality", "load_image", "output_format", "save_image", "to_batch"]
+
+ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
+"""The kinds of image [`derainzoo.derain`][derainzoo.inference.derain] takes and gives back."""
 
 OUTPUT_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
 """Formats [`save_image`][derainzoo.image_io.save_image] writes, by the name the command line takes (``--format``)."""
@@ -144,3 +155,122 @@ def save_image(
                 exif[_EXIF_ORIENTATION] = 1
             options["exif"] = exif.tobytes()
     image.save(path, format=file_format, **options)
+
+
+def _check_values(batch: Tensor, what: str) -> None:
+    if batch.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(batch.shape)})")
+    if not torch.isfinite(batch).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    low, high = batch.min().item(), batch.max().item()
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(
+            f"{what} must hold values in [0, 1] for a float image, got [{low:.4g}, {high:.4g}]"
+            + (" (divide 0..255 data by 255)" if high > 1.5 else "")
+        )
+
+
+def to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
+    """Convert ``image`` to a model's input and say how to convert the output back.
+
+    Args:
+        image: a PIL image (any mode; EXIF orientation applied; grayscale, 16-bit and alpha
+            remembered), a numpy array ``(H, W, 3)`` (``uint8``, ``uint16`` or float in
+            ``[0, 1]``) or a tensor ``(3, H, W)`` / ``(B, 3, H, W)`` (float in ``[0, 1]`` or ``uint8``).
+
+    Returns:
+        ``(batch, restore)``: a ``(B, 3, H, W)`` float32 batch in ``[0, 1]``, and a function that
+        turns a ``(B, 3, H, W)`` output in ``[0, 1]`` into the caller's kind, dtype and device.
+
+    Raises:
+        TypeError: an unsupported type or dtype.
+        ValueError: a wrong shape, an empty image, NaN/inf, or float values outside ``[0, 1]``.
+    """
+    if isinstance(image, Image.Image):
+        batch, restore = _pil_to_batch(image)
+    elif isinstance(image, np.ndarray):
+        batch, restore = _array_to_batch(image)
+    elif isinstance(image, Tensor):
+        batch, restore = _tensor_to_batch(image)
+    else:
+        raise TypeError(
+            f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
+        )
+    # Integer and PIL inputs are in range by construction; the check costs one pass over the pixels.
+    _check_values(batch, "image")
+    return batch, restore
+
+
+def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.Image]]:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("P", "PA"):
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    grayscale = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    sixteen_bit = False
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        plane = np.asarray(image, dtype=np.float64)
+        sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and plane.max() > 255)
+        scale = 65535.0 if sixteen_bit else (1.0 if image.mode == "F" else 255.0)
+        rgb = np.repeat((plane / scale).clip(0, 1)[..., None], 3, axis=2).astype(np.float32)
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    batch = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+
+    def restore(output: Tensor) -> Image.Image:
+        if sixteen_bit:  # 16-bit grayscale stays 16-bit (the model's luma, as for 8-bit grayscale)
+            luma = rgb_to_luma(output[:1].float())[0, 0].cpu().numpy()
+            return Image.fromarray((luma * 65535.0).round().astype(np.uint16))
+        pixels = (output[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+        result = Image.fromarray(pixels, mode="RGB")
+        if grayscale:
+            result = result.convert("L")
+        if alpha is not None:
+            result = result.convert("LA" if grayscale else "RGBA")
+            result.putalpha(alpha.convert("L"))
+        return result
+
+    return batch, restore
+
+
+def _array_to_batch(array: np.ndarray) -> tuple[Tensor, Callable[[Tensor], np.ndarray]]:
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"a numpy image must have shape (H, W, 3), got {array.shape}")
+    dtype = array.dtype
+    if dtype == np.uint8 or dtype == np.uint16:
+        scale = float(np.iinfo(dtype).max)
+        batch = torch.from_numpy(array.astype(np.float32) / scale).permute(2, 0, 1)[None]
+    elif np.issubdtype(dtype, np.floating):
+        scale = None
+        batch = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+    else:
+        raise TypeError(f"a numpy image must be uint8, uint16 or float in [0, 1], got dtype {dtype}")
+
+    def restore(output: Tensor) -> np.ndarray:
+        pixels = output[0].permute(1, 2, 0).cpu().numpy()
+        if scale is None:
+            return pixels.astype(dtype)
+        return (pixels * scale).round().astype(dtype)
+
+    return batch, restore
+
+
+def _tensor_to_batch(tensor: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:
+        raise ValueError(f"a tensor image must have shape (3, H, W) or (B, 3, H, W), got {tuple(tensor.shape)}")
+    batch = tensor if tensor.ndim == 4 else tensor[None]
+    if tensor.dtype == torch.uint8:
+        batch = batch.float() / 255.0
+    elif tensor.is_floating_point():
+        batch = batch.float()
+    else:
+        raise TypeError(f"a tensor image must be float in [0, 1] or uint8, got dtype {tensor.dtype}")
+
+    def restore(output: Tensor) -> Tensor:
+        output = output if tensor.ndim == 4 else output[0]
+        if tensor.dtype == torch.uint8:
+            return (output * 255.0).round().to(torch.uint8).to(tensor.device)
+        return output.to(device=tensor.device, dtype=tensor.dtype)
+
+    return batch, restore
