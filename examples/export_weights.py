@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import derainzoo
-from derainzoo.hub import BUNDLED_WEIGHTS_DIR, WeightsMismatchError, read_safetensors, save_weights
+from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, WeightsMismatchError, read_safetensors, save_weights
 from derainzoo.training import load_training_state
 
 

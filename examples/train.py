@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 import derainzoo
+from derainzoo._helpers import save_weights
 from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
-from derainzoo.hub import save_weights
 from derainzoo.losses import PIXEL_LOSSES, DualStageLoss
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 

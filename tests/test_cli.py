@@ -12,8 +12,8 @@ import torch
 from PIL import Image, JpegImagePlugin
 
 import derainzoo
+from derainzoo._helpers import save_weights
 from derainzoo.cli import main
-from derainzoo.hub import save_weights
 
 from .helpers import TINY, smooth_image, tiny_model
 

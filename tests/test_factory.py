@@ -7,7 +7,7 @@ import timm
 import torch
 
 import derainzoo
-from derainzoo.hub import BUNDLED_WEIGHTS_DIR, save_weights
+from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, save_weights
 
 from .helpers import TINY, tiny_model
 

@@ -1,23 +1,20 @@
-"""Weights: safetensors round trips, sha256 checks, refusal of pickles and foreign state dicts."""
+"""The Hub layout and the one path every source of weights takes (local file, overlay, local-dir:, hf-hub:)."""
 
 from __future__ import annotations
 
+import ast
 import json
-import pickle
 from pathlib import Path
 
 import pytest
+import timm
+import timm.models._hub
 import torch
 
 import derainzoo
-from derainzoo.hub import (
-    ChecksumMismatchError,
-    UnsafeCheckpointError,
-    WeightsMismatchError,
-    file_sha256,
-    load_weights,
-    save_weights,
-)
+import derainzoo._helpers
+from derainzoo._helpers import ChecksumMismatchError, UnsafeCheckpointError, save_weights
+from derainzoo.hub import from_pretrained, push_to_hub, save_pretrained
 
 from .helpers import TINY, tiny_model
 
@@ -30,115 +27,7 @@ def saved(tmp_path):
     return model, path, checksum
 
 
-def test_round_trip_gives_identical_outputs(saved) -> None:
-    model, path, checksum = saved
-    assert path.with_name("tiny.safetensors.sha256").read_text().split()[0] == checksum == file_sha256(path)
-    loaded = load_weights(tiny_model(seed=2), path)
-    x = torch.rand(1, 3, 24, 24)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
-
-
-def test_half_precision_storage_is_smaller_and_close(tmp_path) -> None:
-    model = tiny_model(seed=1)
-    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
-    save_weights(model, full)
-    save_weights(model, half, dtype=torch.float16)
-    assert half.stat().st_size < 0.6 * full.stat().st_size
-    loaded = load_weights(tiny_model(seed=2), half)
-    assert all(p.dtype == torch.float32 for p in loaded.parameters())
-    x = torch.rand(1, 3, 24, 24)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=5e-3)
-
-
-def test_tampered_file_is_refused(saved) -> None:
-    _, path, _ = saved
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(ChecksumMismatchError, match="sha256"):
-        load_weights(tiny_model(), path)
-
-
-def test_explicit_checksum_is_checked(saved) -> None:
-    _, path, checksum = saved
-    load_weights(tiny_model(), path, sha256=checksum.upper())
-    with pytest.raises(ChecksumMismatchError):
-        load_weights(tiny_model(), path, sha256="f" * 64)
-
-
-def test_truncated_file_is_refused(saved) -> None:
-    _, path, _ = saved
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    path.with_name(path.name + ".sha256").unlink()
-    with pytest.raises(UnsafeCheckpointError, match="safetensors"):
-        load_weights(tiny_model(), path)
-
-
-@pytest.mark.parametrize(
-    ("write", "magic"),
-    [
-        (lambda path: torch.save(tiny_model().state_dict(), path), b"PK"),  # torch.save's zip archive
-        (lambda path: path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4)), b"\x80"),  # plain pickle
-    ],
-    ids=["torch_save", "plain_pickle"],
-)
-def test_pickle_checkpoint_is_refused_with_an_explanation(tmp_path, write, magic) -> None:
-    path = tmp_path / "model.pth"
-    write(path)
-    assert path.read_bytes().startswith(magic)
-    with pytest.raises(UnsafeCheckpointError, match="pickle.*arbitrary code"):
-        load_weights(tiny_model(), path)
-
-
-def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path) -> None:
-    # Pickles open with the byte 0x80; so does a safetensors file whose header is 0x..80 bytes long
-    # (a bundled weights file once was, and was refused).
-    model, path = tiny_model(seed=1), tmp_path / "tiny.safetensors"
-    for padding in range(0, 2048, 8):
-        save_weights(model, path, metadata={"architecture": TINY, "padding": "x" * padding})
-        if path.read_bytes()[:1] == b"\x80":
-            break
-    else:
-        pytest.fail("no padding gave a header length whose first byte is 0x80")
-    loaded = load_weights(tiny_model(seed=2), path)
-    x = torch.rand(1, 3, 24, 24)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
-
-
-def test_weights_of_another_variant_name_the_mismatch(tmp_path) -> None:
-    path = tmp_path / "small.safetensors"
-    save_weights(derainzoo.create_model("dual_stage_derain_small"), path)
-    with pytest.raises(WeightsMismatchError, match="another variant") as info:
-        load_weights(tiny_model(), path)
-    message = str(info.value)
-    # small has a second block at U-Net level 1, and wider layers everywhere.
-    assert "unexpected keys" in message and "stage1_body.decoder_stages.0.blocks.1." in message
-    assert "shape mismatches" in message and "file (96,) vs model (64,)" in message
-
-
-def test_missing_and_unexpected_keys_are_named(tmp_path) -> None:
-    state = tiny_model().state_dict()
-    state["extra.weight"] = torch.zeros(1)
-    del state["stage2_head.weight"]
-    path = tmp_path / "odd.safetensors"
-    save_weights(state, path)
-    with pytest.raises(
-        WeightsMismatchError, match=r"missing keys \(1\): stage2_head.weight.*unexpected keys \(1\): extra.weight"
-    ):
-        load_weights(tiny_model(), path)
-
-
-def test_missing_file_is_reported(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
-        load_weights(tiny_model(), tmp_path / "nothing.safetensors")
-
-
 def test_hub_files_must_be_safetensors() -> None:
-    import timm
-
     # Refused before anything is downloaded.
     with pytest.raises(UnsafeCheckpointError, match=r"\.safetensors"):
         timm.create_model(
@@ -149,9 +38,6 @@ def test_hub_files_must_be_safetensors() -> None:
 
 
 def test_hub_downloads_go_through_the_checked_loader(saved, monkeypatch) -> None:
-    import timm
-    import timm.models._hub
-
     model, path, _ = saved
     requested = []
 
@@ -172,10 +58,6 @@ def test_hub_downloads_go_through_the_checked_loader(saved, monkeypatch) -> None
 
 
 def test_save_pretrained_round_trips_through_from_pretrained_and_timm_local_dir(tmp_path) -> None:
-    import timm
-
-    from derainzoo.hub import from_pretrained, save_pretrained
-
     model = derainzoo.create_model("dual_stage_derain_tiny", pretrained=True).eval()
     folder = save_pretrained(model, tmp_path / "tiny")
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -197,8 +79,6 @@ def test_save_pretrained_round_trips_through_from_pretrained_and_timm_local_dir(
 
 
 def test_from_pretrained_checks_the_folder(tmp_path) -> None:
-    from derainzoo.hub import from_pretrained, save_pretrained
-
     folder = save_pretrained(derainzoo.create_model("dual_stage_derain_tiny"), tmp_path / "m", model_card="# mine\n")
     assert (folder / "README.md").read_text() == "# mine\n"
     weights = folder / "model.safetensors"
@@ -212,8 +92,6 @@ def test_from_pretrained_checks_the_folder(tmp_path) -> None:
 
 def test_push_to_hub_uploads_the_save_pretrained_layout(monkeypatch) -> None:
     import huggingface_hub
-
-    from derainzoo.hub import push_to_hub
 
     calls = {}
 
@@ -235,3 +113,97 @@ def test_push_to_hub_uploads_the_save_pretrained_layout(monkeypatch) -> None:
     assert calls["create"] == ("someone/derain-tiny", True, True) and calls["token"] == "t"
     assert calls["files"] == ["README.md", "config.json", "model.safetensors", "model.safetensors.sha256"]
     assert calls["upload"] == ("someone/derain-tiny", "Add model")
+
+
+def test_every_source_of_weights_loads_the_same_tensors_through_one_function(tmp_path, monkeypatch) -> None:
+    """weights=PATH, a pretrained_cfg overlay file, local-dir: and hf-hub: all end in
+    derainzoo._helpers.load_weights (the models' load_pretrained hook) and give the same tensors."""
+    trained = tiny_model(seed=3)
+    folder = save_pretrained(trained, tmp_path / "folder")
+    weights = folder / "model.safetensors"
+    calls = []
+    original = derainzoo._helpers.load_weights
+
+    def spy(model, path, **kwargs):
+        calls.append(Path(path))
+        return original(model, path, **kwargs)
+
+    monkeypatch.setattr(derainzoo._helpers, "load_weights", spy)
+
+    def fake_download(repo_id, filename, revision=None, cache_dir=None, **kwargs):
+        return str(folder / filename)
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", fake_download)
+    loaded = [
+        derainzoo.create_model(TINY, weights=weights),
+        derainzoo.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights))),
+        timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights))),
+        derainzoo.create_model(f"local-dir:{folder}"),
+        from_pretrained(folder),
+        derainzoo.create_model("hf-hub:someone/tiny"),
+    ]
+    assert calls == [weights] * len(loaded)
+    for model in loaded:
+        assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), model.state_dict().values()))
+
+
+def test_weights_and_pretrained_or_a_source_name_are_refused_together(saved) -> None:
+    _, path, _ = saved
+    with pytest.raises(ValueError, match="weights=PATH alone"):
+        derainzoo.create_model(TINY, pretrained=True, weights=path)
+    with pytest.raises(ValueError, match="weights=PATH alone"):
+        derainzoo.create_model(f"local-dir:{path.parent}", weights=path)
+
+
+def test_a_local_dir_of_another_library_is_named(tmp_path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 10}))
+    with pytest.raises(ValueError, match="unknown model 'resnet18'"):
+        derainzoo.create_model(f"local-dir:{tmp_path}")
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    """Module-level and function-level imports between derainzoo's own modules form no cycle."""
+    root = Path(derainzoo.__file__).parent
+    modules = {
+        ".".join(("derainzoo", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
+        for path in root.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
+                # `from package import submodule` imports the submodule; other names come from `base`.
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+                ]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            imported |= {target for target in targets if target in modules and target != name}
+        graph[name] = imported
+
+    def depends(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for target in graph[stack.pop()]:
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return seen
+
+    # A package importing its own submodules (derainzoo -> derainzoo.models) is not a cycle;
+    # a module reachable from its own imports is.
+    cycles = sorted(
+        name
+        for name in graph
+        if name in depends(name) and not any(other.startswith(name + ".") for other in graph[name])
+    )
+    assert not cycles, f"import cycles through: {cycles}"

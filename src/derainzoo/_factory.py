@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import sys
 from typing import Any
 
 import timm
-from timm.models import get_arch_pretrained_cfgs, model_entrypoint
+from timm.models import get_arch_pretrained_cfgs, model_entrypoint, parse_model_name
+from timm.models._factory import load_model_config_from_path
 from torch import nn
-
-from derainzoo.hub import load_weights
 
 __all__ = ["create_model", "list_models", "list_pretrained"]
 
@@ -46,14 +44,21 @@ def create_model(
 ) -> nn.Module:
     """Build a derainzoo model, optionally with weights.
 
+    Every source of weights takes one path: timm resolves it from the model's pretrained cfg and
+    the model's ``load_pretrained`` hook reads the file with
+    [`load_weights`][derainzoo._helpers.load_weights] (safetensors only, checked against its
+    ``.sha256``, keys of earlier layouts mapped by the architecture's ``checkpoint_filter_fn``).
+
     Args:
         model_name: an architecture from [`list_models`][derainzoo._factory.list_models], optionally with a pretrained tag
-            (``"dual_stage_derain.rain100l"``).
+            (``"dual_stage_derain.rain100l"``); or, as in timm, ``"local-dir:FOLDER"`` (a folder
+            written by [`save_pretrained`][derainzoo.hub.save_pretrained]) or ``"hf-hub:user/name"``
+            (the same layout on the Hugging Face Hub), whose weights are loaded (``pretrained``
+            is implied).
         pretrained: load the weights named by the model's pretrained cfg (bundled file, or
             what ``pretrained_cfg_overlay`` points to).
-        weights: a local safetensors file to load instead (checked against ``<file>.sha256``
-            when that exists; keys of earlier layouts are mapped by the architecture's
-            ``checkpoint_filter_fn``).
+        weights: a local safetensors file to load instead: the same as
+            ``pretrained=True, pretrained_cfg_overlay=dict(file=weights)``.
         **kwargs: passed to the model constructor and to ``timm.create_model``
             (e.g. ``pretrained_cfg_overlay``).
 
@@ -62,12 +67,32 @@ def create_model(
 
     Raises:
         ValueError: ``model_name`` is not a derainzoo model (the message suggests close names),
-            or its tag is unknown (the message lists the tags).
-        derainzoo.hub.PretrainedWeightsUnavailableError: ``pretrained=True`` but no weights exist.
+            its tag is unknown (the message lists the tags), or ``weights`` comes with
+            ``pretrained=True`` or a source name.
+        FileNotFoundError: a ``local-dir:`` folder without ``config.json``.
+        derainzoo._helpers.PretrainedWeightsUnavailableError: ``pretrained=True`` but no weights exist.
 
     Examples:
         >>> model = create_model("dual_stage_derain_tiny").eval()
     """
+    source, model_id = parse_model_name(model_name)
+    if weights is not None and (pretrained or source):
+        raise ValueError("pass weights=PATH alone, not with pretrained=True or a local-dir:/hf-hub: name")
+    if source == "local-dir":
+        if not os.path.isfile(os.path.join(model_id, "config.json")):
+            raise FileNotFoundError(f"{model_id} holds no config.json: not a folder written by save_pretrained()")
+        _check_architecture(load_model_config_from_path(model_id)[1])
+    elif source is None:
+        _check_architecture(model_name)
+    if weights is not None:
+        pretrained = True
+        kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": os.fspath(weights)}
+    return timm.create_model(model_name, pretrained=pretrained or source is not None, **kwargs)
+
+
+def _check_architecture(model_name: str) -> None:
+    """Raise a ValueError with close names unless ``model_name`` (``arch`` or ``arch.tag``) is a
+    derainzoo architecture with a known tag."""
     architecture = model_name.split(".", 1)[0]
     if architecture not in list_models():
         candidates = list_models() + list_pretrained()
@@ -83,15 +108,3 @@ def create_model(
                 f"unknown pretrained tag {model_name.split('.', 1)[1]!r} for {architecture}; "
                 + (f"its tags: {', '.join(tags)}" if tags else f"{architecture} has no tagged weights")
             )
-    if weights is not None and pretrained:
-        raise ValueError("pass either pretrained=True or weights=PATH, not both")
-    model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
-    if weights is not None:
-        load_weights(model, weights, filter_fn=_checkpoint_filter_fn(architecture))
-    return model
-
-
-def _checkpoint_filter_fn(architecture: str) -> Any:
-    """The ``checkpoint_filter_fn`` of the module that registers ``architecture`` (timm's
-    convention for mapping older checkpoints), or ``None``."""
-    return getattr(sys.modules[model_entrypoint(architecture).__module__], "checkpoint_filter_fn", None)

@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 from derainzoo import __version__
 from derainzoo._factory import create_model, list_models, list_pretrained
+from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
 from derainzoo.evaluation import evaluate
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
-from derainzoo.hub import PretrainedWeightsUnavailableError
 from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference
 from derainzoo.self_ensemble import SelfEnsemble
@@ -111,7 +111,7 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
             images = [p for p in entries if p.suffix.lower() in image_suffixes]
             skipped = [p.name for p in entries if p.suffix.lower() not in image_suffixes]
             if skipped:
-                notes.append(f"{path}: skipping {len(skipped)} file(s) that are not images: {_preview(skipped)}")
+                notes.append(f"{path}: skipping {len(skipped)} file(s) that are not images: {preview_names(skipped)}")
             if not images:
                 errors.append(f"{path}: folder holds no image files")
             files.extend(images)
@@ -120,10 +120,6 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
         else:
             errors.append(f"{path}: no such file or folder")
     return files, errors, notes
-
-
-def _preview(names: Sequence[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _device(name: str | None) -> torch.device:
@@ -197,19 +193,19 @@ def _plan_outputs(files: Sequence[Path], args: argparse.Namespace) -> tuple[list
     for target, sources in by_target.items():
         if len(sources) > 1:
             problems.append(
-                f"{len(sources)} inputs would be written to the same file {target}: {_preview([str(p) for p in sources])}; "
+                f"{len(sources)} inputs would be written to the same file {target}: {preview_names([str(p) for p in sources])}; "
                 "derain them into different output folders"
             )
     inputs = {path.resolve() for path in files}
     clobbered_inputs = [str(target) for _, target, _ in plan if target.resolve() in inputs]
     if clobbered_inputs:
         problems.append(
-            f"the output would overwrite input file(s) {_preview(clobbered_inputs)}; choose another -o folder"
+            f"the output would overwrite input file(s) {preview_names(clobbered_inputs)}; choose another -o folder"
         )
     existing = [str(target) for _, target, _ in plan if target.is_file() and target.resolve() not in inputs]
     if existing and not args.overwrite:
         problems.append(
-            f"{len(existing)} output file(s) exist already: {_preview(existing)}; use --overwrite to replace them"
+            f"{len(existing)} output file(s) exist already: {preview_names(existing)}; use --overwrite to replace them"
         )
     return plan, problems
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 import derainzoo
-from derainzoo.hub import read_safetensors
+from derainzoo._helpers import read_safetensors
 from derainzoo.training import save_training_state
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "export_weights.py"

@@ -8,7 +8,7 @@ import torch
 from timm.optim import create_optimizer_v2
 
 import derainzoo
-from derainzoo.hub import PretrainedWeightsUnavailableError, save_weights
+from derainzoo._helpers import PretrainedWeightsUnavailableError, save_weights
 from derainzoo.models import DerainOutput, DualStageDerain
 from derainzoo.models.dual_stage_derain import checkpoint_filter_fn
 

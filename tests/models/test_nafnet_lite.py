@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import derainzoo
-from derainzoo.hub import PretrainedWeightsUnavailableError
+from derainzoo._helpers import PretrainedWeightsUnavailableError
 from derainzoo.layers import (
     ClusteredNonLocalWindowAttention,
     MorphologicalMaskHead,

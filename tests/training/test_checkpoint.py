@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from derainzoo.hub import WeightsMismatchError, load_weights
+from derainzoo._helpers import WeightsMismatchError, load_weights
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 
 from ..helpers import smooth_image, tiny_model

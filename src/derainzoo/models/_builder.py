@@ -13,17 +13,35 @@ from pathlib import Path
 from typing import Any
 
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from timm.models._hub import HF_SAFE_WEIGHTS_NAME
 from timm.models._pretrained import PretrainedCfg
 from torch import Tensor, nn
 
-from derainzoo.hub import (
-    BUNDLED_WEIGHTS_DIR,
-    DEFAULT_HUB_FILENAME,
-    PretrainedWeightsUnavailableError,
-    UnsafeCheckpointError,
-)
+from derainzoo import _helpers
+from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, PretrainedWeightsUnavailableError, UnsafeCheckpointError
 
-__all__ = ["BUNDLED_WEIGHTS_DIR", "build_derainzoo_model", "checked_pretrained_cfg", "image_to_image_cfg"]
+__all__ = [
+    "BUNDLED_WEIGHTS_DIR",
+    "PretrainedLoadMixin",
+    "build_derainzoo_model",
+    "checked_pretrained_cfg",
+    "image_to_image_cfg",
+]
+
+
+class PretrainedLoadMixin:
+    """timm's ``custom_load`` hook for derainzoo's models: every weights file a pretrained cfg
+    names (a bundled file, an overlay ``file``, a ``local-dir:`` folder's or a Hub download) is read
+    by [`load_weights`][derainzoo._helpers.load_weights], with the class's
+    ``pretrained_filter_fn`` (timm's ``checkpoint_filter_fn(state_dict, model)``, a static method;
+    ``None`` when no older key layout exists)."""
+
+    pretrained_filter_fn: Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]] | None = None
+
+    def load_pretrained(self, checkpoint_path: str | Path) -> None:
+        """Read ``checkpoint_path`` with derainzoo's checked loader (safetensors only, sha256
+        compared with ``<file>.sha256`` where recorded, older keys mapped)."""
+        _helpers.load_weights(self, checkpoint_path, filter_fn=type(self).pretrained_filter_fn)
 
 
 def image_to_image_cfg(**kwargs: Any) -> dict[str, Any]:
@@ -39,7 +57,7 @@ def image_to_image_cfg(**kwargs: Any) -> dict[str, Any]:
         "crop_pct": 1.0,
         "classifier": None,
         "custom_load": "hf",
-        "hf_hub_filename": DEFAULT_HUB_FILENAME,
+        "hf_hub_filename": HF_SAFE_WEIGHTS_NAME,
         "license": "apache-2.0",
         "notes": (
             "Image to image: feed whole RGB images in [0, 1], neither resized, cropped nor normalized (any size; "
@@ -64,10 +82,10 @@ def checked_pretrained_cfg(variant: str, kwargs: dict[str, Any]) -> PretrainedCf
     # timm resets custom_load when an overlay names a new source; files must still take our loader.
     cfg = dataclasses.replace(cfg, custom_load="hf")
     if cfg.source == "local-dir":
-        cfg = dataclasses.replace(cfg, source="", file=str(Path(cfg.file) / DEFAULT_HUB_FILENAME))
+        cfg = dataclasses.replace(cfg, source="", file=str(Path(cfg.file) / HF_SAFE_WEIGHTS_NAME))
     label = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
     if cfg.hf_hub_id and not (cfg.file or cfg.state_dict):
-        filename = cfg.hf_hub_filename or DEFAULT_HUB_FILENAME
+        filename = cfg.hf_hub_filename or HF_SAFE_WEIGHTS_NAME
         if not filename.endswith(".safetensors"):
             raise UnsafeCheckpointError(f"hf_hub_filename must name a .safetensors file, got {filename!r}")
         cfg = dataclasses.replace(cfg, hf_hub_filename=filename)
@@ -85,22 +103,16 @@ def checked_pretrained_cfg(variant: str, kwargs: dict[str, Any]) -> PretrainedCf
 
 
 def build_derainzoo_model(
-    model_cls: type[nn.Module],
-    variant: str,
-    pretrained: bool,
-    num_feature_levels: int,
-    filter_fn: Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]] | None = None,
-    **kwargs: Any,
+    model_cls: type[nn.Module], variant: str, pretrained: bool, num_feature_levels: int, **kwargs: Any
 ) -> nn.Module:
     """Build ``model_cls`` through timm's ``build_model_with_cfg``, with the checked pretrained cfg.
 
     Args:
-        model_cls: the architecture's class; its ``load_pretrained`` reads weights files.
+        model_cls: the architecture's class, a [`PretrainedLoadMixin`][derainzoo.models._builder.PretrainedLoadMixin]
+            whose ``load_pretrained`` reads weights files.
         variant: the registered name.
         pretrained: load the weights the cfg names.
         num_feature_levels: feature maps ``features_only`` can return (``out_indices`` default).
-        filter_fn: maps the keys of older weights files to the model's (timm's
-            ``pretrained_filter_fn``).
         **kwargs: constructor arguments, and timm's (``pretrained_cfg_overlay``, ``features_only``...).
 
     Returns:
@@ -112,7 +124,7 @@ def build_derainzoo_model(
         variant,
         pretrained,
         pretrained_cfg=pretrained_cfg,
-        pretrained_filter_fn=filter_fn,
+        pretrained_filter_fn=model_cls.pretrained_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(num_feature_levels))),
         **kwargs,
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,6 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from derainzoo.hub import load_weights
 from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
@@ -32,7 +30,12 @@ from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_image_batch
 from derainzoo.layers.window import crop_like, pad_to_multiple
 from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
-from derainzoo.models._builder import BUNDLED_WEIGHTS_DIR, build_derainzoo_model, image_to_image_cfg
+from derainzoo.models._builder import (
+    BUNDLED_WEIGHTS_DIR,
+    PretrainedLoadMixin,
+    build_derainzoo_model,
+    image_to_image_cfg,
+)
 from derainzoo.models._output import DerainOutput
 
 __all__ = [
@@ -341,7 +344,47 @@ class DetailReconstruction(nn.Module):
         return features + self.to_full_resolution(half)
 
 
-class DualStageDerain(nn.Module):
+_PRE_STAGE_KEY = re.compile(r"^stage1_body\.(encoders|downsamples|bottleneck|upsamples|fusions|decoders)\.(\d+)\.(.*)$")
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) -> dict[str, Tensor]:
+    """Map the keys of weights saved before the stage-module layout (derainzoo 0.1, parallel
+    lists indexed by level) to today's; other keys pass through unchanged.
+
+    ``stage1_body.encoders.L.i`` becomes ``stage1_body.encoder_stages.L.blocks.i``,
+    ``downsamples.L`` the ``downsample`` of the stage of level ``L + 1`` (the bottleneck's for the
+    last), ``bottleneck.i`` ``bottleneck.blocks.i``, and ``upsamples`` / ``fusions`` / ``decoders``
+    of level ``L`` the ``upsample`` / ``fusion`` / ``blocks`` of the decoder stage that runs at
+    that level (``decoder_stages`` count in the order they run, deepest first).
+
+    Args:
+        state_dict: the weights as saved.
+        model: the model they are for (its number of levels places the keys).
+
+    Returns:
+        A new state dict in the model's layout.
+    """
+    num_encoder_stages = len(model.stage1_body.encoder_stages)
+
+    def rename(key: str) -> str:
+        match = _PRE_STAGE_KEY.match(key)
+        if match is None:
+            return key
+        kind, level, rest = match.group(1), int(match.group(2)), match.group(3)
+        if kind == "encoders":
+            return f"stage1_body.encoder_stages.{level}.blocks.{rest}"
+        if kind == "downsamples":
+            owner = f"encoder_stages.{level + 1}" if level + 1 < num_encoder_stages else "bottleneck"
+            return f"stage1_body.{owner}.downsample.{rest}"
+        if kind == "bottleneck":
+            return f"stage1_body.bottleneck.blocks.{level}.{rest}"
+        part = {"upsamples": "upsample", "fusions": "fusion", "decoders": "blocks"}[kind]
+        return f"stage1_body.decoder_stages.{num_encoder_stages - 1 - level}.{part}.{rest}"
+
+    return {rename(key): value for key, value in state_dict.items()}
+
+
+class DualStageDerain(PretrainedLoadMixin, nn.Module):
     """The dual-stage deraining network.
 
     * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] predicts the rain
@@ -414,6 +457,9 @@ class DualStageDerain(nn.Module):
         >>> [(info["num_chs"], info["reduction"]) for info in model.feature_info]
         [(8, 1), (16, 2)]
     """
+
+    # Weights files of the pre-stage layout (derainzoo 0.1) load through timm's custom_load hook.
+    pretrained_filter_fn = staticmethod(checkpoint_filter_fn)
 
     def __init__(
         self,
@@ -571,12 +617,6 @@ class DualStageDerain(nn.Module):
         body = self.stage1_body
         stages = [*body.encoder_stages, body.bottleneck, *body.decoder_stages, self.stage2_body]
         return [stage for stage in stages if stage is not None]
-
-    def load_pretrained(self, checkpoint_path: str | Path) -> None:
-        """timm's ``custom_load`` hook: read a weights file with derainzoo's checked loader
-        (safetensors only, sha256 compared with ``<file>.sha256`` where recorded, keys of
-        earlier layouts mapped by [`checkpoint_filter_fn`][derainzoo.models.dual_stage_derain.checkpoint_filter_fn])."""
-        load_weights(self, checkpoint_path, filter_fn=checkpoint_filter_fn)
 
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
@@ -763,46 +803,6 @@ def _check_ablation_switches(
     return mask_source
 
 
-_PRE_STAGE_KEY = re.compile(r"^stage1_body\.(encoders|downsamples|bottleneck|upsamples|fusions|decoders)\.(\d+)\.(.*)$")
-
-
-def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) -> dict[str, Tensor]:
-    """Map the keys of weights saved before the stage-module layout (derainzoo 0.1, parallel
-    lists indexed by level) to today's; other keys pass through unchanged.
-
-    ``stage1_body.encoders.L.i`` becomes ``stage1_body.encoder_stages.L.blocks.i``,
-    ``downsamples.L`` the ``downsample`` of the stage of level ``L + 1`` (the bottleneck's for the
-    last), ``bottleneck.i`` ``bottleneck.blocks.i``, and ``upsamples`` / ``fusions`` / ``decoders``
-    of level ``L`` the ``upsample`` / ``fusion`` / ``blocks`` of the decoder stage that runs at
-    that level (``decoder_stages`` count in the order they run, deepest first).
-
-    Args:
-        state_dict: the weights as saved.
-        model: the model they are for (its number of levels places the keys).
-
-    Returns:
-        A new state dict in the model's layout.
-    """
-    num_encoder_stages = len(model.stage1_body.encoder_stages)
-
-    def rename(key: str) -> str:
-        match = _PRE_STAGE_KEY.match(key)
-        if match is None:
-            return key
-        kind, level, rest = match.group(1), int(match.group(2)), match.group(3)
-        if kind == "encoders":
-            return f"stage1_body.encoder_stages.{level}.blocks.{rest}"
-        if kind == "downsamples":
-            owner = f"encoder_stages.{level + 1}" if level + 1 < num_encoder_stages else "bottleneck"
-            return f"stage1_body.{owner}.downsample.{rest}"
-        if kind == "bottleneck":
-            return f"stage1_body.bottleneck.blocks.{level}.{rest}"
-        part = {"upsamples": "upsample", "fusions": "fusion", "decoders": "blocks"}[kind]
-        return f"stage1_body.decoder_stages.{num_encoder_stages - 1 - level}.{part}.{rest}"
-
-    return {rename(key): value for key, value in state_dict.items()}
-
-
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return image_to_image_cfg(
         first_conv="stage1_embed",
@@ -838,9 +838,7 @@ default_cfgs = generate_default_cfgs(
 
 
 def _create_dual_stage_derain(variant: str, pretrained: bool = False, **kwargs: Any) -> DualStageDerain:
-    return build_derainzoo_model(
-        DualStageDerain, variant, pretrained, len(kwargs["depths"]), checkpoint_filter_fn, **kwargs
-    )
+    return build_derainzoo_model(DualStageDerain, variant, pretrained, len(kwargs["depths"]), **kwargs)
 
 
 @register_model

@@ -15,7 +15,6 @@ into another network gives in practice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,6 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from derainzoo.hub import load_weights
 from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import MorphologicalMaskHead
@@ -31,7 +29,7 @@ from derainzoo.layers.naf_block import NAFBlock
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.validation import check_image_batch
 from derainzoo.layers.window import crop_like, pad_to_multiple
-from derainzoo.models._builder import build_derainzoo_model, image_to_image_cfg
+from derainzoo.models._builder import PretrainedLoadMixin, build_derainzoo_model, image_to_image_cfg
 from derainzoo.models._output import DerainOutput
 
 __all__ = ["NAFDecoderStage", "NAFEncoderStage", "NAFNetLite"]
@@ -87,7 +85,7 @@ class NAFDecoderStage(nn.Module):
         return run_blocks(self.blocks, self.upsample(features) + skip, mask, checkpointing=self.grad_checkpointing)
 
 
-class NAFNetLite(nn.Module):
+class NAFNetLite(PretrainedLoadMixin, nn.Module):
     """A small NAFNet for deraining, optionally with derainzoo's blocks in place of its own.
 
     ``y = x + ending(decoder(encoder(intro(x))))``: a 3x3 intro convolution to ``width``
@@ -239,10 +237,6 @@ class NAFNetLite(nn.Module):
         """The stages that exist, in the order they run (pruning removes the later ones)."""
         stages = [*self.encoder_stages, self.bottleneck, *self.decoder_stages]
         return [stage for stage in stages if stage is not None]
-
-    def load_pretrained(self, checkpoint_path: str | Path) -> None:
-        """timm's ``custom_load`` hook: derainzoo's checked safetensors loader."""
-        load_weights(self, checkpoint_path)
 
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from derainzoo.hub import WeightsMismatchError, check_state_dict_fits, read_safetensors, save_weights
+from derainzoo._helpers import WeightsMismatchError, check_state_dict_fits, read_safetensors, save_weights
 
 __all__ = ["load_training_state", "save_training_state"]
 
@@ -35,7 +35,7 @@ def save_training_state(
     """Write everything needed to continue training exactly where it stopped.
 
     The file is written next to ``path`` first and renamed, so an interrupted save never leaves
-    a broken checkpoint behind.
+    a broken checkpoint behind (as every [`save_weights`][derainzoo._helpers.save_weights] does).
 
     Args:
         path: destination ``.safetensors`` file.
@@ -65,14 +65,7 @@ def save_training_state(
         "scheduler": json.dumps(scheduler.state_dict()),
         "extra": json.dumps(extra or {}),
     }
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    checksum = save_weights(tensors, partial, metadata=metadata)
-    partial.replace(path)
-    # The sidecar must name the final file, or `sha256sum -c` looks for the partial one.
-    partial.with_name(partial.name + ".sha256").unlink()
-    path.with_name(path.name + ".sha256").write_text(f"{checksum}  {path.name}\n")
-    return checksum
+    return save_weights(tensors, path, metadata=metadata)
 
 
 def load_training_state(
