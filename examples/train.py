@@ -22,6 +22,7 @@ deadline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -208,13 +209,132 @@ def parameters_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    rank, world_size, device = setup_distributed()
-    is_main = rank == 0
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+@dataclasses.dataclass
+class RunState:
+    """What a run carries from step to step and across resumes (all saved in the checkpoint)."""
 
+    step: int = 0
+    best_psnr: float = float("-inf")
+    hours_before: float = 0.0  # training hours of the earlier phases of a resumed run
+    start_time: float = dataclasses.field(default_factory=time.monotonic)
+
+    def train_hours(self) -> float:
+        """Hours of training of this run, all phases of a resumed run together (time-to-quality)."""
+        return self.hours_before + (time.monotonic() - self.start_time) / 3600
+
+
+@dataclasses.dataclass
+class Trainer:
+    """The objects one optimisation step touches, built once by ``main``."""
+
+    args: argparse.Namespace
+    model: nn.Module  # the bare model (checkpoints, EMA, clipping)
+    network: nn.Module  # what runs the forward pass: the model wrapped by DDP / torch.compile
+    ema: ModelEmaV3
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: DualStageLoss
+    autocast: torch.autocast
+    device: torch.device
+    val_sets: dict[str, PairedImageFolder]
+    is_main: bool
+    world_size: int
+
+
+def save_checkpoint(trainer: Trainer, state: RunState) -> None:
+    """Write ``OUT/last.safetensors``: everything an exact resume needs (main process only)."""
+    if not trainer.is_main:
+        return
+    args = trainer.args
+    save_training_state(
+        args.out / "last.safetensors",
+        model=trainer.model,
+        optimizer=trainer.optimizer,
+        scheduler=trainer.scheduler,
+        step=state.step,
+        ema_model=trainer.ema.module,
+        extra={
+            "best_psnr": state.best_psnr,
+            "train_hours": state.train_hours(),
+            "args": {k: argument_text(v) for k, v in vars(args).items()},
+        },
+    )
+
+
+def validate(trainer: Trainer, state: RunState) -> None:
+    """Score the EMA weights on every validation set, log them, and keep the best weights."""
+    if not (trainer.is_main and trainer.val_sets):
+        return
+    args = trainer.args
+    record: dict[str, float] = {
+        "step": state.step,
+        "lr": trainer.scheduler.get_last_lr()[0],
+        "hours": state.train_hours(),
+    }
+    for name, val_set in trainer.val_sets.items():
+        result = evaluate(trainer.ema.module, val_set, device=trainer.device, progress=False)
+        record |= {f"{name}_psnr": result.psnr, f"{name}_ssim": result.ssim}
+        tqdm.write(f"step {state.step}: {name} PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} (EMA weights)")
+    with open(args.out / "log.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    # Model selection weighs every validation set alike (light real rain and heavy rendered rain).
+    score = sum(record[f"{name}_psnr"] for name in trainer.val_sets) / len(trainer.val_sets)
+    if score > state.best_psnr:
+        state.best_psnr = score
+        save_weights(
+            trainer.ema.module,
+            args.out / "best_ema.safetensors",
+            metadata={"architecture": args.model, "step": str(state.step)},
+        )
+
+
+def train_one_epoch(trainer: Trainer, state: RunState, loader: DataLoader, skip_batches: int, progress: tqdm) -> bool:
+    """Train on the epoch's batches from ``skip_batches`` on, validating and checkpointing on
+    schedule; returns True when the run must stop (its last step, or out of time).
+
+    Skipping the batches already done in the epoch makes a resumed run see exactly the batches
+    the uninterrupted run would have seen.
+    """
+    args = trainer.args
+    for rainy, clean, _ in itertools.islice(loader, skip_batches, None):
+        rainy, clean = rainy.to(trainer.device, non_blocking=True), clean.to(trainer.device, non_blocking=True)
+        if args.channels_last:
+            rainy = rainy.contiguous(memory_format=torch.channels_last)
+        with trainer.autocast:
+            outputs = trainer.network(rainy)
+        loss, parts = trainer.criterion(outputs, rainy, clean)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), args.grad_clip)
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+        state.step += 1
+        trainer.ema.update(trainer.model, step=state.step)
+        progress.update(1)
+        if state.step % args.log_every == 0 and trainer.is_main:
+            progress.set_postfix(
+                {name: f"{value.item():.4f}" for name, value in parts.items()}
+                | {"lr": f"{trainer.scheduler.get_last_lr()[0]:.2e}"}
+            )
+        if state.step % args.val_every == 0 or state.step == args.steps:
+            validate(trainer, state)
+        out_of_time = args.time_limit is not None and time.monotonic() - state.start_time > 60 * args.time_limit
+        if trainer.world_size > 1:
+            flag = torch.tensor(float(out_of_time), device=trainer.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        if state.step % args.ckpt_every == 0 or state.step == args.steps or out_of_time:
+            save_checkpoint(trainer, state)
+        if out_of_time or state.step >= args.steps:
+            return True
+    return False
+
+
+def build_data(
+    args: argparse.Namespace, rank: int, world_size: int, is_main: bool, device: torch.device
+) -> tuple[PairedImageFolder | MixedRainDataset, DistributedSampler, DataLoader, dict[str, PairedImageFolder]]:
+    """The training set, its sampler and loader, and the validation sets (held-out pairs, and
+    with ``--rain-mix`` heavy rain rendered over them)."""
     stems = PairedImageFolder(args.data).stems
     if not 0 <= args.val_count < len(stems):
         raise SystemExit(f"--val-count must be in [0, {len(stems) - 1}], got {args.val_count}")
@@ -261,6 +381,16 @@ def main(argv: list[str] | None = None) -> None:
         drop_last=True,
         pin_memory=device.type == "cuda",
     )
+    return train_set, sampler, loader, val_sets
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rank, world_size, device = setup_distributed()
+    is_main = rank == 0
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_set, sampler, loader, val_sets = build_data(args, rank, world_size, is_main, device)
     steps_per_epoch = len(loader)
 
     if not isinstance(args.model_kwargs, dict):
@@ -274,13 +404,14 @@ def main(argv: list[str] | None = None) -> None:
     scheduler = warmup_cosine_schedule(optimizer, args.warmup_steps, args.steps, args.min_lr_ratio)
     criterion = DualStageLoss(args.stage1_weight, args.frequency_weight, args.mask_weight, args.pixel_loss)
 
-    step, best_psnr, extra = 0, float("-inf"), {}
+    state = RunState()
     resume = args.resume or (args.out / "last.safetensors")
     if resume.is_file():
-        step, extra = load_training_state(
+        state.step, extra = load_training_state(
             resume, model=model, optimizer=optimizer, scheduler=scheduler, ema_model=ema.module
         )
-        best_psnr = extra.get("best_psnr", best_psnr)
+        state.best_psnr = extra.get("best_psnr", state.best_psnr)
+        state.hours_before = float(extra.get("train_hours", 0.0))
         changes = changed_arguments(extra.get("args", {}), args)
         if changes and not args.resume_changed:
             raise SystemExit(
@@ -289,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         if is_main:
             print(
-                f"resumed from {resume} at step {step}"
+                f"resumed from {resume} at step {state.step}"
                 + (f" with changed arguments: {'; '.join(changes)}" if changes else "")
             )
 
@@ -301,100 +432,46 @@ def main(argv: list[str] | None = None) -> None:
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     bf16 = (device.type == "cuda" and not args.no_bf16) or args.bf16
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    trainer = Trainer(
+        args=args,
+        model=model,
+        network=network,
+        ema=ema,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        criterion=criterion,
+        autocast=torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+        device=device,
+        val_sets=val_sets,
+        is_main=is_main,
+        world_size=world_size,
+    )
 
-    def checkpoint() -> None:
-        if is_main:
-            save_training_state(
-                args.out / "last.safetensors",
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                step=step,
-                ema_model=ema.module,
-                extra={
-                    "best_psnr": best_psnr,
-                    "train_hours": train_hours(),
-                    "args": {k: argument_text(v) for k, v in vars(args).items()},
-                },
-            )
-
-    def validate() -> None:
-        nonlocal best_psnr
-        if is_main and val_sets:
-            record: dict[str, float] = {"step": step, "lr": scheduler.get_last_lr()[0], "hours": train_hours()}
-            for name, val_set in val_sets.items():
-                result = evaluate(ema.module, val_set, device=device, progress=False)
-                record |= {f"{name}_psnr": result.psnr, f"{name}_ssim": result.ssim}
-                tqdm.write(f"step {step}: {name} PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} (EMA weights)")
-            with open(args.out / "log.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
-            # Model selection weighs every validation set alike (light real rain and heavy rendered rain).
-            score = sum(record[f"{name}_psnr"] for name in val_sets) / len(val_sets)
-            if score > best_psnr:
-                best_psnr = score
-                save_weights(
-                    ema.module,
-                    args.out / "best_ema.safetensors",
-                    metadata={"architecture": args.model, "step": str(step)},
-                )
-
-    start_time = time.monotonic()
-    hours_before = float(extra.get("train_hours", 0.0))
-
-    def train_hours() -> float:
-        """Hours of training of this run, all phases of a resumed run together (time-to-quality)."""
-        return hours_before + (time.monotonic() - start_time) / 3600
-
-    progress = tqdm(total=args.steps, initial=step, desc="train", disable=not is_main, dynamic_ncols=True)
+    # The clock of --time-limit and of the logged hours starts here, after the set-up.
+    state.start_time = time.monotonic()
+    progress = tqdm(total=args.steps, initial=state.step, desc="train", disable=not is_main, dynamic_ncols=True)
     model.train()
-    out_of_time = False
-    while step < args.steps and not out_of_time:
-        epoch = step // steps_per_epoch
+    stop = state.step >= args.steps
+    while not stop:
+        epoch = state.step // steps_per_epoch
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
-        # Skipping the batches already done in this epoch makes a resumed run see exactly the
-        # batches the uninterrupted run would have seen.
-        for rainy, clean, _ in itertools.islice(loader, step % steps_per_epoch, None):
-            rainy, clean = rainy.to(device, non_blocking=True), clean.to(device, non_blocking=True)
-            if args.channels_last:
-                rainy = rainy.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                outputs = network(rainy)
-            loss, parts = criterion(outputs, rainy, clean)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            ema.update(model, step=step)
-            progress.update(1)
-            if step % args.log_every == 0 and is_main:
-                progress.set_postfix(
-                    {name: f"{value.item():.4f}" for name, value in parts.items()}
-                    | {"lr": f"{scheduler.get_last_lr()[0]:.2e}"}
-                )
-            if step % args.val_every == 0 or step == args.steps:
-                validate()
-            out_of_time = args.time_limit is not None and time.monotonic() - start_time > 60 * args.time_limit
-            if world_size > 1:
-                flag = torch.tensor(float(out_of_time), device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
-            if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
-                checkpoint()
-            if out_of_time or step >= args.steps:
-                break
+        stop = train_one_epoch(trainer, state, loader, state.step % steps_per_epoch, progress)
     progress.close()
 
-    if is_main and step >= args.steps:
+    if is_main and state.step >= args.steps:
         save_weights(
-            ema.module, args.out / "final_ema.safetensors", metadata={"architecture": args.model, "step": str(step)}
+            ema.module,
+            args.out / "final_ema.safetensors",
+            metadata={"architecture": args.model, "step": str(state.step)},
         )
     (args.out / f"final_state_rank{rank}.json").write_text(
         json.dumps(
-            {"step": step, "model_sha256": parameters_digest(model), "ema_sha256": parameters_digest(ema.module)}
+            {
+                "step": state.step,
+                "model_sha256": parameters_digest(model),
+                "ema_sha256": parameters_digest(ema.module),
+            }
         )
     )
     if world_size > 1:
