@@ -36,6 +36,7 @@ COMMON = [
 def load_script():
     spec = importlib.util.spec_from_file_location("derainzoo_train_example", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
     spec.loader.exec_module(module)
     return module
 
