@@ -10,7 +10,7 @@ from PIL import Image
 import derainzoo
 from derainzoo.data import PairedImageFolder
 from derainzoo.image_io import load_image
-from derainzoo.inference import DEFAULT_MODEL, default_model, derain, eval_mode
+from derainzoo.inference import DEFAULT_MODEL, default_model, derain, eval_mode, resolve_device
 from derainzoo.metrics import psnr_y, quantize
 from derainzoo.tiling import choose_tile_size, estimate_inference_memory, tiled_forward
 
@@ -229,3 +229,13 @@ def test_tiles_leave_no_seams_with_the_bundled_model() -> None:
     tiled = derain(image, model, tile_size=96, tile_overlap=32)
     difference = (tiled - whole).abs()
     assert difference.mean() < 1 / 255 and difference.max() < 4 / 255
+
+
+def test_resolve_device_checks_names_and_follows_the_model() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None, torch.nn.Linear(2, 2)) == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a device name"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            resolve_device("cuda")

@@ -18,7 +18,7 @@ from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
 from derainzoo.evaluation import evaluate
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
-from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference
+from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings
 
@@ -122,34 +122,9 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
     return files, errors, notes
 
 
-def _device(name: str | None) -> torch.device:
-    """The device to run on; raises ValueError with a one-line reason if it cannot be used."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: not a device name; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu" and not _backend_available(device.type):
-        raise ValueError(f"--device {name}: the {device.type} backend is not available here; use --device cpu")
-    return device
-
-
-def _backend_available(kind: str) -> bool:
-    backend = getattr(torch.backends, kind, None)
-    return bool(backend is not None and getattr(backend, "is_available", lambda: False)())
-
-
 def _check_run_arguments(args: argparse.Namespace) -> torch.device:
     """Everything about the run that does not depend on an image, checked once up front."""
-    device = _device(args.device)
+    device = resolve_device(args.device, name="--device")
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
     if args.memory_budget <= 0:
         raise ValueError(f"--memory-budget must be a positive number of GB, got {args.memory_budget:g}")

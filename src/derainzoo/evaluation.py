@@ -76,8 +76,7 @@ def evaluate(
         [`EvaluationResult`][derainzoo.evaluation.EvaluationResult] with the mean and per-image scores.
     """
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
-    if dataset.crop_size is not None or dataset.augment:
-        raise ValueError("evaluate() needs whole images: build the PairedImageFolder without crop_size and augment")
+    dataset.check_whole_images("evaluate()")
     check_tile_settings(tile_size, tile_overlap)
     device = torch.device(device)
     scores = []

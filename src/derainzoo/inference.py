@@ -15,7 +15,7 @@ from derainzoo.image_io import ImageLike, load_image, to_batch
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_tiles, run_tiled
 
-__all__ = ["DEFAULT_MODEL", "default_model", "derain", "eval_mode", "prepare_for_inference"]
+__all__ = ["DEFAULT_MODEL", "default_model", "derain", "eval_mode", "prepare_for_inference", "resolve_device"]
 
 DEFAULT_MODEL = "dual_stage_derain"
 """The architecture [`derain`][derainzoo.inference.derain] and the command use when no model is
@@ -60,14 +60,38 @@ def eval_mode(model: nn.Module | None) -> Iterator[None]:
         model.train(was_training)
 
 
-def _resolve_device(device: str | torch.device | None, model: nn.Module | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if model is not None:
-        parameter = next(model.parameters(), None)
+def resolve_device(
+    device: str | torch.device | None, model: nn.Module | None = None, name: str = "device"
+) -> torch.device:
+    """The device to run on: ``device`` when given (checked to be usable here), else the device
+    of ``model``'s parameters, else CUDA when available, else the CPU. ``name`` is how error
+    messages call the argument (the command line passes ``"--device"``).
+
+    Raises:
+        ValueError: ``device`` is not a device name, or names one this machine lacks; the
+            message says what to use instead.
+    """
+    if device is None:
+        parameter = None if model is None else next(model.parameters(), None)
         if parameter is not None:
             return parameter.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{name} {device}: not a device name; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type != "cpu":
+        backend = getattr(torch.backends, resolved.type, None)
+        if not (backend is not None and getattr(backend, "is_available", lambda: False)()):
+            raise ValueError(f"{name} {device}: the {resolved.type} backend is not available here; use --device cpu")
+    return resolved
 
 
 def derain(
@@ -128,7 +152,7 @@ def derain(
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     batch, restore = to_batch(image)
-    run_device = _resolve_device(device, model)
+    run_device = resolve_device(device, model)
     net = model if model is not None else default_model(str(run_device))
     runner = SelfEnsemble(net) if self_ensemble else net
     plan = plan_tiles(net, *batch.shape[-2:], tile_size, tile_overlap, memory_budget, batch_size=batch.shape[0])

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from derainzoo.data.paired import PairedImageFolder
-from derainzoo.data.rain_renderer import RAIN_PRESETS, RainPreset, render_rain, sample_rain_params
+from derainzoo.data.rain_renderer import RainPreset, preset_range, render_rain, sample_rain_params
 
 __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
@@ -72,9 +72,7 @@ class MixedRainDataset(Dataset):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
         if isinstance(strength, str):
-            if strength not in RAIN_PRESETS:
-                raise ValueError(f"unknown rain preset {strength!r}; presets: {', '.join(RAIN_PRESETS)}")
-            strength = RAIN_PRESETS[strength]
+            strength = preset_range(strength)
         low, high = strength
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"strength must be a range (low, high) with 0 <= low <= high <= 1, got {strength}")
@@ -139,10 +137,7 @@ def write_rendered_pairs(
     Returns:
         ``folder`` as a `Path`.
     """
-    if pairs.crop_size is not None or pairs.augment:
-        raise ValueError(
-            "write_rendered_pairs() needs whole images: build the PairedImageFolder without crop_size and augment"
-        )
+    pairs.check_whole_images("write_rendered_pairs()")
     folder = Path(folder)
     for side in ("rain", "norain"):
         (folder / side).mkdir(parents=True, exist_ok=True)

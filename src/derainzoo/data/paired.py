@@ -76,6 +76,12 @@ class PairedImageFolder(Dataset):
         """Draw different crops and augmentations in each epoch."""
         self.epoch = epoch
 
+    def check_whole_images(self, caller: str) -> None:
+        """Raise a ValueError naming ``caller`` unless this folder gives whole images (no crop,
+        no augmentation), as scoring and writing fixed sets need."""
+        if self.crop_size is not None or self.augment:
+            raise ValueError(f"{caller} needs whole images: build the PairedImageFolder without crop_size and augment")
+
     def __len__(self) -> int:
         return self.samples_per_epoch
 

@@ -42,6 +42,7 @@ from torch import Tensor
 
 __all__ = [
     "RAIN_PRESETS",
+    "preset_range",
     "RainParams",
     "RainPreset",
     "RenderedRain",
@@ -161,6 +162,17 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"{name} must be a finite number in [{low}, {high}], got {value!r}")
 
 
+def preset_range(name: str) -> tuple[float, float]:
+    """The strength interval of a preset of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS].
+
+    Raises:
+        ValueError: an unknown name; the message lists the presets.
+    """
+    if name not in RAIN_PRESETS:
+        raise ValueError(f"unknown rain preset {name!r}; presets: {', '.join(RAIN_PRESETS)}")
+    return RAIN_PRESETS[name]
+
+
 def sample_rain_params(
     strength: float | RainPreset = "medium",
     generator: torch.Generator | None = None,
@@ -207,9 +219,7 @@ def sample_rain_params(
         True
     """
     if isinstance(strength, str):
-        if strength not in RAIN_PRESETS:
-            raise ValueError(f"unknown rain preset {strength!r}; presets: {', '.join(RAIN_PRESETS)}")
-        low, high = RAIN_PRESETS[strength]
+        low, high = preset_range(strength)
         strength = low + (high - low) * _uniform(generator)
     _check_range("strength", strength, 0.0, 1.0)
     _check_range("short_exposure", short_exposure, 0.0, 1.0)
