@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from bench_models import count_flops
 from bench_training import training_step
-from common import RESULTS_DIR, machine_header, time_call
+from common import RESULTS_DIR, machine_header, time_call, write_results
 from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
@@ -319,15 +319,7 @@ def report() -> None:
         "recipe: examples/train.py " + " ".join(RECIPE) + " (from scratch; --steps per the budget, seeds listed)",
         "heavy val: heavy rain rendered over the 10 held-out Rain100L train backgrounds (train.py --rain-mix)",
     ]
-    with open(RESULTS_DIR / f"{SUMMARY_TAG}.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    table += ["| " + " | ".join(str(value) for value in row.values()) + " |" for row in rows]
-    text = "\n".join(machines) + "\n\n" + "\n".join(table) + "\n\n" + "".join(f"- {note}\n" for note in notes)
-    (RESULTS_DIR / f"{SUMMARY_TAG}.md").write_text(text)
-    print(text)
+    print(write_results(SUMMARY_TAG, "\n".join(machines), rows, notes))
     plot_curves()
 
 

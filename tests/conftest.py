@@ -27,3 +27,16 @@ def rain100l_train() -> Path:
 def rain100l_test() -> Path:
     """``Rain100L_test`` folder; the test is skipped without it. Used for scoring only, never training."""
     return _benchmark_folder("Rain100L_test")
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """``(model, path, sha256)``: a tiny model with random weights saved by ``save_weights``."""
+    from derainzoo._helpers import save_weights
+
+    from .helpers import TINY, tiny_model
+
+    model = tiny_model(seed=1)
+    path = tmp_path / "tiny.safetensors"
+    checksum = save_weights(model, path, metadata={"architecture": TINY})
+    return model, path, checksum

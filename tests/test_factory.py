@@ -71,7 +71,7 @@ def test_create_model_with_a_weights_file(tmp_path) -> None:
     x = torch.rand(1, 3, 20, 20)
     with torch.no_grad():
         assert torch.equal(model(x), source(x))
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="weights=PATH alone"):
         derainzoo.create_model(TINY, pretrained=True, weights=path)
 
 

@@ -20,14 +20,6 @@ from derainzoo._helpers import (
 from .helpers import TINY, tiny_model
 
 
-@pytest.fixture
-def saved(tmp_path):
-    model = tiny_model(seed=1)
-    path = tmp_path / "tiny.safetensors"
-    checksum = save_weights(model, path, metadata={"architecture": TINY})
-    return model, path, checksum
-
-
 def test_round_trip_gives_identical_outputs(saved) -> None:
     model, path, checksum = saved
     assert path.with_name("tiny.safetensors.sha256").read_text().split()[0] == checksum == file_sha256(path)

@@ -13,18 +13,10 @@ import torch
 
 import derainzoo
 import derainzoo._helpers
-from derainzoo._helpers import ChecksumMismatchError, UnsafeCheckpointError, save_weights
+from derainzoo._helpers import ChecksumMismatchError, UnsafeCheckpointError
 from derainzoo.hub import from_pretrained, push_to_hub, save_pretrained
 
 from .helpers import TINY, tiny_model
-
-
-@pytest.fixture
-def saved(tmp_path):
-    model = tiny_model(seed=1)
-    path = tmp_path / "tiny.safetensors"
-    checksum = save_weights(model, path, metadata={"architecture": TINY})
-    return model, path, checksum
 
 
 def test_hub_files_must_be_safetensors() -> None:

@@ -8,40 +8,22 @@ model's ``load_pretrained`` hook (timm's ``custom_load``), which this module rou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from timm.models._hub import HF_SAFE_WEIGHTS_NAME
 from timm.models._pretrained import PretrainedCfg
-from torch import Tensor, nn
+from torch import nn
 
-from derainzoo import _helpers
 from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, PretrainedWeightsUnavailableError, UnsafeCheckpointError
 
 __all__ = [
     "BUNDLED_WEIGHTS_DIR",
-    "PretrainedLoadMixin",
     "build_derainzoo_model",
     "checked_pretrained_cfg",
     "image_to_image_cfg",
 ]
-
-
-class PretrainedLoadMixin:
-    """timm's ``custom_load`` hook for derainzoo's models: every weights file a pretrained cfg
-    names (a bundled file, an overlay ``file``, a ``local-dir:`` folder's or a Hub download) is read
-    by [`load_weights`][derainzoo._helpers.load_weights], with the class's
-    ``pretrained_filter_fn`` (timm's ``checkpoint_filter_fn(state_dict, model)``, a static method;
-    ``None`` when no older key layout exists)."""
-
-    pretrained_filter_fn: Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]] | None = None
-
-    def load_pretrained(self, checkpoint_path: str | Path) -> None:
-        """Read ``checkpoint_path`` with derainzoo's checked loader (safetensors only, sha256
-        compared with ``<file>.sha256`` where recorded, older keys mapped)."""
-        _helpers.load_weights(self, checkpoint_path, filter_fn=type(self).pretrained_filter_fn)
 
 
 def image_to_image_cfg(**kwargs: Any) -> dict[str, Any]:
@@ -108,7 +90,7 @@ def build_derainzoo_model(
     """Build ``model_cls`` through timm's ``build_model_with_cfg``, with the checked pretrained cfg.
 
     Args:
-        model_cls: the architecture's class, a [`PretrainedLoadMixin`][derainzoo.models._builder.PretrainedLoadMixin]
+        model_cls: the architecture's class, a [`DerainzooModel`][derainzoo.models._base.DerainzooModel]
             whose ``load_pretrained`` reads weights files.
         variant: the registered name.
         pretrained: load the weights the cfg names.

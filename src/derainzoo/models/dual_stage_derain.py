@@ -27,12 +27,11 @@ from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
-from derainzoo.layers.validation import check_image_batch
-from derainzoo.layers.window import crop_like, pad_to_multiple
+from derainzoo.layers.window import crop_like
 from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
+from derainzoo.models._base import DerainzooModel
 from derainzoo.models._builder import (
     BUNDLED_WEIGHTS_DIR,
-    PretrainedLoadMixin,
     build_derainzoo_model,
     image_to_image_cfg,
 )
@@ -384,7 +383,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) 
     return {rename(key): value for key, value in state_dict.items()}
 
 
-class DualStageDerain(PretrainedLoadMixin, nn.Module):
+class DualStageDerain(DerainzooModel):
     """The dual-stage deraining network.
 
     * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] predicts the rain
@@ -405,9 +404,9 @@ class DualStageDerain(PretrainedLoadMixin, nn.Module):
     combinations that would leave a part unused are refused. What each mechanism buys at equal
     CPU budget: ``benchmarks/results/ablation_*`` and the "What each block contributes" page.
 
-    timm's model API: [`forward_features`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_features] returns the ``num_features``
+    timm's model API: [`forward_features`][derainzoo.models._base.DerainzooModel.forward_features] returns the ``num_features``
     (``embed_dim``) channels that ``head2`` turns into the residual;
-    [`forward_intermediates`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_intermediates] and ``features_only=True`` give the
+    [`forward_intermediates`][derainzoo.models._base.DerainzooModel.forward_intermediates] and ``features_only=True`` give the
     stage-1 encoder pyramid described by ``feature_info`` (one entry per U-Net level, the
     bottleneck last); [`set_grad_checkpointing`][derainzoo.models.dual_stage_derain.DualStageDerain.set_grad_checkpointing],
     ``drop_path_rate`` and [`group_matcher`][derainzoo.models.dual_stage_derain.DualStageDerain.group_matcher] work as in timm's models.
@@ -624,7 +623,7 @@ class DualStageDerain(PretrainedLoadMixin, nn.Module):
         """Drop everything after the last feature stage in ``indices`` (what timm's
         ``features_only`` wrapper calls, so a feature extractor keeps only the encoder it needs).
 
-        Afterwards only [`forward_intermediates`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_intermediates] with
+        Afterwards only [`forward_intermediates`][derainzoo.models._base.DerainzooModel.forward_intermediates] with
         ``intermediates_only=True`` works.
 
         Args:
@@ -648,60 +647,6 @@ class DualStageDerain(PretrainedLoadMixin, nn.Module):
         self.stage2_body = self.stage2_head = None
         return take_indices
 
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """The stage-1 encoder pyramid (``feature_info``), and optionally the final features.
-
-        Args:
-            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
-            indices: which stages: ``None`` all, an int ``n`` the last ``n``, or a sequence of
-                indices (negative ones count from the end).
-            norm: unused (no final norm); part of timm's signature.
-            stop_early: part of timm's signature; with ``intermediates_only`` the stages after
-                the last one taken never run, and without it every stage must.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return the intermediates only.
-
-        Returns:
-            ``intermediates``, or ``(features, intermediates)`` with ``features`` as
-            [`forward_features`][derainzoo.models.dual_stage_derain.DualStageDerain.forward_features]. Stage ``i`` is
-            ``(B, feature_info[i]["num_chs"], ceil(H / r), ceil(W / r))`` with ``r`` its
-            ``reduction``: the padded map cropped to the input.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW' (channels first), got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        padded = self._pad(x)
-        mask, encoder_outputs, level_masks = self._encode(padded, last_stage=max_index if intermediates_only else None)
-        intermediates = [
-            crop_like(encoder_outputs[index], x, self.feature_info[index]["reduction"]) for index in take_indices
-        ]
-        if intermediates_only:
-            return intermediates
-        _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
-        return crop_like(detail, x), intermediates
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The features ``head2`` turns into the stage-2 residual.
-
-        Args:
-            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
-
-        Returns:
-            ``(B, num_features, H, W)`` (``num_features == embed_dim``).
-        """
-        padded = self._pad(x)
-        _, encoder_outputs, level_masks = self._encode(padded)
-        _, detail = self._reconstruct(padded, encoder_outputs, level_masks)
-        return crop_like(detail, x)
-
     def forward_stages(self, x: Tensor) -> DerainOutput:
         """Run both stages and return the final image, the stage-1 image and the mask.
 
@@ -724,30 +669,14 @@ class DualStageDerain(PretrainedLoadMixin, nn.Module):
         image = stage1 + self.stage2_head(detail)
         return DerainOutput(image=crop_like(image, x), stage1=crop_like(stage1, x), mask=cropped_mask)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Derain ``x``.
-
-        Args:
-            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any ``H`` and ``W``.
-
-        Returns:
-            ``(B, 3, H, W)`` derained image.
-        """
-        return self.forward_stages(x).image
-
-    def _pad(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.in_chans)
-        return pad_to_multiple(x, self.size_multiple, mode="reflect")
+    def _head_features(self, padded: Tensor, encoder_outputs: list[Tensor], level_masks: list[Tensor | None]) -> Tensor:
+        return self._reconstruct(padded, encoder_outputs, level_masks)[1]
 
     def _encode(
         self, padded: Tensor, last_stage: int | None = None
     ) -> tuple[Tensor | None, list[Tensor], list[Tensor | None]]:
         """Mask, stage-1 encoder outputs and the mask at each level (``None`` without a mask head)."""
-        if self.stage1_head is None and last_stage is None:
-            raise RuntimeError(
-                "this model was pruned to its encoder by prune_intermediate_layers (features_only): only "
-                "forward_intermediates(..., intermediates_only=True) works"
-            )
+        self._refuse_if_pruned(self.stage1_head is None, last_stage)
         mask = None if self.mask_head is None else self.mask_head(padded)
         encoder_outputs, level_masks = self.stage1_body.forward_encoder(self.stage1_embed(padded), mask, last_stage)
         return mask, encoder_outputs, level_masks

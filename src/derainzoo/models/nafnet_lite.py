@@ -27,9 +27,9 @@ from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import MorphologicalMaskHead
 from derainzoo.layers.naf_block import NAFBlock
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
-from derainzoo.layers.validation import check_image_batch
-from derainzoo.layers.window import crop_like, pad_to_multiple
-from derainzoo.models._builder import PretrainedLoadMixin, build_derainzoo_model, image_to_image_cfg
+from derainzoo.layers.window import crop_like
+from derainzoo.models._base import DerainzooModel
+from derainzoo.models._builder import build_derainzoo_model, image_to_image_cfg
 from derainzoo.models._output import DerainOutput
 
 __all__ = ["NAFDecoderStage", "NAFEncoderStage", "NAFNetLite"]
@@ -85,7 +85,7 @@ class NAFDecoderStage(nn.Module):
         return run_blocks(self.blocks, self.upsample(features) + skip, mask, checkpointing=self.grad_checkpointing)
 
 
-class NAFNetLite(PretrainedLoadMixin, nn.Module):
+class NAFNetLite(DerainzooModel):
     """A small NAFNet for deraining, optionally with derainzoo's blocks in place of its own.
 
     ``y = x + ending(decoder(encoder(intro(x))))``: a 3x3 intro convolution to ``width``
@@ -261,45 +261,6 @@ class NAFNetLite(PretrainedLoadMixin, nn.Module):
             self.ending = None
         return take_indices
 
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """The encoder pyramid (``feature_info``), and optionally the final features.
-
-        Args:
-            x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
-            indices: which stages: ``None`` all, an int ``n`` the last ``n``, or a sequence.
-            norm: unused (no final norm); part of timm's signature.
-            stop_early: part of timm's signature; with ``intermediates_only`` the later stages never run.
-            output_fmt: ``"NCHW"``, the only layout.
-            intermediates_only: return the intermediates only.
-
-        Returns:
-            ``intermediates``, or ``(features, intermediates)``; stage ``i`` is
-            ``(B, feature_info[i]["num_chs"], ceil(H / r), ceil(W / r))`` with ``r`` its reduction.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW' (channels first), got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        padded = self._pad(x)
-        _, outputs, masks = self._encode(padded, max_index if intermediates_only else None)
-        intermediates = [crop_like(outputs[i], x, self.feature_info[i]["reduction"]) for i in take_indices]
-        if intermediates_only:
-            return intermediates
-        return crop_like(self._decode(outputs, masks), x), intermediates
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The ``(B, num_features, H, W)`` decoder features the ending convolution reads."""
-        padded = self._pad(x)
-        _, outputs, masks = self._encode(padded)
-        return crop_like(self._decode(outputs, masks), x)
-
     def forward_stages(self, x: Tensor) -> DerainOutput:
         """The image and the rain mask (``None`` without ``derainzoo_blocks``), for
         [`DualStageLoss`][derainzoo.losses.DualStageLoss]; there is one stage."""
@@ -308,23 +269,14 @@ class NAFNetLite(PretrainedLoadMixin, nn.Module):
         image = padded + self.ending(self._decode(outputs, masks))
         return DerainOutput(image=crop_like(image, x), stage1=None, mask=None if mask is None else crop_like(mask, x))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Derain ``x``: ``(B, 3, H, W)`` float RGB in ``[0, 1]`` in, ``(B, 3, H, W)`` out."""
-        return self.forward_stages(x).image
-
-    def _pad(self, x: Tensor) -> Tensor:
-        check_image_batch(x, self.in_chans)
-        return pad_to_multiple(x, self.size_multiple, mode="reflect")
+    def _head_features(self, padded: Tensor, outputs: list[Tensor], masks: list[Tensor | None]) -> Tensor:
+        return self._decode(outputs, masks)
 
     def _encode(
         self, padded: Tensor, last_stage: int | None = None
     ) -> tuple[Tensor | None, list[Tensor], list[Tensor | None]]:
         """The mask, every encoder stage's output, and the mask each of them reads."""
-        if self.ending is None and last_stage is None:
-            raise RuntimeError(
-                "this model was pruned to its encoder by prune_intermediate_layers (features_only): only "
-                "forward_intermediates(..., intermediates_only=True) works"
-            )
+        self._refuse_if_pruned(self.ending is None, last_stage)
         mask = None if self.mask_head is None else self.mask_head(padded)
         stages = [*self.encoder_stages, self.bottleneck]
         last_stage = len(stages) - 1 if last_stage is None else last_stage
