@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -151,51 +150,3 @@ def test_a_local_dir_of_another_library_is_named(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 10}))
     with pytest.raises(ValueError, match="unknown model 'resnet18'"):
         derainzoo.create_model(f"local-dir:{tmp_path}")
-
-
-def test_no_import_cycle_in_the_package() -> None:
-    """Module-level and function-level imports between derainzoo's own modules form no cycle."""
-    root = Path(derainzoo.__file__).parent
-    modules = {
-        ".".join(("derainzoo", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
-        for path in root.rglob("*.py")
-    }
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(
-                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
-                    )
-                # `from package import submodule` imports the submodule; other names come from `base`.
-                targets = [
-                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
-                ]
-            elif isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            else:
-                continue
-            imported |= {target for target in targets if target in modules and target != name}
-        graph[name] = imported
-
-    def depends(start: str) -> set[str]:
-        seen, stack = set(), [start]
-        while stack:
-            for target in graph[stack.pop()]:
-                if target not in seen:
-                    seen.add(target)
-                    stack.append(target)
-        return seen
-
-    # A package importing its own submodules (derainzoo -> derainzoo.models) is not a cycle;
-    # a module reachable from its own imports is.
-    cycles = sorted(
-        name
-        for name in graph
-        if name in depends(name) and not any(other.startswith(name + ".") for other in graph[name])
-    )
-    assert not cycles, f"import cycles through: {cycles}"
