@@ -50,7 +50,7 @@ def create_model(
     ``.sha256``, keys of earlier layouts mapped by the architecture's ``checkpoint_filter_fn``).
 
     Args:
-        model_name: an architecture from [`list_models`][derainzoo._factory.list_models], optionally with a pretrained tag
+        model_name: an architecture from [`list_models`][list_models], optionally with a pretrained tag
             (``"dual_stage_derain.rain100l"``); or, as in timm, ``"local-dir:FOLDER"`` (a folder
             written by [`save_pretrained`][derainzoo.hub.save_pretrained]) or ``"hf-hub:user/name"``
             (the same layout on the Hugging Face Hub), whose weights are loaded (``pretrained``

@@ -1,7 +1,7 @@
 """Weights files: safetensors only, written atomically with a ``<file>.sha256`` sidecar and read
 back only when they match it (timm keeps the same concern in ``timm/models/_helpers.py``).
 
-Every way of giving a model weights ends in [`load_weights`][derainzoo._helpers.load_weights]:
+Every way of giving a model weights ends in [`load_weights`][load_weights]:
 timm resolves the source from the model's pretrained cfg (a bundled file, a file of the user's
 through ``create_model(name, weights=PATH)`` or ``pretrained_cfg_overlay=dict(file=PATH)``, a
 ``local-dir:`` folder or an ``hf-hub:`` repository; see [`create_model`][derainzoo._factory.create_model])
@@ -187,7 +187,7 @@ def load_weights(
     strict: bool = True,
     filter_fn: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]] | None = None,
 ) -> nn.Module:
-    """Load a safetensors file into ``model``, after checking it with [`read_safetensors`][derainzoo._helpers.read_safetensors].
+    """Load a safetensors file into ``model``, after checking it with [`read_safetensors`][read_safetensors].
 
     Args:
         model: the module to fill; tensors are cast to its parameters' dtypes.
@@ -202,7 +202,7 @@ def load_weights(
 
     Raises:
         FileNotFoundError, UnsafeCheckpointError, ChecksumMismatchError: see
-            [`read_safetensors`][derainzoo._helpers.read_safetensors].
+            [`read_safetensors`][read_safetensors].
         WeightsMismatchError: the tensors do not fit the model; the message names them.
     """
     state_dict, metadata = read_safetensors(path, sha256=sha256)
@@ -219,7 +219,7 @@ def load_weights(
 
 
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, strict: bool) -> None:
-    """Raise [`WeightsMismatchError`][derainzoo._helpers.WeightsMismatchError] naming the missing, unexpected and
+    """Raise [`WeightsMismatchError`][WeightsMismatchError] naming the missing, unexpected and
     mis-shaped tensors of ``state_dict`` (read from ``path``) for ``model``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))

@@ -34,7 +34,7 @@ def dihedral_transform(x: Tensor, index: int) -> Tensor:
 
 
 def inverse_dihedral_transform(x: Tensor, index: int) -> Tensor:
-    """Undo [`dihedral_transform`][derainzoo.dihedral.dihedral_transform] with the same ``index``."""
+    """Undo [`dihedral_transform`][dihedral_transform] with the same ``index``."""
     _check_index(index)
     if index & 2:
         x = x.flip(-2)

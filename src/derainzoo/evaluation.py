@@ -59,7 +59,7 @@ def evaluate(
     Args:
         model: maps ``(1, 3, H, W)`` in ``[0, 1]`` to the derained image; ``None`` scores the
             rainy inputs themselves (the "input" baseline of the papers).
-        data: a folder with ``rain/`` and ``norain/`` or a [`PairedImageFolder`][derainzoo.data.paired.PairedImageFolder] (whole
+        data: a folder with ``rain/`` and ``norain/`` or a [`PairedImageFolder`][PairedImageFolder] (whole
             images: no crop or augmentation).
         device: where the model runs.
         tile_size: derain in tiles of this size (see [`tiled_forward`][derainzoo.tiling.tiled_forward]);
@@ -73,7 +73,7 @@ def evaluate(
         progress: show a progress bar.
 
     Returns:
-        [`EvaluationResult`][derainzoo.evaluation.EvaluationResult] with the mean and per-image scores.
+        [`EvaluationResult`][EvaluationResult] with the mean and per-image scores.
     """
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
     dataset.check_whole_images("evaluate()")

@@ -31,13 +31,13 @@ ONNX_INPUT_NAME = "rainy"
 ONNX_OUTPUT_NAME = "derained"
 ONNX_CHECK_TOLERANCE = 1e-3
 """Most images must reproduce to this; a clustering tie broken differently by the two runtimes
-(see [`compare_with_onnxruntime`][derainzoo.export.compare_with_onnxruntime]) moves a few images
+(see [`compare_with_onnxruntime`][compare_with_onnxruntime]) moves a few images
 by more, a wrong graph moves most of them."""
 
 
 @dataclass(frozen=True)
 class OnnxVerdict:
-    """The judgement of [`judge_onnx_differences`][derainzoo.export.judge_onnx_differences].
+    """The judgement of [`judge_onnx_differences`][judge_onnx_differences].
 
     Attributes:
         passed: the median difference is below the tolerance.
@@ -55,7 +55,7 @@ class OnnxVerdict:
 def judge_onnx_differences(
     differences: Mapping[tuple[int, int], Sequence[float]], tolerance: float = ONNX_CHECK_TOLERANCE
 ) -> OnnxVerdict:
-    """Pass or fail a graph on what [`compare_with_onnxruntime`][derainzoo.export.compare_with_onnxruntime]
+    """Pass or fail a graph on what [`compare_with_onnxruntime`][compare_with_onnxruntime]
     measured: the *median* image must agree within ``tolerance``, so that a rare clustering tie
     does not fail a correct graph while a wrong graph, which moves most images, fails.
 
@@ -158,7 +158,7 @@ def compare_with_onnxruntime(
     Args:
         model: the model the graph was exported from, on the CPU in float32; it runs in eval mode
             and keeps the mode it had.
-        path: the ``.onnx`` file written by [`export_onnx`][derainzoo.export.export_onnx].
+        path: the ``.onnx`` file written by [`export_onnx`][export_onnx].
         sizes: ``(H, W)`` image sizes to try.
         images_per_size: random inputs per size.
         batch_size: images per run (each run counts as one input).

@@ -2,7 +2,7 @@
 ``model.safetensors`` with its ``.sha256`` sidecar, and a ``README.md`` model card.
 
 Loading is [`create_model`][derainzoo._factory.create_model] with a ``local-dir:`` or ``hf-hub:``
-name (or [`from_pretrained`][derainzoo.hub.from_pretrained], the same); the weights go through
+name (or [`from_pretrained`][from_pretrained], the same); the weights go through
 the checked loader of [`derainzoo._helpers`][derainzoo._helpers] like every other source.
 """
 
@@ -21,7 +21,7 @@ from derainzoo._helpers import write_checksum
 __all__ = ["DEFAULT_HUB_FILENAME", "from_pretrained", "push_to_hub", "save_pretrained"]
 
 DEFAULT_HUB_FILENAME = "model.safetensors"
-"""Name of the weights file in the Hub layout of [`save_pretrained`][derainzoo.hub.save_pretrained] (timm's)."""
+"""Name of the weights file in the Hub layout of [`save_pretrained`][save_pretrained] (timm's)."""
 
 
 def save_pretrained(
@@ -34,9 +34,9 @@ def save_pretrained(
     """Write ``model`` in timm's Hugging Face Hub layout: ``config.json``, ``model.safetensors``
     (with its ``.sha256``) and a ``README.md`` model card.
 
-    The folder loads back with [`from_pretrained`][derainzoo.hub.from_pretrained], with
+    The folder loads back with [`from_pretrained`][from_pretrained], with
     ``timm.create_model("local-dir:FOLDER")``, or, once uploaded
-    ([`push_to_hub`][derainzoo.hub.push_to_hub]), from the Hub.
+    ([`push_to_hub`][push_to_hub]), from the Hub.
 
     Args:
         model: a derainzoo model built by ``create_model`` (it carries its ``pretrained_cfg``).
@@ -69,7 +69,7 @@ def save_pretrained(
 
 
 def from_pretrained(source: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
-    """Build a model from a folder written by [`save_pretrained`][derainzoo.hub.save_pretrained]
+    """Build a model from a folder written by [`save_pretrained`][save_pretrained]
     or a Hugging Face Hub repository in the same layout: ``create_model("local-dir:FOLDER")`` or
     ``create_model("hf-hub:user/name")``, whichever ``source`` is.
 
@@ -100,7 +100,7 @@ def push_to_hub(
     token: str | None = None,
 ) -> str:
     """Upload ``model`` to a Hugging Face Hub repository in the layout of
-    [`save_pretrained`][derainzoo.hub.save_pretrained] (creating the repository if needed).
+    [`save_pretrained`][save_pretrained] (creating the repository if needed).
 
     Args:
         model: the model to upload.

@@ -22,7 +22,7 @@ ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
 """The kinds of image [`derainzoo.derain`][derainzoo.inference.derain] takes and gives back."""
 
 OUTPUT_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-"""Formats [`save_image`][derainzoo.image_io.save_image] writes, by the name the command line takes (``--format``)."""
+"""Formats [`save_image`][save_image] writes, by the name the command line takes (``--format``)."""
 
 _SUFFIXES = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp"}
 _EXIF_ORIENTATION = 0x0112
@@ -32,7 +32,7 @@ DEFAULT_JPEG_QUALITY = 95
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file, apply its EXIF orientation and decode it fully.
 
-    ``image.format`` keeps the file's format, for [`save_image`][derainzoo.image_io.save_image].
+    ``image.format`` keeps the file's format, for [`save_image`][save_image].
 
     Raises:
         ValueError: the file is missing, not an image, or corrupt; the message names it.
@@ -57,7 +57,7 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
 
     Args:
         input_path: the input file; its suffix decides the format when none is requested.
-        requested: a key of [`OUTPUT_FORMATS`][derainzoo.image_io.OUTPUT_FORMATS], or ``None`` for the input's own format.
+        requested: a key of [`OUTPUT_FORMATS`][OUTPUT_FORMATS], or ``None`` for the input's own format.
             Formats that cannot hold an RGB result (GIF and other palette formats) and
             unknown suffixes give PNG.
 
@@ -66,7 +66,7 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
         when the format is unchanged (``.jpeg`` stays ``.jpeg``).
 
     Raises:
-        ValueError: ``requested`` is not a key of [`OUTPUT_FORMATS`][derainzoo.image_io.OUTPUT_FORMATS].
+        ValueError: ``requested`` is not a key of [`OUTPUT_FORMATS`][OUTPUT_FORMATS].
     """
     suffix = Path(input_path).suffix
     if requested is not None:
@@ -119,7 +119,7 @@ def save_image(
       JPEG at ``quality`` (default 95) with full-resolution chroma (4:4:4).
     * The ICC colour profile and the EXIF data of ``source`` (the input image) are carried
       over where the format stores them, with the EXIF orientation reset to "normal", since
-      [`load_image`][derainzoo.image_io.load_image] already turned the pixels upright.
+      [`load_image`][load_image] already turned the pixels upright.
     * 16-bit grayscale (Pillow mode ``I;16``) is kept in PNG and TIFF.
 
     Args:

@@ -18,7 +18,7 @@ from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_ti
 __all__ = ["DEFAULT_MODEL", "default_model", "derain", "eval_mode", "prepare_for_inference", "resolve_device"]
 
 DEFAULT_MODEL = "dual_stage_derain"
-"""The architecture [`derain`][derainzoo.inference.derain] and the command use when no model is
+"""The architecture [`derain`][derain] and the command use when no model is
 given, with its default pretrained tag ``rain_mix``: trained on real and rendered rain from light
 to heavy, for real photos. For the Rain100L benchmark, ``dual_stage_derain_tiny`` (tag
 ``rain100l``) scores higher."""
@@ -26,8 +26,8 @@ to heavy, for real photos. For the Rain100L benchmark, ``dual_stage_derain_tiny`
 
 @functools.lru_cache(maxsize=4)
 def default_model(device: str = "cpu") -> nn.Module:
-    """[`DEFAULT_MODEL`][derainzoo.inference.DEFAULT_MODEL] with its bundled pretrained weights, made ready by
-    [`prepare_for_inference`][derainzoo.inference.prepare_for_inference] (cached)."""
+    """[`DEFAULT_MODEL`][DEFAULT_MODEL] with its bundled pretrained weights, made ready by
+    [`prepare_for_inference`][prepare_for_inference] (cached)."""
     from derainzoo._factory import create_model
 
     return prepare_for_inference(create_model(DEFAULT_MODEL, pretrained=True), device)
@@ -113,7 +113,7 @@ def derain(
 
     Args:
         image: one of
-            * a file path (``str`` or ``os.PathLike``): read with [`load_image`][derainzoo.image_io.load_image]; the
+            * a file path (``str`` or ``os.PathLike``): read with [`load_image`][load_image]; the
               result is a PIL image;
             * a PIL image: any mode; EXIF orientation is applied, grayscale comes back
               grayscale (16-bit stays 16-bit) and an alpha channel is kept unchanged;
@@ -122,7 +122,7 @@ def derain(
             * a tensor ``(3, H, W)`` or ``(B, 3, H, W)``, float in ``[0, 1]`` (or ``uint8``);
               the result has the same shape, dtype and device.
         model: a deraining model taking ``(B, 3, H, W)`` in ``[0, 1]``; ``None`` uses
-            [`default_model`][derainzoo.inference.default_model]. It is run in eval mode and its mode restored afterwards.
+            [`default_model`][default_model]. It is run in eval mode and its mode restored afterwards.
         tile_size: ``None`` (default) chooses: the whole image when it fits ``memory_budget``,
             tiles of [`choose_tile_size`][derainzoo.tiling.choose_tile_size] otherwise; ``0`` always derains the whole image;
             a size of at least 8 derains overlapping tiles of that size.
@@ -132,7 +132,7 @@ def derain(
         device: where to run; defaults to the model's device (CUDA if available for the
             default model).
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
-            input ([`SelfEnsemble`][derainzoo.self_ensemble.SelfEnsemble]): more accurate, eight times
+            input ([`SelfEnsemble`][SelfEnsemble]): more accurate, eight times
             slower.
         progress: show a progress bar over tiles.
 

@@ -49,7 +49,7 @@ def psnr_loss(prediction: Tensor, target: Tensor, max_psnr: float = 100.0) -> Te
 
 
 PIXEL_LOSSES = {"charbonnier": charbonnier_loss, "psnr": psnr_loss}
-"""Pixel losses [`DualStageLoss`][derainzoo.losses.DualStageLoss] can put on both stages, by name."""
+"""Pixel losses [`DualStageLoss`][DualStageLoss] can put on both stages, by name."""
 
 
 def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:
@@ -112,7 +112,7 @@ class DualStageLoss(nn.Module):
 
     Both stages are supervised so stage 1 really suppresses rain (and its features feed stage 2);
     the mask term teaches the mask head where the true rain is (``m*`` from
-    [`rain_mask_target`][derainzoo.losses.rain_mask_target]). A model of one stage, or one
+    [`rain_mask_target`][rain_mask_target]). A model of one stage, or one
     without a mask (its ``stage1`` or ``mask`` is ``None``), skips that term, so every variant of
     the ablation trains on the same loss otherwise.
 
@@ -120,7 +120,7 @@ class DualStageLoss(nn.Module):
         stage1_weight: weight ``w1`` of the stage-1 pixel term.
         frequency_weight: weight ``wf`` of the frequency term on the final image; 0 disables it.
         mask_weight: weight ``wm`` of the mask term; 0 disables it.
-        pixel_loss: ``pix``, a name in [`PIXEL_LOSSES`][derainzoo.losses.PIXEL_LOSSES]:
+        pixel_loss: ``pix``, a name in [`PIXEL_LOSSES`][PIXEL_LOSSES]:
             ``"charbonnier"`` (training from scratch) or ``"psnr"`` (a last fine-tune aimed at the
             metric; its gradients are far larger than the frequency and mask terms', so set
             those to 0 with it).

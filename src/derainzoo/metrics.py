@@ -4,7 +4,7 @@ The protocol of Restormer's and DRSformer's evaluation scripts (and BasicSR's
 ``calculate_psnr`` / ``calculate_ssim`` with ``test_y_channel=True``):
 
 * both images are 8-bit (the output of a model is quantised first; derainzoo rounds, see
-  [`quantize`][derainzoo.metrics.quantize]), then converted to the ITU-R BT.601 luma of YCbCr,
+  [`quantize`][quantize]), then converted to the ITU-R BT.601 luma of YCbCr,
   ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` for ``R, G, B`` in ``[0, 1]`` (so ``Y`` is in
   ``[16, 235]``), in float64;
 * ``PSNR = 10 log10(255^2 / MSE)``;
@@ -66,7 +66,7 @@ def psnr_y(prediction: Tensor, target: Tensor) -> Tensor:
 
     Args:
         prediction: ``(B, 3, H, W)`` RGB in ``[0, 1]``, already on the 8-bit grid (see
-            [`quantize`][derainzoo.metrics.quantize]).
+            [`quantize`][quantize]).
         target: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
 
     Returns:

@@ -29,14 +29,14 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-"""Bytes a whole-image forward pass may take before [`plan_tiles`][derainzoo.tiling.plan_tiles] switches to tiles (2 GiB)."""
+"""Bytes a whole-image forward pass may take before [`plan_tiles`][plan_tiles] switches to tiles (2 GiB)."""
 
 FALLBACK_BYTES_PER_PIXEL = 4096
 """Peak memory per pixel assumed for a model that does not state its own
 (``inference_bytes_per_pixel``): about that of the largest derainzoo variant."""
 
 MIN_AUTO_TILE_SIZE = 256
-"""The smallest tile [`choose_tile_size`][derainzoo.tiling.choose_tile_size] picks, whatever the
+"""The smallest tile [`choose_tile_size`][choose_tile_size] picks, whatever the
 budget. derainzoo's attentions gather statistics over the whole input, so a tile needs context:
 on Rain100L test images 001-006 (481x321, bundled ``dual_stage_derain_tiny.rain100l``, default
 overlap) tiles of 32 / 48 / 64 / 128 / 256 pixels scored -2.77 / -1.65 / -0.93 / -0.40 / +0.05 dB
@@ -94,8 +94,8 @@ def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_s
     """Bytes of peak memory a whole-image forward pass of ``model`` takes, estimated.
 
     A model may state its own figure as ``model.inference_bytes_per_pixel`` (the derainzoo
-    models do, from measurements); a [`SelfEnsemble`][derainzoo.self_ensemble.SelfEnsemble] uses its model's (it runs one pass
-    at a time); any other model is assumed to need [`FALLBACK_BYTES_PER_PIXEL`][derainzoo.tiling.FALLBACK_BYTES_PER_PIXEL].
+    models do, from measurements); a [`SelfEnsemble`][SelfEnsemble] uses its model's (it runs one pass
+    at a time); any other model is assumed to need [`FALLBACK_BYTES_PER_PIXEL`][FALLBACK_BYTES_PER_PIXEL].
 
     Returns:
         ``bytes_per_pixel * batch_size * height * width``.
@@ -110,7 +110,7 @@ def choose_tile_size(
 ) -> int:
     """0 (the whole image) when a whole-image pass fits ``memory_budget``, else the largest tile
     side, a multiple of 64, whose pass fits it, but never below
-    [`MIN_AUTO_TILE_SIZE`][derainzoo.tiling.MIN_AUTO_TILE_SIZE]: below that, tiles cost more
+    [`MIN_AUTO_TILE_SIZE`][MIN_AUTO_TILE_SIZE]: below that, tiles cost more
     quality than a budget that small is worth (the pass then takes more than the budget).
 
     Raises:
@@ -134,9 +134,9 @@ def plan_tiles(
     batch_size: int = 1,
 ) -> TilePlan:
     """The pass for one image from settings already checked by
-    [`check_tile_settings`][derainzoo.tiling.check_tile_settings]: ``tile_size=None`` is chosen by
-    [`choose_tile_size`][derainzoo.tiling.choose_tile_size] from ``memory_budget`` (``None``: never
-    tile), and a missing overlap is [`default_tile_overlap`][derainzoo.tiling.default_tile_overlap].
+    [`check_tile_settings`][check_tile_settings]: ``tile_size=None`` is chosen by
+    [`choose_tile_size`][choose_tile_size] from ``memory_budget`` (``None``: never
+    tile), and a missing overlap is [`default_tile_overlap`][default_tile_overlap].
 
     Raises:
         ValueError: ``memory_budget`` is not positive, or a given ``tile_overlap`` is more than half
@@ -159,7 +159,7 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
     Args:
         model: maps ``(B, C, h, w)`` to ``(B, C', h, w)``.
         x: ``(B, C, H, W)`` input.
-        plan: from [`plan_tiles`][derainzoo.tiling.plan_tiles].
+        plan: from [`plan_tiles`][plan_tiles].
         progress: show a progress bar over tiles.
 
     Returns:
@@ -189,7 +189,7 @@ def tiled_forward(
         x: ``(B, C, H, W)`` input.
         tile_size: tile side in pixels, at least 8 (clipped to the image size).
         tile_overlap: overlap of neighbouring tiles, ``0 <= tile_overlap <= tile_size / 2``;
-            default [`default_tile_overlap`][derainzoo.tiling.default_tile_overlap].
+            default [`default_tile_overlap`][default_tile_overlap].
         progress: show a progress bar over tiles.
 
     Returns:

@@ -17,16 +17,16 @@ __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
 
 class MixedRainDataset(Dataset):
-    """Real pairs of a [`PairedImageFolder`][derainzoo.data.paired.PairedImageFolder] mixed with rendered rain over their clean images.
+    """Real pairs of a [`PairedImageFolder`][PairedImageFolder] mixed with rendered rain over their clean images.
 
     Item ``i`` takes item ``i`` of ``pairs`` (its crop and flips/rotations come from there). With
     probability ``real_fraction`` it is returned as it is; otherwise its rainy image is thrown
-    away and rain of a strength drawn uniformly in ``strength`` (see [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params])
+    away and rain of a strength drawn uniformly in ``strength`` (see [`sample_rain_params`][sample_rain_params])
     is rendered over the clean image. The clean crop is flipped/rotated before the rain is
     rendered, so rendered streaks keep their natural near-vertical directions.
 
     The rain of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``: every epoch brings
-    new rain (call [`set_epoch`][derainzoo.data.mixed.MixedRainDataset.set_epoch], which is passed on to ``pairs``), and a resumed run or a
+    new rain (call [`set_epoch`][MixedRainDataset.set_epoch], which is passed on to ``pairs``), and a resumed run or a
     worker process renders exactly the same rain.
 
     Args:
@@ -37,12 +37,12 @@ class MixedRainDataset(Dataset):
         camera_effects: let rendered items have camera blur, noise and JPEG compression.
         seed: base seed of the rendered rain.
         short_exposure: probability of fast-shutter rain with short streaks (see
-            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
+            [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
         drizzle: probability of one more thin, dim, very dense far layer (see
-            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
+            [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
         downscaled: probability of rain as in a photo downscaled from a larger one: shorter,
             denser streaks, most thinner than a pixel (see
-            [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params]; 0 renders the rain of earlier releases).
+            [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.

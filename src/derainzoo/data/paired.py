@@ -40,7 +40,7 @@ class PairedImageFolder(Dataset):
             values draw several random crops per pair in one epoch.
         seed: base seed of the random crops and augmentations. Item ``i`` of epoch ``e`` is the
             same wherever and whenever it is loaded (worker processes, resumed runs), which
-            [`set_epoch`][derainzoo.data.paired.PairedImageFolder.set_epoch] makes vary between epochs.
+            [`set_epoch`][PairedImageFolder.set_epoch] makes vary between epochs.
         stems: use only these pairs (e.g. a validation split); unknown stems are an error.
 
     Items:

@@ -22,8 +22,8 @@ the canvas is resampled into the image, rotated by the wind angle, with bilinear
 Near layers are then defocused with a Gaussian. Everything is batched: every image of a batch
 has its own parameters and one convolution serves the whole batch.
 
-Use [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params] to draw parameters for a rain *strength* in ``[0, 1]`` or a
-named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][derainzoo.data.rain_renderer.render_rain] to render them.
+Use [`sample_rain_params`][sample_rain_params] to draw parameters for a rain *strength* in ``[0, 1]`` or a
+named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][render_rain] to render them.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (a
 several directions plus a veil); ``medium`` lies between."""
 
 MIN_STREAK_WIDTH = 0.25
-"""Thinnest streak, in pixels, a [`StreakLayer`][derainzoo.data.rain_renderer.StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
+"""Thinnest streak, in pixels, a [`StreakLayer`][StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
 
 MAX_WIND_ANGLE = 35.0
-"""Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][derainzoo.data.rain_renderer.sample_rain_params] draws."""
+"""Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][sample_rain_params] draws."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class RainParams:
 
 
 class RenderedRain(NamedTuple):
-    """What [`render_rain`][derainzoo.data.rain_renderer.render_rain] returns.
+    """What [`render_rain`][render_rain] returns.
 
     Attributes:
         rainy: ``(B, 3, H, W)`` rainy images in ``[0, 1]``.
@@ -163,7 +163,7 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 
 def preset_range(name: str) -> tuple[float, float]:
-    """The strength interval of a preset of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS].
+    """The strength interval of a preset of [`RAIN_PRESETS`][RAIN_PRESETS].
 
     Raises:
         ValueError: an unknown name; the message lists the presets.
@@ -189,7 +189,7 @@ def sample_rain_params(
     veil). The wind angle is drawn in ``+-35`` degrees for every strength.
 
     Args:
-        strength: a number in ``[0, 1]``, or a preset name of [`RAIN_PRESETS`][derainzoo.data.rain_renderer.RAIN_PRESETS] (the strength
+        strength: a number in ``[0, 1]``, or a preset name of [`RAIN_PRESETS`][RAIN_PRESETS] (the strength
             is then drawn uniformly in the preset's interval).
         generator: random generator, for reproducible parameters.
         camera_effects: also draw a slight blur (30% of images), sensor noise (40%) and JPEG
@@ -211,7 +211,7 @@ def sample_rain_params(
     other layers are the same rain with shorter streaks or one more layer.
 
     Returns:
-        The [`RainParams`][derainzoo.data.rain_renderer.RainParams] of one image.
+        The [`RainParams`][RainParams] of one image.
 
     Examples:
         >>> params = sample_rain_params("heavy", torch.Generator().manual_seed(0))
@@ -310,12 +310,12 @@ def render_rain(
 
     Args:
         clean: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
-        params: one [`RainParams`][derainzoo.data.rain_renderer.RainParams] for the whole batch, or one per image.
+        params: one [`RainParams`][RainParams] for the whole batch, or one per image.
         generator: random generator of the drop positions and brightness, the veil's variation
             and the noise (a CPU generator; the work runs on ``clean``'s device).
 
     Returns:
-        [`RenderedRain`][derainzoo.data.rain_renderer.RenderedRain] with the rainy images, the streak opacity and the transmission.
+        [`RenderedRain`][RenderedRain] with the rainy images, the streak opacity and the transmission.
 
     Cost:
         Per streak layer, one convolution over a canvas of about

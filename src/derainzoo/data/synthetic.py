@@ -1,4 +1,4 @@
-"""synthesize_rain: one layer of straight streaks, the simplest case of [`render_rain`][derainzoo.data.rain_renderer.render_rain]."""
+"""synthesize_rain: one layer of straight streaks, the simplest case of [`render_rain`][render_rain]."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def synthesize_rain(
 ) -> tuple[Tensor, Tensor]:
     """Add one layer of straight rain streaks to clean images (no veil, no camera effects).
 
-    A shortcut for [`render_rain`][derainzoo.data.rain_renderer.render_rain] with a single [`StreakLayer`][derainzoo.data.rain_renderer.StreakLayer] and white drops,
+    A shortcut for [`render_rain`][render_rain] with a single [`StreakLayer`][StreakLayer] and white drops,
     i.e. the screen blend ``rainy = clean + rain * (1 - clean)``; use the renderer for
     several layers, a veil or camera effects.
 

@@ -18,12 +18,12 @@ class TransformerBlock(nn.Module):
     """``x + drop_path(mixer(LN(x), *context))`` followed by ``x + drop_path(FFN(LN(x)))``.
 
     Any attention of `derainzoo.layers` can be the token mixer; extra positional
-    arguments of [`forward`][derainzoo.layers.block.TransformerBlock.forward] (the rain mask for [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention]) are handed to it.
+    arguments of [`forward`][TransformerBlock.forward] (the rain mask for [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention]) are handed to it.
 
     Args:
         dim: channels ``C``.
         token_mixer: module mapping ``(B, C, H, W)`` (plus context) to ``(B, C, H, W)``.
-        mlp_ratio: hidden width of the [`GatedDConvFeedForward`][derainzoo.layers.ffn.GatedDConvFeedForward] as a multiple of ``dim``.
+        mlp_ratio: hidden width of the [`GatedDConvFeedForward`][GatedDConvFeedForward] as a multiple of ``dim``.
         bias: biases in the feed-forward convolutions.
         drop_path: probability of dropping each residual branch for a whole sample while
             training (stochastic depth, timm's `DropPath`); 0 disables it.

@@ -101,9 +101,9 @@ def clustered_window_attention(
     """Window attention over tokens regrouped so that similar tokens share a window.
 
     1. Cluster each sample's keys with
-       [`spherical_kmeans`][derainzoo.layers.clustered_attention.spherical_kmeans] (no gradient).
+       [`spherical_kmeans`][spherical_kmeans] (no gradient).
     2. Sort the tokens by (cluster, position) with
-       [`cluster_order`][derainzoo.layers.clustered_attention.cluster_order].
+       [`cluster_order`][cluster_order].
     3. Cut the sorted sequence into windows of ``window_size**2`` tokens and run multi-head
        ``scaled_dot_product_attention`` in each (the tail is padded and the padding masked).
     4. Put every output back at its token's position.
@@ -153,14 +153,14 @@ class ClusteredNonLocalWindowAttention(WindowSelfAttentionBase):
     """Window attention over pixels rearranged so that similar pixels share a window.
 
     The attention is the functional op
-    [`clustered_window_attention`][derainzoo.layers.clustered_attention.clustered_window_attention];
+    [`clustered_window_attention`][clustered_window_attention];
     this module adds the projections around it:
 
     1. Project the pixels to queries, keys and values (one linear layer).
-    2. Cluster each image's keys with [`spherical_kmeans`][derainzoo.layers.clustered_attention.spherical_kmeans] into ``num_clusters`` groups.
+    2. Cluster each image's keys with [`spherical_kmeans`][spherical_kmeans] into ``num_clusters`` groups.
        The keys are a projection that learns through the attention itself; the assignment
        carries no gradient.
-    3. Sort the pixels by (cluster, raster position) with [`cluster_order`][derainzoo.layers.clustered_attention.cluster_order].
+    3. Sort the pixels by (cluster, raster position) with [`cluster_order`][cluster_order].
     4. Cut the sorted sequence into windows of ``window_size**2`` tokens and run multi-head
        ``scaled_dot_product_attention`` in each (the tail is padded and the padding masked).
     5. Put every output back at its pixel and project.
@@ -264,9 +264,9 @@ def permute_tokens(tokens: Tensor, order: Tensor) -> Tensor:
 
 def interleaved_non_local_mixer(index: int, dim: int, num_heads: int, window_size: int, num_clusters: int) -> nn.Module:
     """Token mixer ``index`` of a sequence in which local and non-local attention take turns:
-    [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] for even
+    [`ShiftedWindowAttention`][ShiftedWindowAttention] for even
     ``index`` (every other one shifted by half a window) and
-    [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]
+    [`ClusteredNonLocalWindowAttention`][ClusteredNonLocalWindowAttention]
     for odd ``index``: local texture and far-away similar pixels in alternation, as
     derainzoo's detail stage does.
 

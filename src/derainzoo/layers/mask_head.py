@@ -126,7 +126,7 @@ class MorphologicalMaskHead(nn.Module):
 
 class LearnedMaskHead(nn.Module):
     """A rain mask learned by convolutions alone, without the morphological prior: the
-    ablation of [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead]
+    ablation of [`MorphologicalMaskHead`][MorphologicalMaskHead]
     (``DualStageDerain(mask_source="learned")``).
 
     The same three convolutions as the morphological head's refinement read the image and give

@@ -2,7 +2,7 @@
 
 All operations take ``x`` of shape ``(B, C, H, W)`` and a flat structuring element given
 either as a 0/1 ``kernel`` tensor of shape ``(kh, kw)`` (as in ``kornia.morphology``) or as a
-pre-computed [`StructuringElement`][derainzoo.layers.morphology.StructuringElement]. The element's origin is the kernel cell
+pre-computed [`StructuringElement`][StructuringElement]. The element's origin is the kernel cell
 ``(kh // 2, kw // 2)``.
 
 Border mode: pixels outside the image are ignored, i.e. dilation pads with ``-inf`` and
@@ -12,8 +12,8 @@ erosion with ``+inf``. The results equal ``scipy.ndimage.grey_dilation`` /
 the outside is what keeps the border from inventing structure: a bright band that touches
 the image edge survives an opening, so its top-hat is zero. A pixel whose whole element
 falls outside the image would get ``-inf`` / ``+inf``; that cannot happen when the kernel's
-origin cell is set, which is true for every element built by [`box_kernel`][derainzoo.layers.morphology.box_kernel] and
-[`line_kernel`][derainzoo.layers.morphology.line_kernel].
+origin cell is set, which is true for every element built by [`box_kernel`][box_kernel] and
+[`line_kernel`][line_kernel].
 
 The work is vectorised over pixels: one shifted view per element cell, reduced with an
 element-wise max/min, so memory stays at a few copies of ``x`` whatever the element size.
@@ -50,7 +50,7 @@ __all__ = [
 class StructuringElement:
     """A flat structuring element as the offsets of its cells from its origin.
 
-    Modules build their elements once with [`from_kernel`][derainzoo.layers.morphology.StructuringElement.from_kernel] so that ``forward`` never
+    Modules build their elements once with [`from_kernel`][StructuringElement.from_kernel] so that ``forward`` never
     inspects tensor values (which keeps it traceable by ``torch.export``).
 
     Attributes:
@@ -177,7 +177,7 @@ def dilation(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_dilation(x, footprint=kernel,
@@ -196,7 +196,7 @@ def erosion(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_erosion(x, footprint=kernel,
@@ -215,7 +215,7 @@ def opening(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` tensor, never above ``x``.
@@ -229,7 +229,7 @@ def closing(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` tensor, never below ``x``.
@@ -243,7 +243,7 @@ def white_tophat(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` non-negative tensor; zero on a constant image.
@@ -256,7 +256,7 @@ def black_tophat(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][derainzoo.layers.morphology.StructuringElement].
+        kernel: ``(kh, kw)`` 0/1 tensor or a [`StructuringElement`][StructuringElement].
 
     Returns:
         ``(B, C, H, W)`` non-negative tensor; zero on a constant image.
@@ -278,7 +278,7 @@ def max_line_opening(x: Tensor, elements: tuple[StructuringElement, ...]) -> Ten
 
     Args:
         x: ``(B, C, H, W)`` floating-point tensor.
-        elements: line elements, e.g. from [`line_elements`][derainzoo.layers.morphology.line_elements].
+        elements: line elements, e.g. from [`line_elements`][line_elements].
 
     Returns:
         ``(B, C, H, W)`` tensor, never above ``x``.

@@ -28,7 +28,7 @@ class NAFBlock(nn.Module):
     work.
 
     * Mixing: ``x + beta * W3(SCA(SG(DW(W1(LN(x))))))``: a 1x1 expansion to ``2C`` channels, a
-      3x3 depth-wise convolution, the [`simple_gate`][derainzoo.layers.naf_block.simple_gate]
+      3x3 depth-wise convolution, the [`simple_gate`][simple_gate]
       back to ``C``, simplified channel attention ``SCA(y) = y * W_s(avgpool(y))``, and a 1x1
       projection.
     * Feed-forward: ``x + gamma * W5(SG(W4(LN(x))))``.

@@ -96,7 +96,7 @@ class RainMaskAttention(nn.Module):
     attention is uniform and the output stays finite.
 
     The attention itself is the functional op
-    [`masked_channel_attention`][derainzoo.layers.rain_mask_attention.masked_channel_attention];
+    [`masked_channel_attention`][masked_channel_attention];
     this module adds the projections around it.
 
     Args:
@@ -107,7 +107,7 @@ class RainMaskAttention(nn.Module):
     Shape:
         - x: ``(B, C, H, W)`` features.
         - mask: ``(B, 1, h, w)`` rain mask in ``[0, 1]`` (1 is rain), any resolution: it is
-          resized to ``(H, W)`` with [`resize_mask`][derainzoo.layers.rain_mask_attention.resize_mask]. ``None`` means no rain.
+          resized to ``(H, W)`` with [`resize_mask`][resize_mask]. ``None`` means no rain.
         - Output: ``(B, C, H, W)``.
 
     Examples:

@@ -33,7 +33,7 @@ def check_image_batch(x: Tensor, channels: int) -> None:
     image batch, the input every derainzoo model takes.
 
     Raises:
-        TypeError: as [`check_feature_map`][derainzoo.layers.validation.check_feature_map].
+        TypeError: as [`check_feature_map`][check_feature_map].
         ValueError: the shape is wrong, or the batch, height or width is 0.
     """
     check_feature_map(x, channels, "input")

@@ -47,7 +47,7 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
 
 
 def crop_like(t: Tensor, reference: Tensor, reduction: int = 1) -> Tensor:
-    """Undo [`pad_to_multiple`][derainzoo.layers.window.pad_to_multiple] on a result: crop ``t``,
+    """Undo [`pad_to_multiple`][pad_to_multiple] on a result: crop ``t``,
     computed on the padded ``reference`` at ``1 / reduction`` of its resolution, to cover
     ``reference``.
 
@@ -92,7 +92,7 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
 
 
 def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """Inverse of [`window_partition`][derainzoo.layers.window.window_partition].
+    """Inverse of [`window_partition`][window_partition].
 
     Args:
         windows: ``(B, nW, window_size**2, C)`` tokens.
@@ -183,7 +183,7 @@ class WindowSelfAttentionBase(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def attend(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """[`multi_head_attention`][derainzoo.layers.window.multi_head_attention] with this module's heads and dropout, then the output
+        """[`multi_head_attention`][multi_head_attention] with this module's heads and dropout, then the output
         projection. Shapes: ``(..., T, C)`` in and out."""
         dropout_p = self.attn_drop if self.training else 0.0
         out = multi_head_attention(query, key, value, self.num_heads, attn_mask=attn_mask, dropout_p=dropout_p)

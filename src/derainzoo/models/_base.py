@@ -32,7 +32,7 @@ class DerainzooModel(nn.Module):
       more than its encoder;
     * timm's ``custom_load`` hook ``load_pretrained``: every weights file a pretrained cfg names (a
       bundled file, an overlay ``file``, a ``local-dir:`` folder's or a Hub download) is read by
-      [`load_weights`][derainzoo._helpers.load_weights] with the class's ``pretrained_filter_fn``
+      [`load_weights`][_helpers.load_weights] with the class's ``pretrained_filter_fn``
       (timm's ``checkpoint_filter_fn(state_dict, model)`` as a static method; ``None`` when no older
       key layout exists).
     """

@@ -59,10 +59,10 @@ def _num_unet_blocks(depths: Sequence[int]) -> int:
 
 STAGE1_ATTENTIONS = ("rain_mask", "channel", "window")
 """Token mixers of stage 1: ``"rain_mask"``
-([`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] fed the rain mask,
+([`RainMaskAttention`][RainMaskAttention] fed the rain mask,
 the paper's design), ``"channel"`` (the same transposed attention with no mask, which is also what
 any constant mask gives) and ``"window"``
-([`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention], shifted in
+([`ShiftedWindowAttention`][ShiftedWindowAttention], shifted in
 every other block)."""
 
 STAGE2_ATTENTIONS = ("clustered", "window")
@@ -72,8 +72,8 @@ blocks taking turns, the paper's design) or ``"window"`` (shifted-window attenti
 
 MASK_SOURCES = ("morphological", "learned", "none")
 """Where the stage-1 rain mask comes from: ``"morphological"``
-([`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead], the paper's design),
-``"learned"`` ([`LearnedMaskHead`][derainzoo.layers.mask_head.LearnedMaskHead], convolutions without
+([`MorphologicalMaskHead`][MorphologicalMaskHead], the paper's design),
+``"learned"`` ([`LearnedMaskHead`][LearnedMaskHead], convolutions without
 the morphological prior) or ``"none"`` (no mask at all, for attentions that take none)."""
 
 
@@ -92,9 +92,9 @@ def _stage1_blocks(
 
 class RainMaskEncoderStage(nn.Module):
     """One U-Net level on the way down: an optional 2x downsample, then
-    [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] transformer blocks
+    [`RainMaskAttention`][RainMaskAttention] transformer blocks
     that all see the rain mask at the level's resolution (or, for ablations, blocks of another
-    attention in [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS]).
+    attention in [`STAGE1_ATTENTIONS`][STAGE1_ATTENTIONS]).
 
     Args:
         in_dim: channels coming in (equal to ``dim`` without downsampling).
@@ -179,7 +179,7 @@ class RainMaskDecoderStage(nn.Module):
 
 
 class RainSuppressionUNet(nn.Module):
-    """Stage 1: a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] stages.
+    """Stage 1: a U-Net of [`RainMaskAttention`][RainMaskAttention] stages.
 
     ``encoder_stages`` (levels ``0 .. L-2``) and the ``bottleneck`` (level ``L-1``) go down,
     ``decoder_stages`` come back up in the order they run (the first one works at level
@@ -194,7 +194,7 @@ class RainSuppressionUNet(nn.Module):
         drop_path: stochastic-depth rate of every block in the order they run (encoder,
             bottleneck, decoder): ``sum(depths) + sum(depths[:-1])`` values.
         attention: every block's token mixer, a name in
-            [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS].
+            [`STAGE1_ATTENTIONS`][STAGE1_ATTENTIONS].
         window_size: window side of ``"window"`` attention.
 
     Shape:
@@ -274,7 +274,7 @@ class RainSuppressionUNet(nn.Module):
         return outputs, level_masks
 
     def forward_decoder(self, encoder_outputs: list[Tensor], level_masks: list[Tensor | None]) -> Tensor:
-        """Run the decoder stages on the outputs of [`forward_encoder`][derainzoo.models.dual_stage_derain.RainSuppressionUNet.forward_encoder] (all stages).
+        """Run the decoder stages on the outputs of [`forward_encoder`][RainSuppressionUNet.forward_encoder] (all stages).
 
         Returns:
             ``(B, embed_dim, H, W)`` decoder features.
@@ -292,7 +292,7 @@ class RainSuppressionUNet(nn.Module):
 class DetailReconstruction(nn.Module):
     """Stage 2: alternating shifted-window and clustered non-local attention at half resolution.
 
-    Block ``i`` uses [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] when ``i`` is even (shifted by half a
+    Block ``i`` uses [`ShiftedWindowAttention`][ShiftedWindowAttention] when ``i`` is even (shifted by half a
     window every other time) and [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention] when ``i`` is odd, so
     local texture and far-away similar pixels take turns. With ``attention="window"`` (the
     ablation) every block is a shifted-window one, shifted in every odd block.
@@ -305,7 +305,7 @@ class DetailReconstruction(nn.Module):
         num_clusters: clusters of the clustered attention.
         mlp_ratio: feed-forward width multiple.
         drop_path: stochastic-depth rate of each block; its length is the number of blocks.
-        attention: a name in [`STAGE2_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE2_ATTENTIONS].
+        attention: a name in [`STAGE2_ATTENTIONS`][STAGE2_ATTENTIONS].
 
     Shape:
         - Input: ``(B, in_dim, H, W)`` with even ``H`` and ``W``.
@@ -386,12 +386,12 @@ def checkpoint_filter_fn(state_dict: dict[str, Tensor], model: DualStageDerain) 
 class DualStageDerain(DerainzooModel):
     """The dual-stage deraining network.
 
-    * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] predicts the rain
-      mask ``m``; a U-Net of [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] stages, whose attention weights see
+    * **Stage 1, rain-streak suppression.** A [`MorphologicalMaskHead`][MorphologicalMaskHead] predicts the rain
+      mask ``m``; a U-Net of [`RainMaskAttention`][RainMaskAttention] stages, whose attention weights see
       background pixels only, predicts a residual: ``B1 = x + head1(U-Net(embed(x), m))``.
     * **Stage 2, detail reconstruction.** The rainy image and ``B1`` are embedded and fused with
       the stage-1 decoder features (cross-stage fusion), pixel-unshuffled to half resolution and
-      refined by blocks alternating [`ShiftedWindowAttention`][derainzoo.layers.window_attention.ShiftedWindowAttention] and
+      refined by blocks alternating [`ShiftedWindowAttention`][ShiftedWindowAttention] and
       [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]: ``B2 = B1 + head2(...)``.
 
     Inputs of any size are reflect-padded to a multiple of `size_multiple` inside and the
@@ -404,12 +404,12 @@ class DualStageDerain(DerainzooModel):
     combinations that would leave a part unused are refused. What each mechanism buys at equal
     CPU budget: ``benchmarks/results/ablation_*`` and the "What each block contributes" page.
 
-    timm's model API: [`forward_features`][derainzoo.models._base.DerainzooModel.forward_features] returns the ``num_features``
+    timm's model API: [`forward_features`][DerainzooModel.forward_features] returns the ``num_features``
     (``embed_dim``) channels that ``head2`` turns into the residual;
-    [`forward_intermediates`][derainzoo.models._base.DerainzooModel.forward_intermediates] and ``features_only=True`` give the
+    [`forward_intermediates`][DerainzooModel.forward_intermediates] and ``features_only=True`` give the
     stage-1 encoder pyramid described by ``feature_info`` (one entry per U-Net level, the
-    bottleneck last); [`set_grad_checkpointing`][derainzoo.models.dual_stage_derain.DualStageDerain.set_grad_checkpointing],
-    ``drop_path_rate`` and [`group_matcher`][derainzoo.models.dual_stage_derain.DualStageDerain.group_matcher] work as in timm's models.
+    bottleneck last); [`set_grad_checkpointing`][DualStageDerain.set_grad_checkpointing],
+    ``drop_path_rate`` and [`group_matcher`][DualStageDerain.group_matcher] work as in timm's models.
 
     Args:
         in_chans: input channels; must be 3 (RGB). timm passes it to every model.
@@ -425,18 +425,18 @@ class DualStageDerain(DerainzooModel):
         drop_path_rate: stochastic depth: the drop probability grows linearly from 0 at the
             first block to this at the last, in the order the blocks run (timm's rule).
         mask_head: keyword arguments of the mask head (the
-            [`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead], or the
-            [`LearnedMaskHead`][derainzoo.layers.mask_head.LearnedMaskHead] with
+            [`MorphologicalMaskHead`][MorphologicalMaskHead], or the
+            [`LearnedMaskHead`][LearnedMaskHead] with
             ``mask_source="learned"``).
         num_classes: must be 0 (timm records and passes it; there is no classifier).
         stage1_attention: stage-1 token mixer, a name in
-            [`STAGE1_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE1_ATTENTIONS];
+            [`STAGE1_ATTENTIONS`][STAGE1_ATTENTIONS];
             only ``"rain_mask"`` reads a mask.
-        mask_source: a name in [`MASK_SOURCES`][derainzoo.models.dual_stage_derain.MASK_SOURCES];
+        mask_source: a name in [`MASK_SOURCES`][MASK_SOURCES];
             ``None`` picks ``"morphological"`` for ``"rain_mask"`` attention and ``"none"``
             otherwise.
         stage2_attention: stage-2 token mixers, a name in
-            [`STAGE2_ATTENTIONS`][derainzoo.models.dual_stage_derain.STAGE2_ATTENTIONS].
+            [`STAGE2_ATTENTIONS`][STAGE2_ATTENTIONS].
             ``stage2_depth=0`` removes stage 2 altogether (a single-stage model).
 
     Raises:
@@ -623,7 +623,7 @@ class DualStageDerain(DerainzooModel):
         """Drop everything after the last feature stage in ``indices`` (what timm's
         ``features_only`` wrapper calls, so a feature extractor keeps only the encoder it needs).
 
-        Afterwards only [`forward_intermediates`][derainzoo.models._base.DerainzooModel.forward_intermediates] with
+        Afterwards only [`forward_intermediates`][DerainzooModel.forward_intermediates] with
         ``intermediates_only=True`` works.
 
         Args:

@@ -1,11 +1,11 @@
 """NAFNetLite: a small NAFNet, the standard network derainzoo's blocks are dropped into.
 
 Chen et al., "Simple Baselines for Image Restoration", ECCV 2022: a U-Net of activation-free
-[`NAFBlock`][derainzoo.layers.naf_block.NAFBlock]s with 2x2 stride-2 convolutions down, 1x1
+[`NAFBlock`][NAFBlock]s with 2x2 stride-2 convolutions down, 1x1
 convolutions and pixel shuffle up, skips added (not concatenated), and a global residual.
 ``derainzoo_blocks=True`` keeps that skeleton and swaps the blocks for derainzoo's: a
-[`MorphologicalMaskHead`][derainzoo.layers.mask_head.MorphologicalMaskHead] feeds
-[`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention] blocks at every
+[`MorphologicalMaskHead`][MorphologicalMaskHead] feeds
+[`RainMaskAttention`][RainMaskAttention] blocks at every
 encoder and decoder level, and the bottleneck alternates shifted-window and
 [`ClusteredNonLocalWindowAttention`][derainzoo.layers.clustered_attention.ClusteredNonLocalWindowAttention]
 blocks. The two are trained at equal budget in ``benchmarks/ablation.py``: what dropping the blocks

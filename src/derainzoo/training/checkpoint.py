@@ -35,7 +35,7 @@ def save_training_state(
     """Write everything needed to continue training exactly where it stopped.
 
     The file is written next to ``path`` first and renamed, so an interrupted save never leaves
-    a broken checkpoint behind (as every [`save_weights`][derainzoo._helpers.save_weights] does).
+    a broken checkpoint behind (as every [`save_weights`][save_weights] does).
 
     Args:
         path: destination ``.safetensors`` file.
@@ -76,7 +76,7 @@ def load_training_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ema_model: nn.Module | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Restore a checkpoint written by [`save_training_state`][derainzoo.training.checkpoint.save_training_state] (sha256-checked).
+    """Restore a checkpoint written by [`save_training_state`][save_training_state] (sha256-checked).
 
     Args:
         path: the checkpoint.
