@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from timm.models import get_pretrained_cfg
 from tqdm.auto import tqdm
 
 from derainzoo import __version__
@@ -323,8 +324,10 @@ def _export_command(args: argparse.Namespace) -> int:
 
 def _list_command() -> int:
     pretrained = list_pretrained()
+    # What `derainzoo derain` uses without --model: the default architecture's default tag (timm's first).
+    default = f"{DEFAULT_MODEL}.{get_pretrained_cfg(DEFAULT_MODEL).tag}"
     for name in list_models():
-        tags = [tag for tag in pretrained if tag.split(".", 1)[0] == name]
+        tags = [tag + (" (default)" if tag == default else "") for tag in pretrained if tag.split(".", 1)[0] == name]
         print(f"{name:28s} {'pretrained: ' + ', '.join(tags) if tags else 'no pretrained weights'}")
     return 0
 

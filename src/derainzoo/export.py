@@ -106,7 +106,7 @@ def export_onnx(
 
     Returns:
         ``path`` as a `Path`. The graph has one input, ``"rainy"``
-        ``(batch, 3, height, width)`` float32 in ``[0, 1]``, and one output, ``"derained"``.
+            ``(batch, 3, height, width)`` float32 in ``[0, 1]``, and one output, ``"derained"``.
 
     Raises:
         ImportError: onnx or onnxscript is not installed.

@@ -63,7 +63,7 @@ def output_format(input_path: str | os.PathLike[str], requested: str | None = No
 
     Returns:
         ``(pillow_format, suffix)``, e.g. ``("WEBP", ".webp")``; the suffix is the input's own
-        when the format is unchanged (``.jpeg`` stays ``.jpeg``).
+            when the format is unchanged (``.jpeg`` stays ``.jpeg``).
 
     Raises:
         ValueError: ``requested`` is not a key of [`OUTPUT_FORMATS`][OUTPUT_FORMATS].
@@ -180,7 +180,7 @@ def to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
 
     Returns:
         ``(batch, restore)``: a ``(B, 3, H, W)`` float32 batch in ``[0, 1]``, and a function that
-        turns a ``(B, 3, H, W)`` output in ``[0, 1]`` into the caller's kind, dtype and device.
+            turns a ``(B, 3, H, W)`` output in ``[0, 1]`` into the caller's kind, dtype and device.
 
     Raises:
         TypeError: an unsupported type or dtype.

@@ -156,7 +156,7 @@ class DualStageLoss(nn.Module):
 
         Returns:
             ``(loss, parts)``: the scalar to minimise and each term's detached value, for logging
-            (kept as tensors so logging does not force a device synchronisation every step).
+                (kept as tensors so logging does not force a device synchronisation every step).
         """
         parts = {"final": self.pixel_loss(outputs.image.float(), clean)}
         total = parts["final"]

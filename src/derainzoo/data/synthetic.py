@@ -36,7 +36,7 @@ def synthesize_rain(
 
     Returns:
         ``(rainy, rain)``: the rainy images and the ``(B, 1, H, W)`` (or ``(1, H, W)``) streak
-        opacity, both float in ``[0, 1]``.
+            opacity, both float in ``[0, 1]``.
 
     Examples:
         >>> rainy, rain = synthesize_rain(torch.full((1, 3, 64, 64), 0.3), generator=torch.Generator().manual_seed(0))

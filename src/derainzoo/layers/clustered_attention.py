@@ -76,8 +76,8 @@ def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(order, inverse)``, both ``(B, N)`` int64: ``tokens.gather(1, order)`` lists the
-        tokens cluster by cluster, and gathering the result with ``inverse`` restores the
-        original order exactly.
+            tokens cluster by cluster, and gathering the result with ``inverse`` restores the
+            original order exactly.
     """
     num_tokens = assignment.shape[1]
     position = torch.arange(num_tokens, device=assignment.device).expand_as(assignment)

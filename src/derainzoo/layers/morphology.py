@@ -181,7 +181,7 @@ def dilation(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Returns:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_dilation(x, footprint=kernel,
-        mode="constant", cval=-inf)`` on each ``(H, W)`` plane.
+            mode="constant", cval=-inf)`` on each ``(H, W)`` plane.
     """
     check_feature_map(x)
     element = _as_element(kernel)
@@ -200,7 +200,7 @@ def erosion(x: Tensor, kernel: Tensor | StructuringElement) -> Tensor:
 
     Returns:
         ``(B, C, H, W)`` tensor, equal to ``scipy.ndimage.grey_erosion(x, footprint=kernel,
-        mode="constant", cval=inf)`` on each ``(H, W)`` plane.
+            mode="constant", cval=inf)`` on each ``(H, W)`` plane.
     """
     check_feature_map(x)
     element = _as_element(kernel)

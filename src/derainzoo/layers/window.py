@@ -31,7 +31,7 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str = "constant") -> Tensor:
 
     Returns:
         ``(B, C, H', W')`` tensor with ``H' = ceil(H / multiple) * multiple`` (same for ``W``);
-        ``x`` itself when no padding is needed.
+            ``x`` itself when no padding is needed.
     """
     if multiple < 1:
         raise ValueError(f"multiple must be positive, got {multiple}")
@@ -83,7 +83,7 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
 
     Returns:
         ``(B, nW, window_size**2, C)`` tokens, windows in raster order, pixels in raster
-        order inside each window.
+            order inside each window.
     """
     height, width = x.shape[-2:]
     if height % window_size or width % window_size:

@@ -89,9 +89,9 @@ class DerainzooModel(nn.Module):
 
         Returns:
             ``intermediates``, or ``(features, intermediates)`` with ``features`` as
-            ``forward_features``. Stage ``i`` is
-            ``(B, feature_info[i]["num_chs"], ceil(H / r), ceil(W / r))`` with ``r`` its
-            ``reduction``: the padded map cropped to the input.
+                ``forward_features``. Stage ``i`` is
+                ``(B, feature_info[i]["num_chs"], ceil(H / r), ceil(W / r))`` with ``r`` its
+                ``reduction``: the padded map cropped to the input.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW' (channels first), got {output_fmt!r}")

@@ -259,9 +259,9 @@ class RainSuppressionUNet(nn.Module):
             last_stage: stop after this stage (the bottleneck is stage ``L-1``); default: all.
 
         Returns:
-            ``(outputs, level_masks)``: the output of every stage run, ``(B, embed_dim * 2**i,
-            H / 2**i, W / 2**i)`` for stage ``i``, and the mask at each of their resolutions
-            (``None`` each without a mask).
+            Two lists, ``outputs`` and ``level_masks``. ``outputs[i]`` is the output of stage
+                ``i``, of shape ``(B, embed_dim * 2**i, H / 2**i, W / 2**i)``, for every stage run;
+                ``level_masks[i]`` is the mask at its resolution (``None`` without a mask).
         """
         stages = [*self.encoder_stages, self.bottleneck]
         last_stage = len(stages) - 1 if last_stage is None else last_stage
@@ -571,8 +571,8 @@ class DualStageDerain(DerainzooModel):
 
         Returns:
             timm's matcher dict: ``stem`` (mask head, stage-1 embedding), the encoder stages, the
-            bottleneck, the decoder stages, then stage 2 (with the stage-1 head and the
-            cross-stage fusion that feed it); ``stage2_head`` is left to the last group.
+                bottleneck, the decoder stages, then stage 2 (with the stage-1 head and the
+                cross-stage fusion that feed it); ``stage2_head`` is left to the last group.
         """
         stage2_entry = r"^(?:stage1_head|stage2_embed|cross_stage_fusion|stage2_body\.to_half_resolution)"
         if coarse:
@@ -657,8 +657,8 @@ class DualStageDerain(DerainzooModel):
 
         Returns:
             [`DerainOutput`][derainzoo.models.DerainOutput] with ``image``, ``stage1`` and ``mask``, each cropped to
-            ``(H, W)``; ``stage1`` is ``None`` for a single-stage model and ``mask`` for a model
-            without a mask (``mask_source="none"``).
+                ``(H, W)``; ``stage1`` is ``None`` for a single-stage model and ``mask`` for a model
+                without a mask (``mask_source="none"``).
         """
         padded = self._pad(x)
         mask, encoder_outputs, level_masks = self._encode(padded)
