@@ -400,3 +400,22 @@ def test_sixteen_bit_grayscale_is_written_sixteen_bit(tmp_path, weights, capsys)
     )
     written = Image.open(tmp_path / "out" / "scan.png")
     assert written.mode.startswith("I") and np.asarray(written).max() > 255
+
+
+def test_without_o_outputs_go_next_to_their_inputs_and_never_overwrite(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    write_image(tmp_path / "sub" / "b.jpg", 17, 23)
+    before = (tmp_path / "a.png").read_bytes()
+    command = ["derain", str(tmp_path / "a.png"), str(tmp_path / "sub" / "b.jpg"), "--model", TINY]
+    assert main([*command, "--weights", str(weights)]) == 0
+    assert "their inputs' folders (*_derained)" in capsys.readouterr().out
+    assert Image.open(tmp_path / "a_derained.png").size == (44, 30)
+    assert Image.open(tmp_path / "sub" / "b_derained.jpg").size == (23, 17)
+    assert (tmp_path / "a.png").read_bytes() == before
+    # A second run finds its outputs and refuses, naming the way out.
+    written = (tmp_path / "a_derained.png").read_bytes()
+    assert main([*command, "--weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "2 output file(s) exist already" in err and "use --overwrite" in err
+    assert (tmp_path / "a_derained.png").read_bytes() == written

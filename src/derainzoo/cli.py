@@ -23,7 +23,10 @@ from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, re
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings
 
-__all__ = ["main"]
+__all__ = ["DERAINED_SUFFIX", "main"]
+
+DERAINED_SUFFIX = "_derained"
+"""Added to an input's name for its output when ``derain`` has no ``-o`` folder."""
 
 # Two sizes that the export's example did not have, one needing padding inside and one not.
 ONNX_CHECK_SIZES = ((77, 131), (128, 128))
@@ -66,7 +69,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     derain_parser = commands.add_parser("derain", help="derain image files or folders of images")
     derain_parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (not recursive)")
-    derain_parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    derain_parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help=f"output folder (default: next to each input, named <name>{DERAINED_SUFFIX}<ext>)",
+    )
     _add_model_arguments(derain_parser)
     _add_run_arguments(derain_parser)
     derain_parser.add_argument(
@@ -161,7 +169,8 @@ def _plan_outputs(files: Sequence[Path], args: argparse.Namespace) -> tuple[list
     plan = []
     for path in files:
         pillow_format, suffix = output_format(path, args.format)
-        plan.append((path, args.output / (path.stem + suffix), pillow_format))
+        folder, name = (args.output, path.stem) if args.output else (path.parent, path.stem + DERAINED_SUFFIX)
+        plan.append((path, folder / (name + suffix), pillow_format))
     problems = []
     by_target: dict[Path, list[Path]] = {}
     for path, target, _ in plan:
@@ -212,7 +221,8 @@ def _derain_command(args: argparse.Namespace) -> int:
     if model is None:
         return 2
     try:
-        args.output.mkdir(parents=True, exist_ok=True)
+        if args.output:
+            args.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         _error(f"cannot create output folder {args.output}: {error}")
         return 2
@@ -240,9 +250,8 @@ def _derain_command(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as error:
             _error(f"{path}: {error}")
             failures += 1
-    print(
-        f"derainzoo: wrote {written} image(s) to {args.output}" + (f"; {failures} input(s) failed" if failures else "")
-    )
+    where = args.output or f"their inputs' folders (*{DERAINED_SUFFIX})"
+    print(f"derainzoo: wrote {written} image(s) to {where}" + (f"; {failures} input(s) failed" if failures else ""))
     return 1 if failures else 0
 
 
