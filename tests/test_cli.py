@@ -419,3 +419,28 @@ def test_without_o_outputs_go_next_to_their_inputs_and_never_overwrite(tmp_path,
     err = capsys.readouterr().err
     assert "2 output file(s) exist already" in err and "use --overwrite" in err
     assert (tmp_path / "a_derained.png").read_bytes() == written
+
+
+def test_ctrl_c_during_eval_is_one_line_and_keeps_the_partial_scores(tmp_path, capsys, monkeypatch) -> None:
+    from .helpers import write_paired_folder
+
+    write_paired_folder(tmp_path / "pairs", count=4)
+    import derainzoo.evaluation
+
+    real_scores = derainzoo.evaluation._scores
+
+    def interrupted_after_two(*args, **kwargs):
+        for index, row in enumerate(real_scores(*args, **kwargs)):
+            if index == 2:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(derainzoo.evaluation, "_scores", interrupted_after_two)
+    csv_path = tmp_path / "partial.csv"
+    assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline", "--csv", str(csv_path)]) == 130
+    captured = capsys.readouterr()
+    messages = [line for line in captured.err.splitlines() if line.startswith("derainzoo:")]
+    assert messages == ["derainzoo: error: interrupted after 2 image(s); the scores below are of those only"]
+    assert "Traceback" not in captured.err
+    assert "| rainy input | 2 |" in captured.out
+    assert len(csv_path.read_text().splitlines()) == 4  # header, 2 images, mean

@@ -104,3 +104,12 @@ def test_load_image_reports_bad_files(tmp_path) -> None:
     with pytest.raises(ValueError, match="missing.png: no such image file"):
         load_image(tmp_path / "missing.png")
     assert load_image(tmp_path / "whole.png").format == "PNG"
+
+
+def test_multi_frame_files_are_refused_with_the_way_out(tmp_path) -> None:
+    frames = [Image.new("RGB", (8, 6), color) for color in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "rain.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"rain\.gif: holds 3 frames \(GIF\).*extract the frames first"):
+        load_image(tmp_path / "rain.gif")
+    frames[0].save(tmp_path / "one.gif")  # a single frame is an ordinary image
+    assert load_image(tmp_path / "one.gif").size == (8, 6)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from derainzoo import __version__
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.evaluation import evaluate
+from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
@@ -271,8 +271,10 @@ def _eval_command(args: argparse.Namespace) -> int:
             return 2
         if args.self_ensemble:
             model = SelfEnsemble(model)
+    scores: list[tuple[str, float, float]] = []
+    interrupted = False
     try:
-        result = evaluate(
+        for row in iter_scores(
             model,
             args.data,
             device=device,
@@ -280,10 +282,17 @@ def _eval_command(args: argparse.Namespace) -> int:
             tile_overlap=args.tile_overlap,
             memory_budget=int(args.memory_budget * 1024**3),
             rounding=not args.truncate,
-        )
+        ):
+            scores.append(row)
     except ValueError as error:
         _error(str(error))
         return 2
+    except KeyboardInterrupt:
+        interrupted = True
+        _error(f"interrupted after {len(scores)} image(s); the scores below are of those only")
+        if not scores:
+            return 130
+    result = EvaluationResult.from_scores(scores, rounding=not args.truncate)
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
     if args.self_ensemble:
         name += ", x8 self-ensemble"
@@ -291,7 +300,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")
     if args.csv is not None:
         result.write_csv(args.csv)
-    return 0
+    return 130 if interrupted else 0
 
 
 def _export_command(args: argparse.Namespace) -> int:

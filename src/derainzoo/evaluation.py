@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -15,7 +16,7 @@ from derainzoo.inference import eval_mode
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
-__all__ = ["EvaluationResult", "evaluate"]
+__all__ = ["EvaluationResult", "evaluate", "iter_scores"]
 
 
 @dataclass
@@ -33,6 +34,19 @@ class EvaluationResult:
     ssim: float
     per_image: list[tuple[str, float, float]] = field(default_factory=list)
     rounding: bool = True
+
+    @classmethod
+    def from_scores(cls, per_image: list[tuple[str, float, float]], rounding: bool = True) -> EvaluationResult:
+        """The means of ``(stem, psnr, ssim)`` rows, for instance those
+        [`iter_scores`][iter_scores] gave before it was stopped."""
+        if not per_image:
+            raise ValueError("no image was scored")
+        return cls(
+            psnr=sum(row[1] for row in per_image) / len(per_image),
+            ssim=sum(row[2] for row in per_image) / len(per_image),
+            per_image=list(per_image),
+            rounding=rounding,
+        )
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per image (``image,psnr,ssim``) and a final ``mean`` row."""
@@ -75,11 +89,50 @@ def evaluate(
     Returns:
         [`EvaluationResult`][EvaluationResult] with the mean and per-image scores.
     """
+    scores = iter_scores(
+        model,
+        data,
+        device=device,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        memory_budget=memory_budget,
+        rounding=rounding,
+        progress=progress,
+    )
+    return EvaluationResult.from_scores(list(scores), rounding=rounding)
+
+
+def iter_scores(
+    model: nn.Module | None,
+    data: str | os.PathLike[str] | PairedImageFolder,
+    *,
+    device: str | torch.device = "cpu",
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    memory_budget: int | None = None,
+    rounding: bool = True,
+    progress: bool = True,
+) -> Iterator[tuple[str, float, float]]:
+    """[`evaluate`][evaluate] one image at a time: yields ``(stem, psnr, ssim)`` as each image is
+    scored, so a caller can stop early and keep what was scored (the command line does on Ctrl-C).
+    The arguments are those of ``evaluate``; they are checked before the first image.
+    """
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
     dataset.check_whole_images("evaluate()")
     check_tile_settings(tile_size, tile_overlap)
-    device = torch.device(device)
-    scores = []
+    return _scores(model, dataset, torch.device(device), tile_size, tile_overlap, memory_budget, rounding, progress)
+
+
+def _scores(
+    model: nn.Module | None,
+    dataset: PairedImageFolder,
+    device: torch.device,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    memory_budget: int | None,
+    rounding: bool,
+    progress: bool,
+) -> Iterator[tuple[str, float, float]]:
     with eval_mode(model), torch.inference_mode():
         for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=not progress):
             rainy, clean, stem = dataset[index]
@@ -90,10 +143,4 @@ def evaluate(
                 plan = plan_tiles(model, *rainy.shape[-2:], tile_size, tile_overlap, memory_budget)
                 output = run_tiled(model, rainy, plan)
             output = quantize(output.float(), rounding=rounding)
-            scores.append((stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()))
-    return EvaluationResult(
-        psnr=sum(s[1] for s in scores) / len(scores),
-        ssim=sum(s[2] for s in scores) / len(scores),
-        per_image=scores,
-        rounding=rounding,
-    )
+            yield stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()

@@ -35,11 +35,19 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     ``image.format`` keeps the file's format, for [`save_image`][save_image].
 
     Raises:
-        ValueError: the file is missing, not an image, or corrupt; the message names it.
+        ValueError: the file is missing, not an image, corrupt, or holds several frames (an
+            animation or a multi-page file, which would otherwise lose all but its first frame);
+            the message names it.
     """
     try:
         with Image.open(path) as opened:
             file_format = opened.format
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:
+                raise ValueError(
+                    f"{path}: holds {frames} frames ({file_format}); derainzoo derains single images, so "
+                    "extract the frames first (e.g. with Pillow's ImageSequence) and derain each"
+                )
             image = ImageOps.exif_transpose(opened)
             image.load()
     except (FileNotFoundError, IsADirectoryError) as error:
