@@ -1,5 +1,6 @@
 """The rain renderer: compositing and veil against their formulas, geometry of the streaks,
-depth ordering of the sampler, camera effects, preset statistics on real backgrounds, errors."""
+depth ordering of the sampler, camera effects, preset statistics on real backgrounds, each
+style measured for what it claims, errors."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from derainzoo.data import (
     render_rain,
     sample_rain_params,
 )
-from derainzoo.data.rain_renderer import MAX_WIND_ANGLE, gaussian_blur
+from derainzoo.data.rain_renderer import CROSSING_SPREAD, MAX_WIND_ANGLE, RAIN_STYLES, gaussian_blur
 
 from ..helpers import smooth_image
 
@@ -333,3 +334,197 @@ def test_bad_input_is_named() -> None:
         sample_rain_params(0.5, drizzle=-0.1)
     with pytest.raises(ValueError, match="downscaled"):
         sample_rain_params(0.5, downscaled=2.0)
+
+
+# --- styles (domain randomisation) -------------------------------------------------------------
+
+STYLE_FIELDS = {
+    "haze": ("contrast", "brightening"),
+    "scene_light": ("streak_tint",),
+    "splashes": ("splash_density", "splash_size"),
+    "lens_drops": ("lens_drops", "lens_drop_radius"),
+}
+
+
+@pytest.mark.parametrize("style", ["haze", "scene_light", "splashes", "lens_drops"])
+@pytest.mark.parametrize("strength", ["light", 0.6, "heavy"])
+def test_a_style_sets_only_its_fields_over_the_same_rain(style: str, strength: float | str) -> None:
+    defaults = RainParams()
+    for seed in range(10):
+        default = sample_rain_params(strength, generator(seed))
+        styled = sample_rain_params(strength, generator(seed), styles=[style])
+        assert styled.styles == (style,)
+        reset = {name: getattr(defaults, name) for name in STYLE_FIELDS[style]}
+        assert replace(styled, styles=(), **reset) == default
+        assert all(getattr(styled, name) != value for name, value in reset.items())
+
+
+def test_no_style_keeps_the_draws_of_earlier_releases() -> None:
+    for seed in range(20):
+        default = sample_rain_params(0.7, generator(seed), short_exposure=0.5, drizzle=0.5)
+        for options in ({"styles": ()}, {"style_probability": 0.0}):
+            assert sample_rain_params(0.7, generator(seed), short_exposure=0.5, drizzle=0.5, **options) == default
+
+
+@pytest.mark.parametrize("strength", ["light", 0.5, "heavy"])
+def test_crossing_families_are_20_to_40_degrees_apart(strength: float | str) -> None:
+    for seed in range(30):
+        default = sample_rain_params(strength, generator(seed))
+        crossing = sample_rain_params(strength, generator(seed), styles=["crossing"])
+        assert len(crossing.layers) >= max(2, len(default.layers))
+        # The layers keep their depth (everything but the angle), light rain gains a second family.
+        for styled, layer in zip(crossing.layers, default.layers):
+            assert replace(styled, angle=0.0) == replace(layer, angle=0.0)
+        angles = sorted(layer.angle for layer in crossing.layers)
+        assert all(abs(angle) <= CROSSING_SPREAD for angle in angles)
+        # Families: angles within 4 degrees (the +-2 jitter) of each other.
+        families = [[angles[0]]]
+        for angle in angles[1:]:
+            if angle - families[-1][-1] <= 4.0:
+                families[-1].append(angle)
+            else:
+                families.append([angle])
+        assert len(families) in (2, 3)
+        gaps = [np.mean(b) - np.mean(a) for a, b in zip(families, families[1:])]
+        assert all(20.0 - 4.0 <= gap <= 40.0 + 4.0 for gap in gaps), angles
+
+
+def test_crossing_families_render_in_their_directions() -> None:
+    params = sample_rain_params("light", generator(3), styles=["crossing"])
+    for layer in params.layers:
+        sparse = replace(layer, length=61.0, width=1.0, density=0.00005, opacity=1.0)
+        streaks = render_rain(torch.zeros(1, 3, 256, 256), RainParams(layers=(sparse,)), generator(1)).streaks[0, 0]
+        assert streak_direction(streaks) == pytest.approx(layer.angle, abs=1.5)
+
+
+def test_opaque_streaks_saturate_and_add_blend_adds_and_clips() -> None:
+    dark = torch.full((1, 3, 96, 96), 0.1)
+
+    def streak_pixels(params: RainParams) -> torch.Tensor:
+        rendered = render_rain(dark, params, generator(2))
+        return rendered.rainy[rendered.streaks.expand_as(dark) > 0.05]
+
+    for seed in range(5):
+        default = sample_rain_params("heavy", generator(seed), camera_effects=False)
+        opaque = sample_rain_params("heavy", generator(seed), camera_effects=False, styles=["opaque"])
+        assert all(0.85 <= layer.opacity and 0.8 <= layer.min_brightness for layer in opaque.layers)
+        assert opaque.streak_light >= 0.95
+        no_veil = {"transmission": 1.0, "transmission_variation": 0.0}
+        bright, usual = (streak_pixels(replace(p, **no_veil)) for p in (opaque, default))
+        assert float(bright.quantile(0.99)) > 0.9 and float(bright.median()) > float(usual.median()) + 0.1
+
+    clean = torch.rand(1, 3, 64, 64, generator=generator(4))
+    layer = StreakLayer(angle=10.0, length=20.0, width=2.0, density=0.01, opacity=0.9)
+    light = render_rain(clean, RainParams(layers=(layer,), streak_light=1.0), generator(5))
+    added = render_rain(clean, RainParams(layers=(layer,), streak_light=1.0, streak_blend="add"), generator(5))
+    torch.testing.assert_close(added.streaks, light.streaks, rtol=0, atol=0)
+    torch.testing.assert_close(added.rainy, (clean + added.streaks).clamp(max=1.0))
+    assert (added.rainy >= light.rainy - 1e-6).all() and float((added.rainy == 1).float().mean()) > 0.01
+
+
+def test_curtains_are_long_soft_low_contrast_stripes_over_the_frame() -> None:
+    for seed in range(10):
+        params = sample_rain_params(0.5, generator(seed), styles=["curtain"])
+        default = sample_rain_params(0.5, generator(seed))
+        curtains = params.layers[len(default.layers) :]
+        assert params.layers[: len(default.layers)] == default.layers and 1 <= len(curtains) <= 2
+        for layer in curtains:
+            assert layer.length >= 150 and layer.width >= 4 and layer.opacity <= 0.25 and layer.defocus > 0
+    layer = sample_rain_params(0.5, generator(0), styles=["curtain"]).layers[-1]
+    streaks = render_rain(torch.zeros(1, 3, 256, 256), RainParams(layers=(layer,)), generator(3)).streaks[0, 0]
+    assert float(streaks.max()) <= layer.opacity + 1e-6
+    assert float((streaks > 0.01).float().mean()) > 0.5  # over the frame
+
+    def correlation(shift: int, dim: int) -> float:
+        centred = (streaks - streaks.mean()).numpy()
+        a, b = np.take(centred, range(shift, 256), axis=dim), np.take(centred, range(256 - shift), axis=dim)
+        return float((a * b).mean() / centred.var())
+
+    along, across = (0, 1) if abs(layer.angle) < 45 else (1, 0)
+    # Tilted by a few degrees, the stripes stay correlated 20 px along them, not 8 px across.
+    assert correlation(20, along) > 0.6 and correlation(20, along) > correlation(8, across) + 0.3
+
+
+def test_haze_is_a_contrast_loss_and_a_brightening_of_the_whole_image() -> None:
+    clean = torch.rand(2, 3, 32, 40, generator=generator(6))
+    params = RainParams(layers=NO_STREAKS, contrast=0.6, brightening=0.12)
+    hazy = render_rain(clean, params, generator()).rainy
+    mean = clean.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(hazy, (mean + 0.6 * (clean - mean) + 0.12).clamp(0, 1))
+    # Independent of the veil: applied after it, on the veiled image.
+    veiled = render_rain(clean, replace(params, transmission=0.7), generator()).rainy
+    under = 0.7 * clean + 0.3 * 0.85
+    mean = under.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(veiled, (mean + 0.6 * (under - mean) + 0.12).clamp(0, 1))
+
+
+def test_scene_light_tints_the_drops() -> None:
+    lamp = torch.tensor([0.6, 0.3, 0.15]).view(1, 3, 1, 1).expand(1, 3, 64, 64).contiguous()
+    layer = StreakLayer(length=20.0, width=2.0, density=0.01, opacity=0.9)
+    for tint in (0.0, 0.5, 1.0):
+        rendered = render_rain(lamp, RainParams(layers=(layer,), streak_light=1.0, streak_tint=tint), generator(5))
+        light = (1 - tint) + tint * lamp / 0.6
+        alpha = rendered.streaks
+        torch.testing.assert_close(rendered.rainy, (1 - alpha) * lamp + alpha * light)
+    added = (rendered.rainy - lamp)[0][:, alpha[0, 0] > 0.5]
+    # Fully tinted, the drops' light has the lamp's colour: (1, 0.5, 0.25), red 4 times blue.
+    torch.testing.assert_close(light[0, :, 0, 0], torch.tensor([1.0, 0.5, 0.25]))
+    assert float(added[0].mean()) > float(added[2].mean()) > 0
+
+
+def test_splashes_lie_in_the_lower_half() -> None:
+    params = RainParams(layers=NO_STREAKS, splash_density=0.004, splash_size=3.0)
+    rendered = render_rain(torch.full((1, 3, 160, 120), 0.2), params, generator(8))
+    rows = rendered.streaks[0, 0].mean(dim=1)
+    assert float(rows[: 160 // 2 - 7].max()) == 0.0  # no seed above the middle, blobs at most 2 x size tall
+    assert float(rows[120:].mean()) > 1.5 * float(rows[80:100].mean()) > 0
+    # Composited as light, like the streaks (drop radiance 0.9 by default).
+    alpha = rendered.streaks.expand(1, 3, 160, 120)
+    torch.testing.assert_close(rendered.rainy, (1 - alpha) * 0.2 + alpha * 0.9)
+
+
+def test_lens_drops_show_the_scene_blurred_and_upside_down() -> None:
+    ramp = torch.linspace(0.1, 0.9, 200).view(1, 1, 200, 1).expand(1, 3, 200, 200).contiguous()
+    params = RainParams(layers=NO_STREAKS, lens_drops=6, lens_drop_radius=15.0)
+    rendered = render_rain(ramp, params, generator(9))
+    drops = rendered.streaks[0, 0]
+    labels, count = ndimage.label((drops > 0.5).numpy())
+    assert 1 <= count <= 6 and float(drops.max()) == 1.0
+    inside = (drops == 1.0)[1:-1]
+    vertical = (rendered.rainy[0, 0, 2:] - rendered.rainy[0, 0, :-2])[inside]
+    # The ramp brightens downwards; through a drop it brightens upwards.
+    assert float(vertical.mean()) < 0 and float((ramp[0, 0, 2:] - ramp[0, 0, :-2]).mean()) > 0
+    untouched = drops == 0
+    torch.testing.assert_close(rendered.rainy[0, :, untouched], ramp[0, :, untouched], rtol=0, atol=0)
+
+
+def test_random_style_sampler_mixes_every_style() -> None:
+    seen = {style: 0 for style in RAIN_STYLES}
+    for seed in range(200):
+        params = sample_rain_params(0.5, generator(seed), style_probability=0.4)
+        for style in params.styles:
+            seen[style] += 1
+    assert all(50 <= count <= 110 for count in seen.values()), seen
+    everything = sample_rain_params("heavy", generator(1), style_probability=1.0)
+    assert everything.styles == RAIN_STYLES
+    clean = smooth_image(96, 128)
+    rendered = render_rain(clean, everything, generator(1))
+    assert rendered.rainy.shape == clean.shape and torch.isfinite(rendered.rainy).all()
+    assert 0 <= rendered.rainy.min() and rendered.rainy.max() <= 1
+
+
+def test_bad_style_input_is_named() -> None:
+    with pytest.raises(ValueError, match="styles must be a sequence of names from crossing"):
+        sample_rain_params(0.5, styles=["fog"])
+    with pytest.raises(ValueError, match="styles must be a sequence"):
+        sample_rain_params(0.5, styles="haze")
+    with pytest.raises(ValueError, match="style_probability"):
+        sample_rain_params(0.5, style_probability=1.5)
+    with pytest.raises(ValueError, match="streak_blend must be 'light' or 'add'"):
+        RainParams(streak_blend="screen")
+    with pytest.raises(ValueError, match="min_brightness"):
+        StreakLayer(min_brightness=1.5)
+    with pytest.raises(ValueError, match="lens_drops must be an integer"):
+        RainParams(lens_drops=2.5)
+    with pytest.raises(ValueError, match="contrast"):
+        RainParams(contrast=0.0)

@@ -4,7 +4,10 @@ The image model is the heavy-rain model of JORDER (Yang et al., CVPR 2017) with 
 composited as light rather than added and clipped::
 
     R = background, then for every streak layer k:  R = (1 - a_k) * R + a_k * L
+    R = (1 - a_s) * R + a_s * L                  # splashes (optional)
     O = t * R + (1 - t) * A
+    O = m + c * (O - m) + b                      # haze: contrast loss and brightening (optional)
+    O = (1 - d) * O + d * lens(O)                # drops on the lens (optional)
     rainy = camera(O)          # slight blur, sensor noise, JPEG
 
 ``a_k`` is the layer's streak opacity map, ``L`` the radiance of the drops (they refract the
@@ -24,13 +27,17 @@ has its own parameters and one convolution serves the whole batch.
 
 Use [`sample_rain_params`][sample_rain_params] to draw parameters for a rain *strength* in ``[0, 1]`` or a
 named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][render_rain] to render them.
+Its ``styles`` and ``style_probability`` widen the physical presets for domain randomisation
+(see [`RAIN_STYLES`][RAIN_STYLES]): streak families crossing at clearly different angles, opaque
+saturated streaks, long soft low-contrast curtains, a global haze, rain coloured by the scene
+light, splashes and drops on the lens.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
@@ -42,6 +49,8 @@ from torch import Tensor
 
 __all__ = [
     "RAIN_PRESETS",
+    "RAIN_STYLES",
+    "RainStyle",
     "preset_range",
     "RainParams",
     "RainPreset",
@@ -62,6 +71,24 @@ RAIN_PRESETS: dict[str, tuple[float, float]] = {
 """Rain strength interval of each preset. ``light`` matches Rain100L (mean ``|rainy - clean|``
 about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (about 40-60/255,
 several directions plus a veil); ``medium`` lies between."""
+
+RainStyle = Literal["crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops"]
+
+RAIN_STYLES: tuple[str, ...] = ("crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops")
+"""The styles [`sample_rain_params`][sample_rain_params] can add to the physical rain of a strength, each
+aimed at rain that the physical presets miss:
+
+* ``crossing``: two or three streak families whose directions are 20-40 degrees apart;
+* ``opaque``: nearly opaque, near-white streaks (opacity 0.85-1, drops of brightness 0.8-1),
+  half of the time added and clipped (``streak_blend="add"``) as synthetic heavy sets draw them;
+* ``curtain``: one or two layers of long (150-400 px), wide (4-12 px), soft, low-contrast
+  (opacity 0.08-0.25) near-vertical streaks over the whole frame;
+* ``haze``: a global contrast loss (``contrast`` 0.55-0.9) and brightening (``brightening``
+  0.05-0.2, 13-50 levels), independent of the veil;
+* ``scene_light``: drops that take the colour of the scene's light (``streak_tint`` 0.5-1);
+* ``splashes``: bright splashes of drops hitting the ground, in the lower half of the image;
+* ``lens_drops``: 2-12 drops on the lens, each a blurred, upside-down view of what lies behind it.
+"""
 
 MIN_STREAK_WIDTH = 0.25
 """Thinnest streak, in pixels, a [`StreakLayer`][StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
@@ -85,6 +112,8 @@ class StreakLayer:
         opacity: peak opacity of a streak in ``[0, 1]`` (distant streaks are dim).
         defocus: standard deviation in pixels of the Gaussian blur of near, out-of-focus
             streaks; 0 keeps them sharp.
+        min_brightness: the drops' brightness is drawn in ``U(min_brightness, 1)``; near 1,
+            every streak reaches its full opacity (the ``opaque`` style).
     """
 
     angle: float = 0.0
@@ -93,6 +122,7 @@ class StreakLayer:
     density: float = 0.004
     opacity: float = 0.6
     defocus: float = 0.0
+    min_brightness: float = 0.4
 
     def __post_init__(self) -> None:
         _check_range("angle", self.angle, -90.0, 90.0)
@@ -101,6 +131,7 @@ class StreakLayer:
         _check_range("density", self.density, 0.0, 1.0)
         _check_range("opacity", self.opacity, 0.0, 1.0)
         _check_range("defocus", self.defocus, 0.0, 32.0)
+        _check_range("min_brightness", self.min_brightness, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,21 @@ class RainParams:
         camera_blur: standard deviation in pixels of a Gaussian blur of the rainy image.
         noise_std: standard deviation of additive Gaussian sensor noise (on the 0-1 scale).
         jpeg_quality: JPEG quality (1-100) the rainy image is compressed at, or ``None``.
+        streak_blend: ``"light"`` composites streaks as light (``R = (1 - a) R + a L``);
+            ``"add"`` adds them and clips (``R = min(1, R + a L)``), as synthetic heavy-rain
+            sets do, so bright streaks saturate to white.
+        streak_tint: in ``[0, 1]``: how much the drops take the colour of the scene's light
+            (the chromaticity of the heavily low-passed background, brightest channel 1)
+            instead of white: ``L = streak_light * ((1 - tint) + tint * chroma)``.
+        splash_density: splashes per pixel in the lower half of the image (none in the upper
+            half, rising linearly to twice the value at the bottom edge).
+        splash_size: horizontal radius in pixels of a splash (half as tall as wide).
+        lens_drops: number of drops on the lens.
+        lens_drop_radius: mean radius in pixels of a lens drop (each is ``U(0.6, 1.4)`` times it).
+        contrast: in ``(0, 1]``: the haze scales the image's deviation from its mean by it.
+        brightening: in ``[0, 0.5]``: the haze adds it to every pixel (on the 0-1 scale).
+        styles: the styles of [`RAIN_STYLES`][RAIN_STYLES] that [`sample_rain_params`][sample_rain_params]
+            added, for the record (rendering reads only the fields above).
     """
 
     layers: tuple[StreakLayer, ...] = field(default_factory=lambda: (StreakLayer(),))
@@ -128,6 +174,15 @@ class RainParams:
     camera_blur: float = 0.0
     noise_std: float = 0.0
     jpeg_quality: int | None = None
+    streak_blend: Literal["light", "add"] = "light"
+    streak_tint: float = 0.0
+    splash_density: float = 0.0
+    splash_size: float = 2.0
+    lens_drops: int = 0
+    lens_drop_radius: float = 15.0
+    contrast: float = 1.0
+    brightening: float = 0.0
+    styles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not all(isinstance(layer, StreakLayer) for layer in self.layers):
@@ -140,6 +195,18 @@ class RainParams:
         _check_range("noise_std", self.noise_std, 0.0, 1.0)
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100] or None, got {self.jpeg_quality}")
+        if self.streak_blend not in ("light", "add"):
+            raise ValueError(f"streak_blend must be 'light' or 'add', got {self.streak_blend!r}")
+        _check_range("streak_tint", self.streak_tint, 0.0, 1.0)
+        _check_range("splash_density", self.splash_density, 0.0, 0.1)
+        _check_range("splash_size", self.splash_size, 0.5, 32.0)
+        if not isinstance(self.lens_drops, int) or not 0 <= self.lens_drops <= 1000:
+            raise ValueError(f"lens_drops must be an integer in [0, 1000], got {self.lens_drops!r}")
+        _check_range("lens_drop_radius", self.lens_drop_radius, 1.0, 1000.0)
+        _check_range("contrast", self.contrast, 1e-3, 1.0)
+        _check_range("brightening", self.brightening, 0.0, 0.5)
+        if not set(self.styles) <= set(RAIN_STYLES):
+            raise ValueError(f"styles must name styles of {', '.join(RAIN_STYLES)}; got {self.styles!r}")
 
 
 class RenderedRain(NamedTuple):
@@ -147,8 +214,9 @@ class RenderedRain(NamedTuple):
 
     Attributes:
         rainy: ``(B, 3, H, W)`` rainy images in ``[0, 1]``.
-        streaks: ``(B, 1, H, W)`` combined opacity of all streak layers in ``[0, 1]``
-            (``1 - prod_k (1 - a_k)``): where the streaks are, for mask supervision.
+        streaks: ``(B, 1, H, W)`` combined opacity of all streak layers, splashes and lens
+            drops in ``[0, 1]`` (``1 - prod_k (1 - a_k)``): where the rain is, for mask
+            supervision.
         transmission: ``(B, 1, H, W)`` transmission ``t`` of the veil (1 where there is none).
     """
 
@@ -180,6 +248,8 @@ def sample_rain_params(
     short_exposure: float = 0.0,
     drizzle: float = 0.0,
     downscaled: float = 0.0,
+    styles: Sequence[RainStyle] = (),
+    style_probability: float = 0.0,
 ) -> RainParams:
     """Draw random rain of a given strength.
 
@@ -204,11 +274,15 @@ def sample_rain_params(
             from a larger original (as photos on the web are): every streak is ``f = U(0.35, 0.7)``
             times as long, wide and defocused, and there are ``1 / f^2`` times as many drops per
             pixel, so most streaks are faint lines thinner than a pixel.
+        styles: styles of [`RAIN_STYLES`][RAIN_STYLES] to add to the rain, whatever the strength.
+        style_probability: probability, in ``[0, 1]``, that each of the other styles is added
+            too: the random-style sampler of domain randomisation.
 
-    The three options draw their random numbers after all others and only when they are
-    non-zero, so at 0 (the default) the parameters are exactly those of earlier releases (the
-    presets' statistics and the fixed validation sets stay the same), and with them on, the
-    other layers are the same rain with shorter streaks or one more layer.
+    The options draw their random numbers after all others and only when they are non-zero
+    (or non-empty), so with none (the default) the parameters are exactly those of earlier
+    releases (the presets' statistics and the fixed validation sets stay the same), and with
+    them on, the other layers are the same rain with shorter streaks, more layers or a style
+    on top. Styles are applied in the order of [`RAIN_STYLES`][RAIN_STYLES].
 
     Returns:
         The [`RainParams`][RainParams] of one image.
@@ -225,6 +299,9 @@ def sample_rain_params(
     _check_range("short_exposure", short_exposure, 0.0, 1.0)
     _check_range("drizzle", drizzle, 0.0, 1.0)
     _check_range("downscaled", downscaled, 0.0, 1.0)
+    _check_range("style_probability", style_probability, 0.0, 1.0)
+    if isinstance(styles, str) or not set(styles) <= set(RAIN_STYLES):
+        raise ValueError(f"styles must be a sequence of names from {', '.join(RAIN_STYLES)}; got {styles!r}")
     s = float(strength)
 
     def uniform(low: float, high: float) -> float:
@@ -295,8 +372,73 @@ def sample_rain_params(
             )
             for layer in layers
         ]
+    chosen = set(styles)
+    if style_probability > 0:
+        chosen |= {style for style in RAIN_STYLES if _uniform(generator) < style_probability}
+    for style in RAIN_STYLES:
+        if style in chosen:
+            layers = _add_style(style, layers, params, uniform, wind)
     params["layers"] = tuple(layers)
+    params["styles"] = tuple(style for style in RAIN_STYLES if style in chosen)
     return RainParams(**params)
+
+
+CROSSING_SPREAD = 60.0
+"""Largest angle from the vertical, in degrees, of a family of the ``crossing`` style."""
+
+
+def _add_style(
+    style: str,
+    layers: list[StreakLayer],
+    params: dict[str, object],
+    uniform: Callable[[float, float], float],
+    wind: float,
+) -> list[StreakLayer]:
+    """Add one style of [`RAIN_STYLES`][RAIN_STYLES]: the layers it returns, ``params`` updated in place."""
+    if style == "crossing":
+        families = 2 if uniform(0.0, 1.0) < 0.6 else 3
+        spacing = uniform(20.0, 40.0)
+        centre = max(-CROSSING_SPREAD + spacing, min(CROSSING_SPREAD - spacing, wind))
+        angles = [centre + (family - (families - 1) / 2) * spacing for family in range(families)]
+        # Light rain has one layer: the other families are copies of it, as sparse or sparser.
+        while len(layers) < families:
+            layers = [*layers, replace(layers[0], density=layers[0].density * uniform(0.5, 1.0))]
+        return [
+            replace(layer, angle=max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angles[index % families] + uniform(-2, 2))))
+            for index, layer in enumerate(layers)
+        ]
+    if style == "opaque":
+        params["streak_light"] = uniform(0.95, 1.0)
+        params["streak_blend"] = "add" if uniform(0.0, 1.0) < 0.5 else "light"
+        return [replace(layer, opacity=uniform(0.85, 1.0), min_brightness=uniform(0.8, 0.95)) for layer in layers]
+    if style == "curtain":
+        curtains = []
+        for _ in range(1 if uniform(0.0, 1.0) < 0.7 else 2):
+            length, width = uniform(150.0, 400.0), uniform(4.0, 12.0)
+            curtains.append(
+                StreakLayer(
+                    angle=0.3 * wind + uniform(-5.0, 5.0),
+                    length=length,
+                    width=width,
+                    # 0.5-1.5 streak areas per pixel: the curtain covers the frame.
+                    density=uniform(0.5, 1.5) / (length * width),
+                    opacity=uniform(0.08, 0.25),
+                    defocus=uniform(1.5, 4.0),
+                )
+            )
+        return [*layers, *curtains]
+    if style == "haze":
+        params["contrast"] = uniform(0.55, 0.9)
+        params["brightening"] = uniform(0.05, 0.2)
+    elif style == "scene_light":
+        params["streak_tint"] = uniform(0.5, 1.0)
+    elif style == "splashes":
+        params["splash_density"] = uniform(0.001, 0.005)
+        params["splash_size"] = uniform(1.5, 4.0)
+    elif style == "lens_drops":
+        params["lens_drops"] = int(uniform(2.0, 12.99))
+        params["lens_drop_radius"] = uniform(6.0, 30.0)
+    return layers
 
 
 def _uniform(generator: torch.Generator | None) -> float:
@@ -351,16 +493,35 @@ def render_rain(
     image = clean.to(work_dtype)
     no_rain = StreakLayer(density=0.0, opacity=0.0)
     coverage = torch.zeros(batch, 1, height, width, dtype=work_dtype, device=clean.device)
-    streak_light = per_image([p.streak_light for p in params]).view(batch, 1, 1, 1)
+    drop_light = _drop_light(image, params, per_image)
+    additive = torch.tensor([p.streak_blend == "add" for p in params], device=clean.device).view(batch, 1, 1, 1)
+
+    def composite(image: Tensor, coverage: Tensor, opacity: Tensor) -> tuple[Tensor, Tensor]:
+        lit = image * (1 - opacity) + opacity * drop_light
+        if bool(additive.any()):
+            lit = torch.where(additive, (image + opacity * drop_light).clamp(max=1.0), lit)
+        return lit, 1 - (1 - coverage) * (1 - opacity)
+
     for depth in range(max(len(p.layers) for p in params)):
         layers = [p.layers[depth] if depth < len(p.layers) else no_rain for p in params]
         opacity = _streak_opacity(layers, height, width, generator, work_dtype, clean.device)
-        image = image * (1 - opacity) + opacity * streak_light
-        coverage = 1 - (1 - coverage) * (1 - opacity)
+        image, coverage = composite(image, coverage, opacity)
+    if any(p.splash_density > 0 for p in params):
+        image, coverage = composite(
+            image, coverage, _splash_opacity(params, height, width, generator, work_dtype, clean.device)
+        )
 
     transmission = _transmission_map(params, height, width, generator).to(device=clean.device, dtype=work_dtype)
     atmospheric_light = per_image([p.atmospheric_light for p in params]).view(batch, 1, 1, 1)
     image = transmission * image + (1 - transmission) * atmospheric_light
+
+    if any(p.contrast < 1 or p.brightening > 0 for p in params):
+        contrast = per_image([p.contrast for p in params]).view(batch, 1, 1, 1)
+        brightening = per_image([p.brightening for p in params]).view(batch, 1, 1, 1)
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        image = mean + contrast * (image - mean) + brightening
+    if any(p.lens_drops > 0 for p in params):
+        image, coverage = _add_lens_drops(image, coverage, params, generator)
 
     image = gaussian_blur(image, per_image([p.camera_blur for p in params]))
     noise_std = per_image([p.noise_std for p in params]).view(batch, 1, 1, 1)
@@ -394,7 +555,10 @@ def _streak_opacity(
     drops = torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype) < drop_probability.view(
         batch, 1, 1, 1
     )
-    brightness = 0.4 + 0.6 * torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype)
+    # From Python floats, so that the default 0.4 + 0.6 * U keeps the draws of earlier releases bit for bit.
+    darkest = torch.tensor([layer.min_brightness for layer in layers], dtype=dtype).view(batch, 1, 1, 1)
+    brightness_range = torch.tensor([1.0 - layer.min_brightness for layer in layers], dtype=dtype).view(batch, 1, 1, 1)
+    brightness = darkest + brightness_range * torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype)
     seeds = (drops * brightness).to(device)
 
     # One column filter per image (a tapered box as long as its streak), applied to the whole
@@ -436,6 +600,77 @@ def _streak_opacity(
     streaks = gaussian_blur(streaks, torch.tensor([layer.defocus for layer in layers], dtype=dtype))
     opacity = torch.tensor([layer.opacity for layer in layers], dtype=dtype, device=device)
     return streaks.clamp(0.0, 1.0) * opacity.view(batch, 1, 1, 1)
+
+
+def _drop_light(image: Tensor, params: Sequence[RainParams], per_image: Callable[[Sequence[float]], Tensor]) -> Tensor:
+    """Radiance ``L`` of the drops: ``(B, 1, 1, 1)`` grey, or ``(B, 3, H, W)`` where tinted by the scene's light."""
+    batch, _, height, width = image.shape
+    light = per_image([p.streak_light for p in params]).view(batch, 1, 1, 1)
+    if not any(p.streak_tint > 0 for p in params):
+        return light
+    # The scene's light at a streak: the background low-passed to a 4x4 field, brightest channel 1.
+    scene = F.interpolate(F.adaptive_avg_pool2d(image, 4), size=(height, width), mode="bilinear", align_corners=False)
+    chroma = scene / scene.amax(dim=1, keepdim=True).clamp_min(1e-3)
+    tint = per_image([p.streak_tint for p in params]).view(batch, 1, 1, 1)
+    return light * ((1 - tint) + tint * chroma)
+
+
+def _splash_opacity(
+    params: Sequence[RainParams],
+    height: int,
+    width: int,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """``(B, 1, H, W)`` opacity of the splashes: seeds whose density rises from the middle of the
+    image to the bottom, each spread into a flat bright ellipse (twice as wide as tall)."""
+    batch = len(params)
+    rows = (torch.arange(height, dtype=dtype) + 0.5) / height
+    ramp = (2 * (2 * rows - 1)).clamp_min(0.0).view(1, 1, height, 1)
+    density = torch.tensor([p.splash_density for p in params], dtype=dtype).view(batch, 1, 1, 1)
+    seeds = torch.rand(batch, 1, height, width, generator=generator, dtype=dtype) < density * ramp
+    brightness = 0.5 + 0.5 * torch.rand(batch, 1, height, width, generator=generator, dtype=dtype)
+    sizes = torch.tensor([p.splash_size for p in params], dtype=torch.float64).view(batch, 1, 1)
+    radius = math.ceil(2 * float(sizes.max()))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    ellipse = (offsets.view(1, 1, -1) / sizes) ** 2 + (2 * offsets.view(1, -1, 1) / sizes) ** 2
+    kernel = torch.exp(-2 * ellipse).to(dtype).view(batch, 1, 2 * radius + 1, 2 * radius + 1)
+    splashes = F.conv2d((seeds * brightness).view(1, batch, height, width), kernel, padding=radius, groups=batch)
+    return splashes.view(batch, 1, height, width).clamp(0.0, 1.0).to(device)
+
+
+def _add_lens_drops(
+    image: Tensor, coverage: Tensor, params: Sequence[RainParams], generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Drops on the lens: soft ellipses, each showing its neighbourhood blurred and upside down
+    (a drop is a lens that inverts what lies behind it), slightly brightened."""
+    batch, _, height, width = image.shape
+    blurred = gaussian_blur(image, torch.tensor([p.lens_drop_radius / 3 if p.lens_drops else 0.0 for p in params]))
+    blurred = blurred + 0.1 * (1 - blurred)
+    image, coverage = image.clone(), coverage.clone()
+    for index, p in enumerate(params):
+        for _ in range(p.lens_drops):
+            centre_y, centre_x, size, aspect = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+            radius_x = p.lens_drop_radius * (0.6 + 0.8 * size) * (0.8 + 0.45 * aspect)
+            radius_y = p.lens_drop_radius * (0.6 + 0.8 * size) / (0.8 + 0.45 * aspect)
+            cy, cx = centre_y * height, centre_x * width
+            top, bottom = max(0, int(cy - radius_y) - 1), min(height, int(cy + radius_y) + 2)
+            left, right = max(0, int(cx - radius_x) - 1), min(width, int(cx + radius_x) + 2)
+            if top >= bottom or left >= right:
+                continue
+            ys = torch.arange(top, bottom, dtype=image.dtype, device=image.device).view(-1, 1) + 0.5
+            xs = torch.arange(left, right, dtype=image.dtype, device=image.device).view(1, -1) + 0.5
+            distance = torch.sqrt(((ys - cy) / radius_y) ** 2 + ((xs - cx) / radius_x) ** 2)
+            # A soft edge a fifth of the radius wide.
+            drop = ((1 - distance) / 0.2).clamp(0.0, 1.0)
+            inside = blurred[index, :, top:bottom, left:right].flip(-2)
+            region = image[index, :, top:bottom, left:right]
+            image[index, :, top:bottom, left:right] = (1 - drop) * region + drop * inside
+            coverage[index, :, top:bottom, left:right] = 1 - (1 - coverage[index, :, top:bottom, left:right]) * (
+                1 - drop
+            )
+    return image, coverage
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
