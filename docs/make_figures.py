@@ -19,6 +19,7 @@ from einops import rearrange
 from PIL import Image, ImageDraw
 
 from derainzoo.data import PairedImageFolder, render_rain, sample_rain_params
+from derainzoo.data.rain_renderer import RAIN_STYLES
 from derainzoo.image_io import load_image
 from derainzoo.inference import DEFAULT_MODEL, default_model, derain
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
@@ -123,7 +124,7 @@ def real_photo_paths(real_folder: Path) -> list[Path]:
 
 def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: Path) -> None:
     """A training background with Rain100L's rain, the three presets and heavy rain with a fast
-    shutter and drizzle, above five real photos."""
+    shutter and drizzle; medium rain with each style and with a random mix of styles; five real photos."""
     rainy, clean, _ = train_set[train_set.stems.index(stem)]
     generator = torch.Generator().manual_seed(0)
     renders = [  # (label, preset, options of sample_rain_params)
@@ -142,9 +143,24 @@ def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: P
         [to_image(rainy)] + [to_image(r) for r in rendered],
         [f"Rain100L train {stem} (real pair)"] + [f"rendered: {label}" for label, _, _ in renders],
     )
+    styles = [(style.replace("_", " "), {"styles": [style]}) for style in RAIN_STYLES]
+    styles.append(("random styles (p = 0.5)", {"style_probability": 0.5}))
+    styled = [
+        render_rain(
+            clean[None], sample_rain_params("medium", generator, camera_effects=False, **options), generator
+        ).rainy[0]
+        for _, options in styles
+    ]
+    style_rows = [
+        labelled_row(
+            [to_image(r) for r in styled[start : start + 4]],
+            [f"medium + {label}" for label, _ in styles[start : start + 4]],
+        )
+        for start in range(0, len(styled), 4)
+    ]
     paths = real_photo_paths(real_folder)[: len(rendered) + 1]
     bottom = labelled_row([load_image(path).convert("RGB") for path in paths], [f"real rain ({p.name})" for p in paths])
-    stack_rows([top, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
+    stack_rows([top, *style_rows, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
 
 
 def real_rain_sheet(model, real_folder: Path) -> None:
@@ -160,19 +176,28 @@ def real_rain_sheet(model, real_folder: Path) -> None:
     stack_rows(rows).save(ASSETS / "real_rain.jpg", quality=88)
 
 
+FIGURES = ["gallery", "real_rain", "rain_renderer", "mask", "clustering"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--only", choices=FIGURES, nargs="+", default=FIGURES, help="figures to make (default: all)")
     args = parser.parse_args()
     ASSETS.mkdir(exist_ok=True)
     model = default_model("cpu")
     test_set = PairedImageFolder(args.data / "Rain100L_test")
-    gallery(model, test_set, ["001", "033", "078"])
-    real_rain_sheet(model, args.data / "real_rain")
-    rendered_rain_figure(PairedImageFolder(args.data / "Rain100L_train"), "017", args.data / "real_rain")
     rainy, clean, _ = test_set[test_set.stems.index("033")]
-    mask_figure(model, rainy, clean)
-    clustering_figure(model, rainy)
+    if "gallery" in args.only:
+        gallery(model, test_set, ["001", "033", "078"])
+    if "real_rain" in args.only:
+        real_rain_sheet(model, args.data / "real_rain")
+    if "rain_renderer" in args.only:
+        rendered_rain_figure(PairedImageFolder(args.data / "Rain100L_train"), "017", args.data / "real_rain")
+    if "mask" in args.only:
+        mask_figure(model, rainy, clean)
+    if "clustering" in args.only:
+        clustering_figure(model, rainy)
     print(f"figures written to {ASSETS}")
 
 

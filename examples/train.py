@@ -136,6 +136,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="with --rain-mix: probability of rain as in a photo downscaled from a larger one (sub-pixel streaks)",
     )
+    parser.add_argument(
+        "--rain-styles",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
+        "splashes, lens drops); above 0 also validates on a fixed set of medium rain with styles (val_styles)",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
     parser.add_argument(
@@ -146,6 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
     return parser.parse_args(argv)
 
+
+VAL_STYLE_PROBABILITY = 0.5
+"""Share of each renderer style in the fixed ``val_styles`` set (medium rain) of ``--rain-styles`` runs."""
 
 # Arguments that only steer bookkeeping; every other argument defines the run and must not change on resume.
 BOOKKEEPING_ARGUMENTS = frozenset(
@@ -360,16 +371,21 @@ def build_data(
             short_exposure=args.short_exposure,
             drizzle=args.drizzle,
             downscaled=args.downscaled,
+            style_probability=args.rain_styles,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:
-        # Fixed heavy rain over the held-out clean images: the same files in every run and phase.
-        heavy_folder = args.out / "val_heavy"
-        if is_main:
-            write_rendered_pairs(val_sets["val"], heavy_folder, strength="heavy", seed=0)
+        # Fixed rendered rain over the held-out clean images: the same files in every run and phase.
+        rendered = {"val_heavy": {"strength": "heavy"}}
+        if args.rain_styles > 0:
+            rendered["val_styles"] = {"strength": "medium", "style_probability": VAL_STYLE_PROBABILITY}
+        for name, options in rendered.items():
+            if is_main:
+                write_rendered_pairs(val_sets["val"], args.out / name, seed=0, **options)
         if world_size > 1:
             dist.barrier()
-        val_sets["val_heavy"] = PairedImageFolder(heavy_folder, cache=True)
+        for name in rendered:
+            val_sets[name] = PairedImageFolder(args.out / name, cache=True)
     sampler = DistributedSampler(
         train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True
     )

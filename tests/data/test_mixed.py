@@ -69,17 +69,22 @@ def test_strength_range_and_errors(pairs) -> None:
         MixedRainDataset(pairs, drizzle=-1.0)
     with pytest.raises(ValueError, match="downscaled"):
         MixedRainDataset(pairs, downscaled=1.5)
+    with pytest.raises(ValueError, match="style_probability"):
+        MixedRainDataset(pairs, style_probability=-0.5)
 
 
-def test_short_exposure_drizzle_and_downscaled_reach_the_renderer(pairs) -> None:
+def test_short_exposure_drizzle_downscaled_and_styles_reach_the_renderer(pairs) -> None:
     """The options change the heavy rain of every rendered item; at 0 it is the default rain."""
     options = {"real_fraction": 0.0, "strength": "heavy", "camera_effects": False, "seed": 4}
     default = MixedRainDataset(pairs, **options)
-    explicit_zero = MixedRainDataset(pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, **options)
+    explicit_zero = MixedRainDataset(
+        pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, style_probability=0.0, **options
+    )
     changed = [
         MixedRainDataset(pairs, short_exposure=1.0, **options),
         MixedRainDataset(pairs, drizzle=1.0, **options),
         MixedRainDataset(pairs, downscaled=1.0, **options),
+        MixedRainDataset(pairs, style_probability=1.0, **options),
     ]
     for index in range(4):
         rainy = default[index][0]
@@ -102,5 +107,10 @@ def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
         # Clean images are copied losslessly; the rainy ones carry heavy rain.
         torch.testing.assert_close(written[index][1], source[index][1], rtol=0, atol=0)
     assert evaluate(None, first, progress=False).psnr < evaluate(None, source, progress=False).psnr
+    # With styles, the same clean images under other rain (no style draws at 0: the files above).
+    styled = write_rendered_pairs(source, tmp_path / "styled", strength="heavy", seed=4, style_probability=1.0)
+    for name in ("000.png", "001.png", "002.png"):
+        assert (styled / "norain" / name).read_bytes() == (first / "norain" / name).read_bytes()
+        assert (styled / "rain" / name).read_bytes() != (first / "rain" / name).read_bytes()
     with pytest.raises(ValueError, match="whole images"):
         write_rendered_pairs(PairedImageFolder(tmp_path / "source", crop_size=16), tmp_path / "x")

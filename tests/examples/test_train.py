@@ -50,7 +50,7 @@ def final_state(out: Path, rank: int = 0) -> dict:
     [
         [],
         ["--epoch-samples", "6"],
-        ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5", "--downscaled", "0.5"],
+        ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5", "--downscaled", "0.5", "--rain-styles", "0.5"],
     ],
     ids=["one_crop_per_pair", "six_crops_per_epoch", "rendered_rain"],
 )
@@ -85,6 +85,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, extra) -
     assert (tmp_path / "resumed" / "final_ema.safetensors").is_file()
     assert (tmp_path / "resumed" / "best_ema.safetensors").is_file()
     assert json.loads((tmp_path / "resumed" / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
+    if "--rain-styles" in extra:
+        logged = (tmp_path / "resumed" / "log.jsonl").read_text()
+        assert "val_heavy" in logged and "val_styles" in logged
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo multi-process test runs on Linux")

@@ -4,8 +4,10 @@ from derainzoo.data.mixed import MixedRainDataset, write_rendered_pairs
 from derainzoo.data.paired import PairedImageFolder, image_to_tensor
 from derainzoo.data.rain_renderer import (
     RAIN_PRESETS,
+    RAIN_STYLES,
     RainParams,
     RainPreset,
+    RainStyle,
     RenderedRain,
     StreakLayer,
     render_rain,
@@ -16,10 +18,12 @@ from derainzoo.data.transforms import paired_augment, paired_random_crop
 
 __all__ = [
     "RAIN_PRESETS",
+    "RAIN_STYLES",
     "MixedRainDataset",
     "PairedImageFolder",
     "RainParams",
     "RainPreset",
+    "RainStyle",
     "RenderedRain",
     "StreakLayer",
     "image_to_tensor",

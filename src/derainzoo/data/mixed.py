@@ -43,6 +43,10 @@ class MixedRainDataset(Dataset):
         downscaled: probability of rain as in a photo downscaled from a larger one: shorter,
             denser streaks, most thinner than a pixel (see
             [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
+        style_probability: probability of each style of
+            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (crossing families, opaque
+            streaks, curtains, haze, scene light, splashes, lens drops) on top of the physical
+            rain: domain randomisation (0 renders the rain of earlier releases).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
@@ -62,12 +66,14 @@ class MixedRainDataset(Dataset):
         short_exposure: float = 0.0,
         drizzle: float = 0.0,
         downscaled: float = 0.0,
+        style_probability: float = 0.0,
     ) -> None:
         for name, probability in (
             ("real_fraction", real_fraction),
             ("short_exposure", short_exposure),
             ("drizzle", drizzle),
             ("downscaled", downscaled),
+            ("style_probability", style_probability),
         ):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
@@ -84,6 +90,7 @@ class MixedRainDataset(Dataset):
         self.short_exposure = short_exposure
         self.drizzle = drizzle
         self.downscaled = downscaled
+        self.style_probability = style_probability
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -109,6 +116,7 @@ class MixedRainDataset(Dataset):
             short_exposure=self.short_exposure,
             drizzle=self.drizzle,
             downscaled=self.downscaled,
+            style_probability=self.style_probability,
         )
         return render_rain(clean[None], params, generator).rainy[0], clean, stem
 
@@ -119,13 +127,15 @@ def write_rendered_pairs(
     strength: float | RainPreset = "heavy",
     seed: int = 0,
     camera_effects: bool = False,
+    style_probability: float = 0.0,
 ) -> Path:
     """Render rain over the clean images of ``pairs`` and write a paired folder of PNG files.
 
     The result is a fixed, reproducible test or validation set (``folder/rain`` +
     ``folder/norain``, lossless) that [`derainzoo.evaluation.evaluate`][derainzoo.evaluation.evaluate] and
     ``derainzoo eval --data`` read. Image ``k`` gets the rain of
-    ``sample_rain_params(strength, Generator().manual_seed(seed + k))``.
+    ``sample_rain_params(strength, Generator().manual_seed(seed + k), camera_effects,
+    style_probability=style_probability)``.
 
     Args:
         pairs: whole images (no crop, no augmentation); only their clean images are used.
@@ -133,6 +143,9 @@ def write_rendered_pairs(
         strength: a rain strength in ``[0, 1]`` or a preset name.
         seed: seed of the rain of the first image.
         camera_effects: add camera blur, noise and JPEG compression.
+        style_probability: probability of each renderer style (see
+            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES]); 0 renders the sets of
+            earlier releases.
 
     Returns:
         ``folder`` as a `Path`.
@@ -144,7 +157,9 @@ def write_rendered_pairs(
     for index in range(len(pairs)):
         _, clean, stem = pairs[index]
         generator = torch.Generator().manual_seed(seed + index)
-        params = sample_rain_params(strength, generator, camera_effects=camera_effects)
+        params = sample_rain_params(
+            strength, generator, camera_effects=camera_effects, style_probability=style_probability
+        )
         rainy = render_rain(clean[None], params, generator).rainy[0]
         for side, image in (("rain", rainy), ("norain", clean)):
             pixels = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
