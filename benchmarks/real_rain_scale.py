@@ -28,7 +28,7 @@ from derainzoo.image_io import load_image
 from derainzoo.inference import derain
 
 
-def derain_at_scale(model: torch.nn.Module, photo: torch.Tensor, scale: float) -> torch.Tensor:
+def derain_upscaled(model: torch.nn.Module, photo: torch.Tensor, scale: float) -> torch.Tensor:
     """``(1, 3, H, W)`` derained ``photo`` when deraining runs on the photo upscaled ``scale`` times."""
     if scale == 1:
         return derain(photo, model)
@@ -64,7 +64,7 @@ def main() -> int:
             parser.error(f"no photo {stem}.* in {args.data}")
         image = np.asarray(load_image(matches[0]).convert("RGB"), dtype=np.float32) / 255
         photo = torch.from_numpy(image).permute(2, 0, 1)[None]
-        outputs = [derain_at_scale(model, photo, scale) for scale in args.scales]
+        outputs = [derain_upscaled(model, photo, scale) for scale in args.scales]
         removed = [float((photo - output).abs().mean()) * 255 for output in outputs]
         rows.append((stem, removed))
         print(stem, " ".join(f"x{scale:g}: {value:.2f}" for scale, value in zip(args.scales, removed)), flush=True)

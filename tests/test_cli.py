@@ -346,6 +346,8 @@ def test_name_collisions_and_existing_outputs_are_refused_up_front(tmp_path, wei
         (["--tile", "64", "--tile-overlap", "40"], "--tile-overlap 40 is more than half of --tile 64"),
         (["--memory-budget", "0"], "--memory-budget must be a positive number"),
         (["--quality", "0"], "--quality must be in [1, 100]"),
+        (["--scale", "2"], "--scale must be 'auto' or a number in (0, 1] (1: full resolution), got '2'"),
+        (["--scale", "half"], "--scale must be 'auto' or a number in (0, 1]"),
     ],
 )
 def test_argument_mistakes_are_one_line_up_front(tmp_path, weights, capsys, options, message) -> None:
@@ -444,3 +446,17 @@ def test_ctrl_c_during_eval_is_one_line_and_keeps_the_partial_scores(tmp_path, c
     assert "Traceback" not in captured.err
     assert "| rainy input | 2 |" in captured.out
     assert len(csv_path.read_text().splitlines()) == 4  # header, 2 images, mean
+
+
+def test_scale_derains_small_and_writes_full_size(tmp_path, weights, capsys) -> None:
+    write_image(tmp_path / "p.png", 64, 96)
+    common = ["--model", TINY, "--weights", str(weights)]
+    for scale in ("0.5", "auto"):
+        out = tmp_path / f"out_{scale}"
+        code, _, err = derain_cli(capsys, str(tmp_path / "p.png"), "-o", str(out), "--scale", scale, *common)
+        assert code == 0, err
+        assert Image.open(out / "p.png").size == (96, 64)
+    # A 96-pixel image is under the auto long side: auto is the full-resolution pass, byte for byte.
+    assert derain_cli(capsys, str(tmp_path / "p.png"), "-o", str(tmp_path / "full"), *common)[0] == 0
+    assert (tmp_path / "out_auto" / "p.png").read_bytes() == (tmp_path / "full" / "p.png").read_bytes()
+    assert (tmp_path / "out_0.5" / "p.png").read_bytes() != (tmp_path / "full" / "p.png").read_bytes()

@@ -20,6 +20,7 @@ from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
+from derainzoo.scaling import AUTO_SCALE_LONG_SIDE, check_scale
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings
 
@@ -77,6 +78,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_model_arguments(derain_parser)
     _add_run_arguments(derain_parser)
+    derain_parser.add_argument(
+        "--scale",
+        default="1",
+        help="derain at this scale and bring the removed rain back to full resolution: 'auto' "
+        f"(long side down to {AUTO_SCALE_LONG_SIDE} px), or a number in (0, 1]; 1 (default) is full resolution",
+    )
     derain_parser.add_argument(
         "--format",
         choices=sorted(OUTPUT_FORMATS),
@@ -137,7 +144,19 @@ def _check_run_arguments(args: argparse.Namespace) -> torch.device:
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
     if args.memory_budget <= 0:
         raise ValueError(f"--memory-budget must be a positive number of GB, got {args.memory_budget:g}")
+    if getattr(args, "scale", None) is not None:
+        args.scale = _parse_scale(args.scale)
     return device
+
+
+def _parse_scale(text: str) -> float | str:
+    """``--scale``: ``auto`` or a number in (0, 1]."""
+    try:
+        scale = text if text == "auto" else float(text)
+        check_scale(scale)
+    except ValueError:
+        raise ValueError(f"--scale must be 'auto' or a number in (0, 1] (1: full resolution), got {text!r}") from None
+    return scale
 
 
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
@@ -244,6 +263,8 @@ def _derain_command(args: argparse.Namespace) -> int:
                 memory_budget=int(args.memory_budget * 1024**3),
                 device=device,
                 self_ensemble=args.self_ensemble,
+                scale=args.scale,
+                progress=True,
             )
             save_image(result, target, file_format=pillow_format, quality=args.quality, source=image)
             written += 1

@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from derainzoo.image_io import ImageLike, load_image, to_batch
+from derainzoo.scaling import check_scale, choose_scale, derain_at_scale
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_tiles, run_tiled
 
@@ -103,6 +104,7 @@ def derain(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device: str | torch.device | None = None,
     self_ensemble: bool = False,
+    scale: float | str | None = 1.0,
     progress: bool = False,
 ) -> ImageLike | Image.Image:
     """Remove rain from one image (or a batch of tensors) and return it in the same form.
@@ -134,6 +136,11 @@ def derain(
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
             input ([`SelfEnsemble`][SelfEnsemble]): more accurate, eight times
             slower.
+        scale: ``1`` (default) derains at full resolution; a number in ``(0, 1)`` derains the
+            image downscaled by it and brings only the removed rain back to full resolution
+            with the photo's own detail where the rain has structure ([`derain_at_scale`][derainzoo.scaling.derain_at_scale]),
+            so the background keeps its detail; ``"auto"`` picks the scale from the image's size
+            ([`choose_scale`][derainzoo.scaling.choose_scale]). Tiles, if any, are planned at that scale.
         progress: show a progress bar over tiles.
 
     Returns:
@@ -142,20 +149,25 @@ def derain(
     Raises:
         TypeError: unsupported input type or dtype.
         ValueError: unreadable file, wrong shape, NaN/inf values, float values outside
-            ``[0, 1]``, empty image, or bad tile settings.
+            ``[0, 1]``, empty image, or bad tile or scale settings.
 
     Examples:
         >>> derained = derain("rainy.jpg")  # doctest: +SKIP
         >>> derained.save("derained.png")  # doctest: +SKIP
     """
     check_tile_settings(tile_size, tile_overlap)
+    check_scale(scale)
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     batch, restore = to_batch(image)
     run_device = resolve_device(device, model)
     net = model if model is not None else default_model(str(run_device))
     runner = SelfEnsemble(net) if self_ensemble else net
-    plan = plan_tiles(net, *batch.shape[-2:], tile_size, tile_overlap, memory_budget, batch_size=batch.shape[0])
+
+    def derain_tiled(x: torch.Tensor) -> torch.Tensor:
+        plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, memory_budget, batch_size=x.shape[0])
+        return run_tiled(runner, x, plan, progress=progress)
+
     with eval_mode(net), torch.inference_mode():
-        output = run_tiled(runner, batch.to(run_device), plan, progress=progress)
+        output = derain_at_scale(derain_tiled, batch.to(run_device), choose_scale(*batch.shape[-2:], scale))
     return restore(output.clamp(0.0, 1.0))
