@@ -77,7 +77,8 @@ def choose_scale(
     """The scale a ``height x width`` image is derained at.
 
     Args:
-        height, width: the image's size.
+        height: the image's height in pixels.
+        width: the image's width in pixels.
         scale: a number is returned as it is; ``None`` means 1; ``"auto"`` brings the long side
             down to ``long_side`` when it is larger (never up).
         long_side: the long side ``"auto"`` aims at.
