@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -402,6 +403,19 @@ def test_sixteen_bit_grayscale_is_written_sixteen_bit(tmp_path, weights, capsys)
     )
     written = Image.open(tmp_path / "out" / "scan.png")
     assert written.mode.startswith("I") and np.asarray(written).max() > 255
+
+
+def test_sixteen_bit_colour_is_one_note_and_still_derained(tmp_path, weights, capsys) -> None:
+    from .test_image_io import write_png_16_bit_rgb
+
+    pixels = (smooth_image(30, 40)[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    write_png_16_bit_rgb(tmp_path / "deep.png", pixels)
+    code, _, err = derain_cli(
+        capsys, str(tmp_path / "deep.png"), "-o", str(tmp_path / "out"), "--model", TINY, "--weights", str(weights)
+    )
+    notes = [line for line in re.split(r"[\r\n]", err) if line.startswith("derainzoo: note:")]
+    assert code == 0 and len(notes) == 1 and "16-bit colour is read as 8-bit" in notes[0]
+    assert Image.open(tmp_path / "out" / "deep.png").size == (40, 30)
 
 
 def test_without_o_outputs_go_next_to_their_inputs_and_never_overwrite(tmp_path, weights, capsys) -> None:

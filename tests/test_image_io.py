@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from derainzoo.image_io import load_image, output_format, save_image
+from derainzoo.image_io import PrecisionLossWarning, load_image, output_format, save_image
 
 
 def photo(height: int = 40, width: int = 56, seed: int = 0) -> Image.Image:
@@ -74,6 +77,35 @@ def test_sixteen_bit_grayscale_is_kept_where_the_format_can_hold_it(tmp_path) ->
         assert np.array_equal(np.asarray(load_image(tmp_path / f"deep{suffix}")), values), suffix
     save_image(image, tmp_path / "shallow.webp")
     assert np.abs(np.asarray(load_image(tmp_path / "shallow.webp").convert("L"), dtype=int) - values // 257).max() <= 1
+
+
+def write_png_16_bit_rgb(path, pixels: np.ndarray) -> None:
+    """A 48-bit RGB PNG written by hand (Pillow cannot write one): IHDR, one IDAT, IEND."""
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + pixels[row].astype(">u2").tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
+
+
+def test_sixteen_bit_colour_is_read_as_8_bit_and_said_so(tmp_path) -> None:
+    pixels = np.random.default_rng(2).integers(0, 65536, (6, 7, 3), dtype=np.uint16)
+    write_png_16_bit_rgb(tmp_path / "deep.png", pixels)
+    with pytest.warns(PrecisionLossWarning, match=r"deep.png: 16-bit colour is read as 8-bit .* uint16 array"):
+        image = load_image(tmp_path / "deep.png")
+    assert image.mode == "RGB" and np.abs(np.asarray(image, dtype=int) - pixels // 257).max() <= 1
+    # 8-bit colour and 16-bit grayscale load without a word.
+    photo().save(tmp_path / "shallow.png")
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "grey16.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(tmp_path / "shallow.png")
+        load_image(tmp_path / "grey16.png")
 
 
 def test_output_format_follows_the_input_or_the_request() -> None:

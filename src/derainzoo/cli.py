@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
-from derainzoo.image_io import OUTPUT_FORMATS, check_quality, load_image, output_format, save_image
+from derainzoo.image_io import (
+    OUTPUT_FORMATS,
+    PrecisionLossWarning,
+    check_quality,
+    load_image,
+    output_format,
+    save_image,
+)
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
 from derainzoo.scaling import AUTO_SCALE_LONG_SIDE, check_scale
 from derainzoo.self_ensemble import SelfEnsemble
@@ -249,11 +257,15 @@ def _derain_command(args: argparse.Namespace) -> int:
     failures, written = len(errors), 0
     for path, target, pillow_format in tqdm(plan, desc="derain", unit="image"):
         try:
-            image = load_image(path)  # its errors name the file already
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PrecisionLossWarning)
+                image = load_image(path)  # its errors name the file already
         except ValueError as error:
             _error(str(error))
             failures += 1
             continue
+        for warning in caught:
+            tqdm.write(f"derainzoo: note: {warning.message}", file=sys.stderr)  # on its own line, under the bar
         try:
             result = derain(
                 image,

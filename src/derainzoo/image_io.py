@@ -5,6 +5,7 @@ arrays and tensors to a model's input and back."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,7 +17,24 @@ from torch import Tensor
 
 from derainzoo.layers.color import rgb_to_luma
 
-__all__ = ["OUTPUT_FORMATS", "ImageLike", "check_quality", "load_image", "output_format", "save_image", "to_batch"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "ImageLike",
+    "PrecisionLossWarning",
+    "check_quality",
+    "load_image",
+    "output_format",
+    "save_image",
+    "to_batch",
+]
+
+
+class PrecisionLossWarning(UserWarning):
+    """An image file holds more precision than derainzoo can read or write: 16-bit colour
+    (48- or 64-bit RGB/RGBA PNG and TIFF), which Pillow decodes to 8 bits per channel.
+    To keep 16 bits, read the file yourself (e.g. with ``tifffile`` or OpenCV) and pass
+    [`derain`][derainzoo.inference.derain] a ``uint16`` array: the result is ``uint16`` too."""
+
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, Tensor)
 """The kinds of image [`derainzoo.derain`][derainzoo.inference.derain] takes and gives back."""
@@ -34,6 +52,10 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
 
     ``image.format`` keeps the file's format, for [`save_image`][save_image].
 
+    Warns:
+        PrecisionLossWarning: the file holds 16-bit colour, which Pillow reads as 8-bit
+            (16-bit grayscale is read and written at 16 bits).
+
     Raises:
         ValueError: the file is missing, not an image, corrupt, or holds several frames (an
             animation or a multi-page file, which would otherwise lose all but its first frame);
@@ -48,6 +70,13 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
                     f"{path}: holds {frames} frames ({file_format}); derainzoo derains single images, so "
                     "extract the frames first (e.g. with Pillow's ImageSequence) and derain each"
                 )
+            if _holds_16_bit_colour(opened):
+                warnings.warn(
+                    f"{path}: 16-bit colour is read as 8-bit (Pillow's limit), so the result is 8-bit; pass "
+                    "derain() a uint16 array to keep 16 bits",
+                    PrecisionLossWarning,
+                    stacklevel=2,
+                )
             image = ImageOps.exif_transpose(opened)
             image.load()
     except (FileNotFoundError, IsADirectoryError) as error:
@@ -58,6 +87,15 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ValueError(f"{path}: corrupt or truncated image ({error})") from error
     image.format = file_format
     return image
+
+
+def _holds_16_bit_colour(opened: Image.Image) -> bool:
+    """Whether a not yet decoded RGB(A) file stores 16 bits per channel (its raw mode says so)."""
+    if opened.mode not in ("RGB", "RGBA") or not opened.tile:
+        return False
+    args = opened.tile[0].args
+    raw_mode = args if isinstance(args, str) else (args[0] if args else "")
+    return isinstance(raw_mode, str) and ";16" in raw_mode
 
 
 def output_format(input_path: str | os.PathLike[str], requested: str | None = None) -> tuple[str, str]:
