@@ -1,4 +1,5 @@
-"""Parameters, FLOPs and latency of every derainzoo variant.
+"""Parameters, FLOPs and latency of every derainzoo variant, beside PReNet6 (written from its
+paper, random weights: timing needs none).
 
 Examples:
     python benchmarks/bench_models.py --device cpu --sizes 321x481 --layouts nchw channels_last
@@ -17,10 +18,14 @@ import sys
 
 import torch
 from common import add_timing_arguments, start, time_call, write_results
+from prenet import PReNet6
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import derainzoo
+
+BASELINES = {"prenet6": PReNet6}
+"""Peer models timed beside derainzoo's (not registered: they have no weights here)."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -46,7 +51,9 @@ def time_forward(model, size, device, dtype_name, repeats, warmup) -> tuple[floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=derainzoo.list_models())
+    parser.add_argument(
+        "--models", nargs="+", default=[*derainzoo.list_models(), *BASELINES], help="derainzoo models and prenet6"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(321, 481)], help="HxW or S (square)")
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
@@ -64,7 +71,7 @@ def main() -> int:
     device, header = start(args)
     rows = []
     for name in args.models:
-        model = derainzoo.create_model(name).eval()
+        model = (BASELINES[name]() if name in BASELINES else derainzoo.create_model(name)).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         gflops = count_flops(model, (256, 256)) / 1e9
         variants = []
