@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -21,10 +22,9 @@ from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
     OUTPUT_FORMATS,
-    PrecisionLossWarning,
     check_quality,
-    load_image,
     output_format,
+    read_image,
     save_image,
 )
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
@@ -255,37 +255,67 @@ def _derain_command(args: argparse.Namespace) -> int:
         return 2
 
     failures, written = len(errors), 0
-    for path, target, pillow_format in tqdm(plan, desc="derain", unit="image"):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PrecisionLossWarning)
-                image = load_image(path)  # its errors name the file already
-        except ValueError as error:
-            _error(str(error))
-            failures += 1
-            continue
-        for warning in caught:
-            tqdm.write(f"derainzoo: note: {warning.message}", file=sys.stderr)  # on its own line, under the bar
-        try:
-            result = derain(
-                image,
-                model,
-                tile_size=args.tile,
-                tile_overlap=args.tile_overlap,
-                memory_budget=int(args.memory_budget * 1024**3),
-                device=device,
-                self_ensemble=args.self_ensemble,
-                scale=args.scale,
-                progress=True,
-            )
-            save_image(result, target, file_format=pillow_format, quality=args.quality, source=image)
-            written += 1
-        except (ValueError, OSError) as error:
-            _error(f"{path}: {error}")
-            failures += 1
+    started = time.perf_counter()
+    # Decoding the next image and encoding the last result run in threads beside the model
+    # (Pillow releases the GIL while it decodes and encodes), one image ahead and one behind, so
+    # at most three images are held at once, however many there are.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="derainzoo-decode") as decoder,
+        ThreadPoolExecutor(1, thread_name_prefix="derainzoo-encode") as encoder,
+    ):
+        next_read = decoder.submit(read_image, plan[0][0]) if plan else None
+        saving: tuple[Path, Future] | None = None
+        for index, (path, target, pillow_format) in enumerate(tqdm(plan, desc="derain", unit="image")):
+            reading = next_read
+            next_read = decoder.submit(read_image, plan[index + 1][0]) if index + 1 < len(plan) else None
+            try:
+                image, notes = reading.result()  # its errors name the file already
+            except ValueError as error:
+                _error(str(error))
+                failures += 1
+                continue
+            for note in notes:
+                tqdm.write(f"derainzoo: note: {note}", file=sys.stderr)  # on its own line, under the bar
+            try:
+                result = derain(
+                    image,
+                    model,
+                    tile_size=args.tile,
+                    tile_overlap=args.tile_overlap,
+                    memory_budget=int(args.memory_budget * 1024**3),
+                    device=device,
+                    self_ensemble=args.self_ensemble,
+                    scale=args.scale,
+                    progress=True,
+                )
+            except (ValueError, OSError) as error:
+                _error(f"{path}: {error}")
+                failures += 1
+                continue
+            written, failures = _finish_saving(saving, written, failures)
+            options = {"file_format": pillow_format, "quality": args.quality, "source": image}
+            saving = (path, encoder.submit(save_image, result, target, **options))
+        written, failures = _finish_saving(saving, written, failures)
+    seconds = time.perf_counter() - started
     where = args.output or f"their inputs' folders (*{DERAINED_SUFFIX})"
-    print(f"derainzoo: wrote {written} image(s) to {where}" + (f"; {failures} input(s) failed" if failures else ""))
+    print(
+        f"derainzoo: wrote {written} image(s) to {where} in {seconds:.1f} s ({written / seconds:.2f} images/s)"
+        + (f"; {failures} input(s) failed" if failures else "")
+    )
     return 1 if failures else 0
+
+
+def _finish_saving(saving: tuple[Path, Future] | None, written: int, failures: int) -> tuple[int, int]:
+    """Wait for the image being written, if any; the counts of written and failed images after it."""
+    if saving is None:
+        return written, failures
+    path, future = saving
+    try:
+        future.result()
+    except (ValueError, OSError) as error:
+        _error(f"{path}: {error}")
+        return written, failures + 1
+    return written + 1, failures
 
 
 def _eval_command(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "check_quality",
     "load_image",
     "output_format",
+    "read_image",
     "save_image",
     "to_batch",
 ]
@@ -61,6 +62,22 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             animation or a multi-page file, which would otherwise lose all but its first frame);
             the message names it.
     """
+    image, notes = read_image(path)
+    for note in notes:
+        warnings.warn(note, PrecisionLossWarning, stacklevel=2)
+    return image
+
+
+def read_image(path: str | os.PathLike[str]) -> tuple[Image.Image, list[str]]:
+    """[`load_image`][load_image] without warnings: the image and what it would warn, as messages.
+
+    It touches no global state, so it may run in a thread of its own (the command line decodes
+    the next image while the model works on the current one).
+
+    Raises:
+        ValueError: as [`load_image`][load_image].
+    """
+    notes = []
     try:
         with Image.open(path) as opened:
             file_format = opened.format
@@ -71,11 +88,9 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
                     "extract the frames first (e.g. with Pillow's ImageSequence) and derain each"
                 )
             if _holds_16_bit_colour(opened):
-                warnings.warn(
+                notes.append(
                     f"{path}: 16-bit colour is read as 8-bit (Pillow's limit), so the result is 8-bit; pass "
-                    "derain() a uint16 array to keep 16 bits",
-                    PrecisionLossWarning,
-                    stacklevel=2,
+                    "derain() a uint16 array to keep 16 bits"
                 )
             image = ImageOps.exif_transpose(opened)
             image.load()
@@ -86,7 +101,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     except (OSError, SyntaxError) as error:
         raise ValueError(f"{path}: corrupt or truncated image ({error})") from error
     image.format = file_format
-    return image
+    return image, notes
 
 
 def _holds_16_bit_colour(opened: Image.Image) -> bool:
