@@ -43,6 +43,8 @@ import derainzoo
 from derainzoo._helpers import save_weights
 from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
+from derainzoo.image_io import load_image, to_batch
+from derainzoo.inference import derain
 from derainzoo.losses import PIXEL_LOSSES, DualStageLoss
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 
@@ -144,6 +146,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
         "splashes, lens drops); above 0 also validates on a fixed set of medium rain with styles (val_styles)",
     )
+    parser.add_argument(
+        "--watch-photos",
+        type=Path,
+        help="folder of rainy photos without ground truth (e.g. real_rain/): at each validation the EMA model derains "
+        f"them (long side brought to {WATCH_LONG_SIDE} px) and the mean change |output - input| (0-255) is logged as "
+        "photos_change, a guard against a model that stops removing real rain; never used to select weights",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
     parser.add_argument(
@@ -154,6 +163,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
     return parser.parse_args(argv)
 
+
+WATCH_LONG_SIDE = 640
+"""Long side the photos of ``--watch-photos`` are brought down to (so the guard costs seconds)."""
 
 VAL_STYLE_PROBABILITY = 0.5
 """Share of each renderer style in the fixed ``val_styles`` set (medium rain) of ``--rain-styles`` runs."""
@@ -170,6 +182,7 @@ BOOKKEEPING_ARGUMENTS = frozenset(
         "val_every",
         "ckpt_every",
         "grad_checkpointing",
+        "watch_photos",
     }
 )
 
@@ -248,6 +261,7 @@ class Trainer:
     autocast: torch.autocast
     device: torch.device
     val_sets: dict[str, PairedImageFolder]
+    watch_photos: list[torch.Tensor]  # (1, 3, H, W) rainy photos of --watch-photos, or none
     is_main: bool
     world_size: int
 
@@ -272,6 +286,21 @@ def save_checkpoint(trainer: Trainer, state: RunState) -> None:
     )
 
 
+def load_watch_photos(folder: Path) -> list[torch.Tensor]:
+    """The photos of ``--watch-photos`` as ``(1, 3, H, W)`` tensors, long side at most ``WATCH_LONG_SIDE``."""
+    if not folder.is_dir():
+        raise SystemExit(f"--watch-photos {folder}: not a folder")
+    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    if not paths:
+        raise SystemExit(f"--watch-photos {folder}: no .png/.jpg/.webp photos there")
+    photos = []
+    for path in paths:
+        photo = load_image(path).convert("RGB")
+        photo.thumbnail((WATCH_LONG_SIDE, WATCH_LONG_SIDE))
+        photos.append(to_batch(photo)[0])
+    return photos
+
+
 def validate(trainer: Trainer, state: RunState) -> None:
     """Score the EMA weights on every validation set, log them, and keep the best weights."""
     if not (trainer.is_main and trainer.val_sets):
@@ -286,6 +315,14 @@ def validate(trainer: Trainer, state: RunState) -> None:
         result = evaluate(trainer.ema.module, val_set, device=trainer.device, progress=False)
         record |= {f"{name}_psnr": result.psnr, f"{name}_ssim": result.ssim}
         tqdm.write(f"step {state.step}: {name} PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} (EMA weights)")
+    if trainer.watch_photos:
+        with torch.inference_mode():
+            changes = [
+                float((derain(photo, trainer.ema.module, device=trainer.device) - photo).abs().mean() * 255)
+                for photo in trainer.watch_photos
+            ]
+        record["photos_change"] = sum(changes) / len(changes)
+        tqdm.write(f"step {state.step}: mean change on the watched photos {record['photos_change']:.2f} of 255")
     with open(args.out / "log.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
     # Model selection weighs every validation set alike (light real rain and heavy rendered rain).
@@ -459,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         autocast=torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
         device=device,
         val_sets=val_sets,
+        watch_photos=load_watch_photos(args.watch_photos) if is_main and args.watch_photos else [],
         is_main=is_main,
         world_size=world_size,
     )

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
 
-from ..helpers import write_paired_folder
+from ..helpers import smooth_image, write_paired_folder
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train.py"
 COMMON = [
@@ -139,3 +142,27 @@ def test_epoch_samples_must_be_positive(tmp_path) -> None:
         load_script().main(
             ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epoch-samples", "0", *COMMON]
         )
+
+
+def test_watched_photos_are_logged_and_do_not_select_weights(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=4)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        pixels = (smooth_image(30 + 10 * index, 44)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")
+        Image.fromarray(pixels).save(photos / f"{index}.png")
+    common = ["--data", str(tmp_path / "data"), "--steps", "2", *COMMON]
+    train = load_script().main
+    train([*common, "--out", str(tmp_path / "watched"), "--watch-photos", str(photos)])
+    train([*common, "--out", str(tmp_path / "plain")])
+    records = [json.loads(line) for line in (tmp_path / "watched" / "log.jsonl").read_text().splitlines()]
+    validated = [record for record in records if "val_psnr" in record]
+    assert validated and all(record["photos_change"] >= 0 for record in validated)
+    # A guard only: the run and its chosen weights are those of the run without it.
+    assert final_state(tmp_path / "watched")["ema_sha256"] == final_state(tmp_path / "plain")["ema_sha256"]
+    watched, plain = (load_file(tmp_path / run / "best_ema.safetensors") for run in ("watched", "plain"))
+    assert watched.keys() == plain.keys() and all(torch.equal(watched[key], plain[key]) for key in plain)
+    (tmp_path / "empty").mkdir()
+    for folder, message in (("empty", "no .png/.jpg/.webp photos"), ("missing", "not a folder")):
+        with pytest.raises(SystemExit, match=message):
+            train([*common, "--out", str(tmp_path / "none"), "--watch-photos", str(tmp_path / folder)])
