@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from derainzoo import __version__
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
+from derainzoo.backends import BACKENDS, load_backend, onnx_graph_path
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
@@ -44,6 +45,16 @@ ONNX_CHECK_SIZES = ((77, 131), (128, 128))
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
     parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="run the model in PyTorch (default) or through ONNX Runtime on the CPU (exported once and cached; "
+        "needs derainzoo[export])",
+    )
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"output folder (default: next to each input, named <name>{DERAINED_SUFFIX}<ext>)",
     )
     _add_model_arguments(derain_parser)
+    _add_backend_argument(derain_parser)
     _add_run_arguments(derain_parser)
     derain_parser.add_argument(
         "--scale",
@@ -105,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
     eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
     eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
     _add_model_arguments(eval_parser)
+    _add_backend_argument(eval_parser)
     _add_run_arguments(eval_parser)
     eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
     eval_parser.add_argument(
@@ -149,6 +162,10 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
 def _check_run_arguments(args: argparse.Namespace) -> torch.device:
     """Everything about the run that does not depend on an image, checked once up front."""
     device = resolve_device(args.device, name="--device")
+    if getattr(args, "backend", "torch") == "onnxruntime":
+        if args.device is not None and device.type != "cpu":
+            raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {args.device}")
+        device = torch.device("cpu")
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
     if args.memory_budget <= 0:
         raise ValueError(f"--memory-budget must be a positive number of GB, got {args.memory_budget:g}")
@@ -183,7 +200,20 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     except (ValueError, FileNotFoundError) as error:
         _error(str(error))
         return None
-    return prepare_for_inference(model, device)
+    model = prepare_for_inference(model, device)
+    backend = getattr(args, "backend", "torch")
+    if backend == "torch":
+        return model
+    if not onnx_graph_path(model).is_file():
+        tqdm.write(
+            f"derainzoo: note: exporting {args.model} to ONNX once (a minute or two); cached as {onnx_graph_path(model)}",
+            file=sys.stderr,
+        )
+    try:
+        return load_backend(model, backend)
+    except ImportError:
+        _error(f"--backend {backend} needs onnxruntime, onnx and onnxscript: pip install 'derainzoo[export]'")
+        return None
 
 
 def _error(message: str) -> None:

@@ -1,0 +1,97 @@
+"""Inference backends: the ONNX Runtime module against eager PyTorch, the graph cache, derain()
+and the command line through it, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import derainzoo
+from derainzoo.backends import BACKENDS, OnnxRuntimeDerainer, load_backend, onnx_graph_path
+from derainzoo.inference import derain, prepare_for_inference
+
+from .helpers import TINY, smooth_image
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.fixture(scope="module")
+def bundled_tiny():
+    return prepare_for_inference(derainzoo.create_model(TINY, pretrained=True), "cpu")
+
+
+@pytest.fixture(scope="module")
+def onnx_tiny(bundled_tiny, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return load_backend(bundled_tiny, "onnxruntime", cache_dir=cache), cache
+
+
+def test_torch_is_the_model_itself_and_unknown_backends_are_named(bundled_tiny) -> None:
+    assert load_backend(bundled_tiny, "torch") is bundled_tiny
+    assert BACKENDS == ("torch", "onnxruntime")
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of torch, onnxruntime"):
+        load_backend(bundled_tiny, "tensorrt")
+    with pytest.raises(ValueError, match="CPU in float32"):
+        load_backend(derainzoo.create_model(TINY).double(), "onnxruntime")
+
+
+def test_onnxruntime_derains_like_pytorch_through_derain(onnx_tiny, bundled_tiny) -> None:
+    runtime, _ = onnx_tiny
+    assert isinstance(runtime, OnnxRuntimeDerainer)
+    assert runtime.inference_bytes_per_pixel == bundled_tiny.inference_bytes_per_pixel
+    for height, width in ((37, 53), (64, 96)):
+        image = smooth_image(height, width, seed=height)
+        torch.testing.assert_close(derain(image, runtime), derain(image, bundled_tiny), atol=1e-3, rtol=0)
+    # Tiles and the self-ensemble go through it too.
+    image = smooth_image(80, 80)
+    tiled = derain(image, runtime, tile_size=48, self_ensemble=True)
+    torch.testing.assert_close(tiled, derain(image, bundled_tiny, tile_size=48, self_ensemble=True), atol=1e-3, rtol=0)
+
+
+def test_the_graph_is_exported_once_and_named_by_the_weights(onnx_tiny, bundled_tiny) -> None:
+    runtime, cache = onnx_tiny
+    path = onnx_graph_path(bundled_tiny, cache)
+    assert runtime.onnx_path == path and path.is_file() and list(cache.iterdir()) == [path]
+    stamp = path.stat().st_mtime_ns
+    again = load_backend(bundled_tiny, "onnxruntime", cache_dir=cache)
+    assert path.stat().st_mtime_ns == stamp and again.onnx_path == path
+    other_weights = derainzoo.create_model(TINY)
+    assert onnx_graph_path(other_weights, cache) != path
+
+
+def test_the_runtime_refuses_inputs_off_the_cpu(onnx_tiny) -> None:
+    runtime, _ = onnx_tiny
+    if not torch.cuda.is_available():
+        pytest.skip("needs a second device")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        runtime(torch.rand(1, 3, 8, 8, device="cuda"))
+
+
+def test_the_command_line_runs_the_cached_graph(onnx_tiny, tmp_path, monkeypatch, capsys) -> None:
+    from derainzoo.cli import main
+
+    from .helpers import write_paired_folder
+
+    _, cache = onnx_tiny
+    monkeypatch.setenv("DERAINZOO_CACHE", str(cache))
+    write_paired_folder(tmp_path / "pairs", count=3)
+    common = ["--model", TINY, "--csv"]
+    assert main(["eval", "--data", str(tmp_path / "pairs"), *common, str(tmp_path / "torch.csv")]) == 0
+    assert (
+        main(
+            ["eval", "--data", str(tmp_path / "pairs"), *common, str(tmp_path / "ort.csv"), "--backend", "onnxruntime"]
+        )
+        == 0
+    )
+    assert "exporting" not in capsys.readouterr().err  # the graph of these weights was cached already
+
+    def mean_psnr(name: str) -> float:
+        mean_row = (tmp_path / name).read_text().splitlines()[-1].split(",")
+        assert mean_row[0] == "mean"
+        return float(mean_row[1])
+
+    assert abs(mean_psnr("ort.csv") - mean_psnr("torch.csv")) < 0.01
+    image = tmp_path / "pairs" / "rain" / "000.png"
+    assert main(["derain", str(image), "-o", str(tmp_path / "out"), "--model", TINY, "--backend", "onnxruntime"]) == 0
+    assert (tmp_path / "out" / "000.png").is_file()
