@@ -9,8 +9,8 @@ the mmap and trim thresholds once, so large blocks come from the heap and freed 
 for the next layer; [`release_freed_memory`][release_freed_memory] hands what is kept back to
 the kernel (call it between images, so memory does not stay at the peak of the largest one).
 
-Measured once (720 x 960, default model, whole image, 2 threads shared with a training run,
-2-core AMD EPYC, 2026-12-01): system time 15.5 -> 1.6 s, page faults 7.1 M -> 0.3 M, wall
+Measured once, by a throwaway script (two forward passes of the default model on a 720 x 960
+image, 2 threads shared with a training run, 2-core AMD EPYC, 2026-12-01): system time 15.5 -> 1.6 s, page faults 7.1 M -> 0.3 M, wall
 37 -> 19 s, and peak memory 2.4 -> 3.3 GB, since freed blocks are kept and the heap fragments.
 Because of that peak, the command line does not call it yet: ``benchmarks/bench_allocator.py``
 must first show the peak of a tiled 12-megapixel run within the memory budget.
