@@ -38,17 +38,7 @@ SOURCE_SIZE = 481  # long side of a Rain100L image
 
 def enlarged_rain(params: RainParams, factor: float) -> RainParams:
     """The same rain seen by a camera of ``factor`` times the resolution."""
-    layers = tuple(
-        replace(
-            layer,
-            length=min(1e4, layer.length * factor),
-            width=min(64.0, layer.width * factor),
-            density=layer.density / factor**2,
-            defocus=min(32.0, layer.defocus * factor),
-        )
-        for layer in params.layers
-    )
-    return replace(params, layers=layers)
+    return replace(params, layers=tuple(layer.resized(factor) for layer in params.layers))
 
 
 def large_pair(

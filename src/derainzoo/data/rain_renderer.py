@@ -93,6 +93,10 @@ aimed at rain that the physical presets miss:
 MIN_STREAK_WIDTH = 0.25
 """Thinnest streak, in pixels, a [`StreakLayer`][StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
 
+MAX_STREAK_LENGTH = 1e4
+MAX_STREAK_WIDTH = 64.0
+MAX_DEFOCUS = 32.0
+
 MAX_WIND_ANGLE = 35.0
 """Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][sample_rain_params] draws."""
 
@@ -126,12 +130,26 @@ class StreakLayer:
 
     def __post_init__(self) -> None:
         _check_range("angle", self.angle, -90.0, 90.0)
-        _check_range("length", self.length, 1.0, 1e4)
-        _check_range("width", self.width, MIN_STREAK_WIDTH, 64.0)
+        _check_range("length", self.length, 1.0, MAX_STREAK_LENGTH)
+        _check_range("width", self.width, MIN_STREAK_WIDTH, MAX_STREAK_WIDTH)
         _check_range("density", self.density, 0.0, 1.0)
         _check_range("opacity", self.opacity, 0.0, 1.0)
-        _check_range("defocus", self.defocus, 0.0, 32.0)
+        _check_range("defocus", self.defocus, 0.0, MAX_DEFOCUS)
         _check_range("min_brightness", self.min_brightness, 0.0, 1.0)
+
+    def resized(self, factor: float) -> StreakLayer:
+        """The same layer in an image ``factor`` times as large (a photo downscaled for
+        ``factor < 1``, a camera of higher resolution for ``factor > 1``): every streak
+        ``factor`` times as long, wide and defocused, and ``1 / factor^2`` times as many drops
+        per pixel, each kept within its valid range."""
+        return replace(
+            self,
+            length=min(MAX_STREAK_LENGTH, max(1.0, self.length * factor)),
+            width=min(MAX_STREAK_WIDTH, max(MIN_STREAK_WIDTH, self.width * factor)),
+            # The same drops over an image factor^2 times the area.
+            density=min(1.0, self.density / factor**2),
+            defocus=min(MAX_DEFOCUS, self.defocus * factor),
+        )
 
 
 @dataclass(frozen=True)
@@ -361,17 +379,7 @@ def sample_rain_params(
         layers = [drizzle_layer, *layers]
     if downscaled > 0 and _uniform(generator) < downscaled:
         factor = uniform(0.35, 0.7)
-        layers = [
-            replace(
-                layer,
-                length=max(1.0, layer.length * factor),
-                width=max(MIN_STREAK_WIDTH, layer.width * factor),
-                # The same drops over an image 1/factor^2 times smaller in area.
-                density=min(1.0, layer.density / factor**2),
-                defocus=layer.defocus * factor,
-            )
-            for layer in layers
-        ]
+        layers = [layer.resized(factor) for layer in layers]
     chosen = set(styles)
     if style_probability > 0:
         chosen |= {style for style in RAIN_STYLES if _uniform(generator) < style_probability}
