@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import subprocess
-import sys
 
 import torch
-from common import machine_header, write_results
+from common import machine_header, parse_width_by_height, run_in_fresh_process, write_results
 
 CHILD = """
 import json, resource, sys, time
@@ -49,12 +46,9 @@ def main() -> int:
     print(header)
     rows = []
     for size in args.sizes:
-        width, height = (int(value) for value in size.lower().split("x"))
+        height, width = parse_width_by_height(size)
         for mode in MODES:
-            result = subprocess.run(
-                [sys.executable, "-c", CHILD, str(height), str(width), mode], capture_output=True, text=True, check=True
-            )
-            row = {"size": size, "allocator": mode, **json.loads(result.stdout.strip().splitlines()[-1])}
+            row = {"size": size, "allocator": mode, **run_in_fresh_process(CHILD, height, width, mode)}
             print(row, flush=True)
             rows.append(row)
     tag = args.tag or f"allocator_cpu_{datetime.date.today():%Y%m%d}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import add_timing_arguments, start, time_call, write_results
+from common import add_timing_arguments, parse_size, start, time_call, write_results
 
 import derainzoo
 from derainzoo.data import PairedImageFolder
@@ -32,11 +32,6 @@ from derainzoo.inference import prepare_for_inference
 from derainzoo.metrics import psnr_y
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    return int(height), int(width or height)
 
 
 def eager(model: torch.nn.Module, bf16: bool) -> Forward:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import machine_header, write_results
+from common import machine_header, parse_width_by_height, write_results
 
 import derainzoo
 from derainzoo.data import PairedImageFolder, RainParams, render_rain, sample_rain_params
@@ -54,11 +54,6 @@ def large_pair(
     return render_rain(large, params, generator).rainy, large
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    width, height = (int(value) for value in text.lower().split("x"))
-    return height, width
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -79,7 +74,7 @@ def main() -> int:
     test_set = PairedImageFolder(args.data / "Rain100L_test")
     rows = []
     for size in args.sizes:
-        height, width = parse_size(size)
+        height, width = parse_width_by_height(size)
         for index in range(args.images):
             rainy, clean = large_pair(test_set[index][1], height, width, args.strength, seed=index, grain=args.grain)
             row: dict[str, object] = {

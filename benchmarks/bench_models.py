@@ -17,7 +17,7 @@ import datetime
 import sys
 
 import torch
-from common import add_timing_arguments, start, time_call, write_results
+from common import add_timing_arguments, parse_size, start, time_call, write_results
 from prenet import PReNet6
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -26,11 +26,6 @@ import derainzoo
 
 BASELINES = {"prenet6": PReNet6}
 """Peer models timed beside derainzoo's (not registered: they have no weights here)."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    return int(height), int(width or height)
 
 
 def count_flops(model: torch.nn.Module, size: tuple[int, int]) -> float:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
-import subprocess
 import sys
 
 import torch
-from common import machine_header, write_results
+from common import machine_header, run_in_fresh_process, write_results
 
 CHILD = """
 import json, resource, sys, time
@@ -35,13 +33,6 @@ print(json.dumps({"seconds": time.perf_counter() - start, "auto_tile": choose_ti
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "before_mib": baseline / 1024}))
 """
-
-
-def measure(height: int, width: int, tile: int | str) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(height), str(width), str(tile)], capture_output=True, text=True, check=True
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -62,7 +53,7 @@ def main() -> int:
         for tile in (0, args.tile, "auto"):
             if tile == 0 and megapixels > args.whole_max_megapixels:
                 continue
-            figures = measure(height, width, tile)
+            figures = run_in_fresh_process(CHILD, height, width, tile)
             if tile == "auto":
                 chosen = figures["auto_tile"]
                 mode = f"automatic ({'whole image' if chosen == 0 else f'tiles of {chosen}'})"

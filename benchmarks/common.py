@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +30,27 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``(height, width)`` of ``"HxW"``, or of ``"S"`` for a square."""
+    height, _, width = text.partition("x")
+    return int(height), int(width or height)
+
+
+def parse_width_by_height(text: str) -> tuple[int, int]:
+    """``(height, width)`` of a photo size written ``"WIDTHxHEIGHT"`` (as cameras state it)."""
+    width, height = (int(value) for value in text.lower().split("x"))
+    return height, width
+
+
+def run_in_fresh_process(code: str, *args: object) -> dict[str, object]:
+    """Run ``python -c code args...`` and return the JSON object of its last output line
+    (for figures that are per process, such as peak memory or the allocator's state)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *(str(arg) for arg in args)], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def machine_header(device: torch.device) -> str:
