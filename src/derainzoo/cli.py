@@ -29,7 +29,7 @@ from derainzoo.image_io import (
     save_image,
 )
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
-from derainzoo.scaling import AUTO_SCALE_LONG_SIDE, check_scale
+from derainzoo.scaling import AUTO_SCALE_LONG_SIDE, SCALE_CHOICES, check_scale
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings
 
@@ -180,7 +180,7 @@ def _parse_scale(text: str) -> float | str:
         scale = text if text == "auto" else float(text)
         check_scale(scale)
     except ValueError:
-        raise ValueError(f"--scale must be 'auto' or a number in (0, 1] (1: full resolution), got {text!r}") from None
+        raise ValueError(f"--scale must be {SCALE_CHOICES}, got {text!r}") from None
     return scale
 
 
@@ -204,9 +204,10 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     backend = getattr(args, "backend", "torch")
     if backend == "torch":
         return model
-    if not onnx_graph_path(model).is_file():
+    graph = onnx_graph_path(model)
+    if not graph.is_file():
         tqdm.write(
-            f"derainzoo: note: exporting {args.model} to ONNX once (a minute or two); cached as {onnx_graph_path(model)}",
+            f"derainzoo: note: exporting {args.model} to ONNX once (a minute or two); cached as {graph}",
             file=sys.stderr,
         )
     try:

@@ -38,6 +38,7 @@ from torch import Tensor
 __all__ = [
     "AUTO_SCALE_LONG_SIDE",
     "RAIN_STRUCTURE_THRESHOLD",
+    "SCALE_CHOICES",
     "box_mean",
     "check_scale",
     "choose_scale",
@@ -49,6 +50,9 @@ __all__ = [
 AUTO_SCALE_LONG_SIDE = 1280
 """The long side, in pixels, that ``scale="auto"`` brings a larger photo down to: about the
 size of the photos whose rain looks like the training rain (see the guide "Large photos")."""
+
+SCALE_CHOICES = "'auto' or a number in (0, 1] (1: full resolution)"
+"""What a ``scale`` may be, as error messages state it."""
 
 RAIN_STRUCTURE_THRESHOLD = 0.02
 """Local structure of the removed rain (image units, about 5 of 255 levels) at which the photo's
@@ -68,7 +72,7 @@ def check_scale(scale: float | str | None) -> None:
     if scale is None or scale == "auto":
         return
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
-        raise ValueError(f"scale must be 'auto' or a number in (0, 1] (1: full resolution), got {scale!r}")
+        raise ValueError(f"scale must be {SCALE_CHOICES}, got {scale!r}")
 
 
 def choose_scale(
