@@ -1,5 +1,9 @@
 """The ``derainzoo`` command: derain image files, evaluate on a paired folder, export to ONNX,
-list models."""
+list models.
+
+The console script's arguments are parsed in the torch-free launcher ``derainzoo_cli`` (so that
+``--help`` answers at once); ``run_command`` runs what they ask for.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,9 @@ from PIL import Image
 from timm.models import get_pretrained_cfg
 from tqdm.auto import tqdm
 
-from derainzoo import __version__
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.backends import BACKENDS, load_backend, onnx_graph_path
+from derainzoo.backends import load_backend, onnx_graph_path
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
@@ -29,112 +32,15 @@ from derainzoo.image_io import (
     save_image,
 )
 from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
-from derainzoo.scaling import AUTO_SCALE_LONG_SIDE, SCALE_CHOICES, check_scale
+from derainzoo.scaling import SCALE_CHOICES, check_scale
 from derainzoo.self_ensemble import SelfEnsemble
-from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings
+from derainzoo.tiling import check_tile_settings
+from derainzoo_cli import DERAINED_SUFFIX, main
 
-__all__ = ["DERAINED_SUFFIX", "main"]
-
-DERAINED_SUFFIX = "_derained"
-"""Added to an input's name for its output when ``derain`` has no ``-o`` folder."""
+__all__ = ["main", "run_command"]
 
 # Two sizes that the export's example did not have, one needing padding inside and one not.
 ONNX_CHECK_SIZES = ((77, 131), (128, 128))
-
-
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
-    parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
-
-
-def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="torch",
-        help="run the model in PyTorch (default) or through ONNX Runtime on the CPU (exported once and cached; "
-        "needs derainzoo[export])",
-    )
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tile",
-        type=int,
-        help="derain in overlapping tiles of this size; 0 for the whole image (default: tiles only when the whole "
-        "image would exceed --memory-budget). Tiles under 256 pixels cost quality: the attention needs context",
-    )
-    parser.add_argument(
-        "--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default min(32, tile/4))"
-    )
-    parser.add_argument(
-        "--memory-budget",
-        type=float,
-        default=DEFAULT_MEMORY_BUDGET / 1024**3,
-        metavar="GB",
-        help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET / 1024**3:g} GiB)",
-    )
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    parser.add_argument(
-        "--self-ensemble",
-        action="store_true",
-        help="average over the 8 flips/rotations of each input (8x slower, more accurate)",
-    )
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="derainzoo", description="Single-image deraining.")
-    parser.add_argument("--version", action="version", version=f"derainzoo {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    derain_parser = commands.add_parser("derain", help="derain image files or folders of images")
-    derain_parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (not recursive)")
-    derain_parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help=f"output folder (default: next to each input, named <name>{DERAINED_SUFFIX}<ext>)",
-    )
-    _add_model_arguments(derain_parser)
-    _add_backend_argument(derain_parser)
-    _add_run_arguments(derain_parser)
-    derain_parser.add_argument(
-        "--scale",
-        default="1",
-        help="derain at this scale and bring the removed rain back to full resolution: 'auto' "
-        f"(long side down to {AUTO_SCALE_LONG_SIDE} px), or a number in (0, 1]; 1 (default) is full resolution",
-    )
-    derain_parser.add_argument(
-        "--format",
-        choices=sorted(OUTPUT_FORMATS),
-        help="output format (default: the input's own; lossless PNG/WebP stay lossless)",
-    )
-    derain_parser.add_argument(
-        "--quality", type=int, help="JPEG or lossy WebP quality, 1-100 (default: JPEG 95, WebP lossless)"
-    )
-    derain_parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
-
-    eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
-    eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
-    _add_model_arguments(eval_parser)
-    _add_backend_argument(eval_parser)
-    _add_run_arguments(eval_parser)
-    eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
-    eval_parser.add_argument(
-        "--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding"
-    )
-    eval_parser.add_argument("--csv", type=Path, help="write per-image scores to this CSV file")
-
-    export_parser = commands.add_parser("export", help="write a model as ONNX with dynamic batch, height and width")
-    export_parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    _add_model_arguments(export_parser)
-    export_parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    export_parser.add_argument(
-        "--check", action="store_true", help="run the graph in onnxruntime on two sizes and compare with PyTorch"
-    )
-
-    commands.add_parser("list", help="list the models and the pretrained weights available")
-    return parser
 
 
 def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list[str]]:
@@ -444,9 +350,9 @@ def _list_command() -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``derainzoo`` console script; returns the exit code."""
-    args = _build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    """Run the command that ``derainzoo_cli.build_parser`` parsed into
+    ``args``; returns the exit code."""
     if args.command == "list":
         return _list_command()
     if args.command == "eval":
@@ -454,7 +360,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         return _export_command(args)
     return _derain_command(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

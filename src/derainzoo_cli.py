@@ -1,0 +1,168 @@
+"""The ``derainzoo`` console script's front end: its argument parser, and nothing that imports torch.
+
+``import derainzoo`` imports torch and timm (it registers the models with timm), which takes
+seconds and most of a gigabyte. This module lives beside the package, not in it, so that
+``derainzoo --help``, ``--version`` and argument mistakes answer in a tenth of a second; the commands
+themselves run in ``derainzoo.cli``, imported once the arguments parse.
+
+The defaults the help texts state are restated here, because reading them from the package would
+import it; ``tests/test_derainzoo_cli.py`` checks every one against the package's own constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+__all__ = [
+    "AUTO_SCALE_LONG_SIDE",
+    "BACKENDS",
+    "DEFAULT_MEMORY_BUDGET_GB",
+    "DEFAULT_MODEL",
+    "DEFAULT_SCALE",
+    "DERAINED_SUFFIX",
+    "OUTPUT_FORMAT_NAMES",
+    "build_parser",
+    "main",
+]
+
+DEFAULT_MODEL = "dual_stage_derain"
+"""``derainzoo.inference.DEFAULT_MODEL``."""
+
+BACKENDS = ("torch", "onnxruntime")
+"""``derainzoo.backends.BACKENDS``."""
+
+AUTO_SCALE_LONG_SIDE = 1280
+"""``derainzoo.scaling.AUTO_SCALE_LONG_SIDE``."""
+
+DEFAULT_SCALE = "1"
+"""What ``derain --scale`` is without the option (full resolution)."""
+
+DEFAULT_MEMORY_BUDGET_GB = 2.0
+"""``derainzoo.tiling.DEFAULT_MEMORY_BUDGET`` in GiB."""
+
+OUTPUT_FORMAT_NAMES = ("bmp", "jpeg", "png", "tiff", "webp")
+"""The keys of ``derainzoo.image_io.OUTPUT_FORMATS``, sorted."""
+
+DERAINED_SUFFIX = "_derained"
+"""Added to an input's name for its output when ``derain`` has no ``-o`` folder."""
+
+
+def _installed_version() -> str:
+    try:
+        return version("derainzoo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
+    parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="run the model in PyTorch (default) or through ONNX Runtime on the CPU (exported once and cached; "
+        "needs derainzoo[export])",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tile",
+        type=int,
+        help="derain in overlapping tiles of this size; 0 for the whole image (default: tiles only when the whole "
+        "image would exceed --memory-budget). Tiles under 256 pixels cost quality: the attention needs context",
+    )
+    parser.add_argument(
+        "--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default min(32, tile/4))"
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=float,
+        default=DEFAULT_MEMORY_BUDGET_GB,
+        metavar="GB",
+        help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET_GB:g} GiB)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average over the 8 flips/rotations of each input (8x slower, more accurate)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``derainzoo`` command and its subcommands ``derain``, ``eval``, ``export``
+    and ``list``."""
+    parser = argparse.ArgumentParser(prog="derainzoo", description="Single-image deraining.")
+    parser.add_argument("--version", action="version", version=f"derainzoo {_installed_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    derain_parser = commands.add_parser("derain", help="derain image files or folders of images")
+    derain_parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (not recursive)")
+    derain_parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help=f"output folder (default: next to each input, named <name>{DERAINED_SUFFIX}<ext>)",
+    )
+    _add_model_arguments(derain_parser)
+    _add_backend_argument(derain_parser)
+    _add_run_arguments(derain_parser)
+    derain_parser.add_argument(
+        "--scale",
+        default=DEFAULT_SCALE,
+        help="derain at this scale and bring the removed rain back to full resolution: 'auto' "
+        f"(long side down to {AUTO_SCALE_LONG_SIDE} px), or a number in (0, 1]; 1 (default) is full resolution",
+    )
+    derain_parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMAT_NAMES,
+        help="output format (default: the input's own; lossless PNG/WebP stay lossless)",
+    )
+    derain_parser.add_argument(
+        "--quality", type=int, help="JPEG or lossy WebP quality, 1-100 (default: JPEG 95, WebP lossless)"
+    )
+    derain_parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
+
+    eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
+    eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
+    _add_model_arguments(eval_parser)
+    _add_backend_argument(eval_parser)
+    _add_run_arguments(eval_parser)
+    eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
+    eval_parser.add_argument(
+        "--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding"
+    )
+    eval_parser.add_argument("--csv", type=Path, help="write per-image scores to this CSV file")
+
+    export_parser = commands.add_parser("export", help="write a model as ONNX with dynamic batch, height and width")
+    export_parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    _add_model_arguments(export_parser)
+    export_parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export_parser.add_argument(
+        "--check", action="store_true", help="run the graph in onnxruntime on two sizes and compare with PyTorch"
+    )
+
+    commands.add_parser("list", help="list the models and the pretrained weights available")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``derainzoo`` console script: parse the arguments here, then run the
+    command in ``derainzoo.cli``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from derainzoo.cli import run_command  # imports torch: only once there is work to do
+
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
