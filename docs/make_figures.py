@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image, ImageDraw
 
 from derainzoo.data import PairedImageFolder, render_rain, sample_rain_params
 from derainzoo.data.rain_renderer import RAIN_STYLES
-from derainzoo.image_io import load_image
+from derainzoo.image_io import load_image, to_batch
 from derainzoo.inference import DEFAULT_MODEL, default_model, derain
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
 
@@ -176,7 +177,34 @@ def real_rain_sheet(model, real_folder: Path) -> None:
     stack_rows(rows).save(ASSETS / "real_rain.jpg", quality=88)
 
 
-FIGURES = ["gallery", "real_rain", "rain_renderer", "mask", "clustering"]
+SCALES_SHEET_FACTORS = (1, 2, 3)
+SCALES_SHEET_CROP = 256
+SCALES_SHEET_LONGEST = 4000  # a 12 MP photo's long side: larger enlargements are left out
+
+
+def real_rain_scales_sheet(model, real_folder: Path) -> None:
+    """Every real photo enlarged 1, 2 and 3 times (bicubic; 2x and 3x stand in for a camera
+    original, whose rain is as many times wider and longer), derained by ``derain()`` with its
+    default options, shown as 100 % crops from the middle: rainy | derained at each factor."""
+    rows = []
+    for path in real_photo_paths(real_folder):
+        photo = to_batch(load_image(path).convert("RGB"))[0]
+        crops, labels = [], []
+        for factor in SCALES_SHEET_FACTORS:
+            if factor * max(photo.shape[-2:]) > SCALES_SHEET_LONGEST:
+                continue
+            large = photo if factor == 1 else F.interpolate(photo, scale_factor=factor, mode="bicubic").clamp(0, 1)
+            derained = derain(large, model)
+            height, width = large.shape[-2:]
+            top, left = (height - SCALES_SHEET_CROP) // 2, (width - SCALES_SHEET_CROP) // 2
+            window = (..., slice(top, top + SCALES_SHEET_CROP), slice(left, left + SCALES_SHEET_CROP))
+            crops += [to_image(large[window][0]), to_image(derained[window][0])]
+            labels += [f"{path.stem} x{factor} ({width}x{height})", "derained, 100% crop"]
+        rows.append(labelled_row(crops, labels, width=SCALES_SHEET_CROP))
+    stack_rows(rows).save(ASSETS / "real_rain_scales.jpg", quality=90)
+
+
+FIGURES = ["gallery", "real_rain", "real_rain_scales", "rain_renderer", "mask", "clustering"]
 
 
 def main() -> None:
@@ -192,6 +220,8 @@ def main() -> None:
         gallery(model, test_set, ["001", "033", "078"])
     if "real_rain" in args.only:
         real_rain_sheet(model, args.data / "real_rain")
+    if "real_rain_scales" in args.only:
+        real_rain_scales_sheet(model, args.data / "real_rain")
     if "rain_renderer" in args.only:
         rendered_rain_figure(PairedImageFolder(args.data / "Rain100L_train"), "017", args.data / "real_rain")
     if "mask" in args.only:
