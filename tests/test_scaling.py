@@ -52,12 +52,16 @@ def test_upsample_rain_follows_its_formula() -> None:
     structure = F.max_pool2d(torch.from_numpy(deviation)[None, None], 3, stride=1, padding=1)
     torch.testing.assert_close(rain_structure(rain_small), structure)
 
-    def up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=(30, 36), mode="bilinear", align_corners=False)
+    def up(x: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
+        return F.interpolate(x, size=(30, 36), mode=mode, align_corners=False)
 
-    mask = (up(structure) / 0.03).clamp(0, 1)
+    mask = (up(structure, "bilinear") / 0.03).clamp(0, 1)
     expected = up(rain_small) + mask * (photo - up(photo_small))
     torch.testing.assert_close(upsample_rain(rain_small, photo_small, photo, threshold=0.03), expected)
+    # An infinite threshold only upsamples the rain layer, with either kernel.
+    for mode in ("bicubic", "bilinear"):
+        only_upsampled = upsample_rain(rain_small, photo_small, photo, threshold=float("inf"), mode=mode)
+        torch.testing.assert_close(only_upsampled, up(rain_small, mode))
 
 
 def test_without_rain_or_with_a_smooth_veil_the_photo_keeps_its_detail() -> None:
@@ -129,5 +133,7 @@ def test_choose_scale_and_errors() -> None:
         derain(torch.rand(1, 3, 8, 8), torch.nn.Identity(), scale=2)
     with pytest.raises(ValueError, match="must have one shape"):
         upsample_rain(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 5, 4), torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="mode must be 'bicubic' or 'bilinear'"):
+        upsample_rain(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 3, 8, 8), mode="nearest")
     with pytest.raises(ValueError, match="threshold must be positive"):
         upsample_rain(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 3, 8, 8), threshold=0)
