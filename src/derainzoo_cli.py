@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_SCALE",
     "DERAINED_SUFFIX",
     "OUTPUT_FORMAT_NAMES",
+    "PRECISIONS",
     "build_parser",
     "main",
 ]
@@ -37,6 +38,9 @@ BACKENDS = ("torch", "onnxruntime")
 
 AUTO_SCALE_LONG_SIDE = 1280
 """``derainzoo.scaling.AUTO_SCALE_LONG_SIDE``."""
+
+PRECISIONS = ("fp32", "bf16", "auto")
+"""``derainzoo.inference.PRECISIONS``."""
 
 DEFAULT_SCALE = "1"
 """What ``derain --scale`` is without the option (full resolution)."""
@@ -121,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SCALE,
         help="derain at this scale and bring the removed rain back to full resolution: 'auto' "
         f"(long side down to {AUTO_SCALE_LONG_SIDE} px), or a number in (0, 1]; 1 (default) is full resolution",
+    )
+    derain_parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the model's arithmetic: fp32, bf16 (bfloat16 autocast), or auto (default): bf16 where the device "
+        "computes it natively (CPUs with AVX512-BF16 or AMX, recent GPUs), else fp32",
     )
     derain_parser.add_argument(
         "--format",

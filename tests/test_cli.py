@@ -349,6 +349,10 @@ def test_name_collisions_and_existing_outputs_are_refused_up_front(tmp_path, wei
         (["--quality", "0"], "--quality must be in [1, 100]"),
         (["--scale", "2"], "--scale must be 'auto' or a number in (0, 1] (1: full resolution), got '2'"),
         (["--scale", "half"], "--scale must be 'auto' or a number in (0, 1]"),
+        (
+            ["--backend", "onnxruntime", "--precision", "bf16"],
+            "--backend onnxruntime runs the exported float32 graph; drop --precision bf16",
+        ),
     ],
 )
 def test_argument_mistakes_are_one_line_up_front(tmp_path, weights, capsys, options, message) -> None:

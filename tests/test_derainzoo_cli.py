@@ -12,7 +12,7 @@ import derainzoo
 import derainzoo_cli
 from derainzoo.backends import BACKENDS
 from derainzoo.image_io import OUTPUT_FORMATS
-from derainzoo.inference import DEFAULT_MODEL
+from derainzoo.inference import DEFAULT_MODEL, PRECISIONS
 from derainzoo.scaling import AUTO_SCALE_LONG_SIDE
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET
 
@@ -20,6 +20,7 @@ from derainzoo.tiling import DEFAULT_MEMORY_BUDGET
 def test_restated_defaults_are_the_packages() -> None:
     assert derainzoo_cli.DEFAULT_MODEL == DEFAULT_MODEL
     assert derainzoo_cli.BACKENDS == BACKENDS
+    assert derainzoo_cli.PRECISIONS == PRECISIONS
     assert derainzoo_cli.AUTO_SCALE_LONG_SIDE == AUTO_SCALE_LONG_SIDE
     assert derainzoo_cli.DEFAULT_MEMORY_BUDGET_GB * 1024**3 == DEFAULT_MEMORY_BUDGET
     assert derainzoo_cli.OUTPUT_FORMAT_NAMES == tuple(sorted(OUTPUT_FORMATS))

@@ -10,7 +10,15 @@ from PIL import Image
 import derainzoo
 from derainzoo.data import PairedImageFolder
 from derainzoo.image_io import load_image
-from derainzoo.inference import DEFAULT_MODEL, default_model, derain, eval_mode, resolve_device
+from derainzoo.inference import (
+    DEFAULT_MODEL,
+    default_model,
+    derain,
+    eval_mode,
+    native_bf16,
+    resolve_device,
+    resolve_precision,
+)
 from derainzoo.metrics import psnr_y, quantize
 from derainzoo.tiling import choose_tile_size, estimate_inference_memory, tiled_forward
 
@@ -239,3 +247,33 @@ def test_resolve_device_checks_names_and_follows_the_model() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available here"):
             resolve_device("cuda")
+
+
+def test_bf16_precision_runs_the_model_under_autocast_and_stays_close(model, monkeypatch) -> None:
+    image = smooth_image(40, 52)
+    seen_dtypes = []
+    handle = model.register_forward_hook(
+        lambda module, args, output: seen_dtypes.append(
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        )
+    )
+    try:
+        full = derain(image, model)
+        half = derain(image, model, precision="bf16")
+    finally:
+        handle.remove()
+    assert seen_dtypes == [None, torch.bfloat16]
+    assert half.dtype == image.dtype and half.shape == image.shape
+    assert not torch.equal(half, full) and float((half - full).abs().max()) < 0.05
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not native_bf16(cpu) and resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert native_bf16(cpu) and resolve_precision("auto", cpu) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, auto, got 'fp16'"):
+        derain(smooth_image(8, 8), torch.nn.Identity(), precision="fp16")

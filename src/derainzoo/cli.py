@@ -71,6 +71,8 @@ def _check_run_arguments(args: argparse.Namespace) -> torch.device:
     if getattr(args, "backend", "torch") == "onnxruntime":
         if args.device is not None and device.type != "cpu":
             raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {args.device}")
+        if getattr(args, "precision", "auto") == "bf16":
+            raise ValueError("--backend onnxruntime runs the exported float32 graph; drop --precision bf16")
         device = torch.device("cpu")
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
     if args.memory_budget <= 0:
@@ -223,6 +225,7 @@ def _derain_command(args: argparse.Namespace) -> int:
                     device=device,
                     self_ensemble=args.self_ensemble,
                     scale=args.scale,
+                    precision="fp32" if args.backend == "onnxruntime" else args.precision,
                     progress=True,
                 )
             except (ValueError, OSError) as error:
