@@ -40,3 +40,13 @@ def saved(tmp_path):
     path = tmp_path / "tiny.safetensors"
     checksum = save_weights(model, path, metadata={"architecture": TINY})
     return model, path, checksum
+
+
+@pytest.fixture(autouse=True)
+def pytorch_unless_a_test_chooses_a_backend(monkeypatch):
+    """``derainzoo derain`` runs OpenVINO where it is installed (after an ONNX export per new
+    weights): in-process command-line tests run PyTorch unless they pass ``--backend``, so that
+    they test the same thing on every machine. ``tests/test_backends.py`` tests the choice."""
+    import derainzoo.cli
+
+    monkeypatch.setattr(derainzoo.cli, "preferred_backend", lambda: "torch")

@@ -1,13 +1,25 @@
-"""Inference backends: the ONNX Runtime module against eager PyTorch, the graph cache, derain()
-and the command line through it, errors."""
+"""Inference backends: the ONNX Runtime and OpenVINO modules against eager PyTorch, the graph
+cache, derain() and the command line through them, the default choice, errors."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
+from PIL import Image
 
 import derainzoo
-from derainzoo.backends import BACKENDS, OnnxRuntimeDerainer, load_backend, onnx_graph_path
+import derainzoo.backends
+import derainzoo.cli
+from derainzoo.backends import (
+    BACKENDS,
+    OnnxRuntimeDerainer,
+    OpenVinoDerainer,
+    load_backend,
+    onnx_graph_path,
+    preferred_backend,
+)
 from derainzoo.inference import derain, prepare_for_inference
 
 from .helpers import TINY, smooth_image
@@ -29,8 +41,8 @@ def onnx_tiny(bundled_tiny, tmp_path_factory):
 
 def test_torch_is_the_model_itself_and_unknown_backends_are_named(bundled_tiny) -> None:
     assert load_backend(bundled_tiny, "torch") is bundled_tiny
-    assert BACKENDS == ("torch", "onnxruntime")
-    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of torch, onnxruntime"):
+    assert BACKENDS == ("torch", "onnxruntime", "openvino")
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of torch, onnxruntime, openvino"):
         load_backend(bundled_tiny, "tensorrt")
     with pytest.raises(ValueError, match="CPU in float32"):
         load_backend(derainzoo.create_model(TINY).double(), "onnxruntime")
@@ -95,3 +107,65 @@ def test_the_command_line_runs_the_cached_graph(onnx_tiny, tmp_path, monkeypatch
     image = tmp_path / "pairs" / "rain" / "000.png"
     assert main(["derain", str(image), "-o", str(tmp_path / "out"), "--model", TINY, "--backend", "onnxruntime"]) == 0
     assert (tmp_path / "out" / "000.png").is_file()
+
+
+def test_openvino_derains_like_pytorch_and_keeps_each_output(onnx_tiny, bundled_tiny) -> None:
+    pytest.importorskip("openvino")
+    _, cache = onnx_tiny
+    for precision, tolerance in (("fp32", 1e-3), ("auto", 2e-2)):
+        runtime = load_backend(bundled_tiny, "openvino", cache_dir=cache, precision=precision)
+        assert isinstance(runtime, OpenVinoDerainer) and runtime.onnx_path == onnx_graph_path(bundled_tiny, cache)
+        image = smooth_image(37, 53, seed=3)
+        torch.testing.assert_close(derain(image, runtime), derain(image, bundled_tiny), atol=tolerance, rtol=0)
+    # Each call's output is its own array: the self-ensemble holds eight of them at once.
+    image = smooth_image(80, 80)
+    ensembled = derain(image, runtime, tile_size=48, self_ensemble=True)
+    expected = derain(image, bundled_tiny, tile_size=48, self_ensemble=True)
+    torch.testing.assert_close(ensembled, expected, atol=2e-2, rtol=0)
+    first = runtime(image)
+    runtime(smooth_image(80, 80, seed=9))
+    torch.testing.assert_close(first, runtime(image), atol=0, rtol=0)
+
+
+def test_precision_is_checked_per_backend(bundled_tiny) -> None:
+    with pytest.raises(ValueError, match="the onnxruntime backend takes precision fp32 or auto, got 'bf16'"):
+        load_backend(bundled_tiny, "onnxruntime", precision="bf16")
+    with pytest.raises(ValueError, match="the openvino backend takes precision fp32, bf16 or auto, got 'fp16'"):
+        load_backend(bundled_tiny, "openvino", precision="fp16")
+
+
+def test_the_preferred_backend_is_openvino_where_installed(bundled_tiny, monkeypatch) -> None:
+    installed = importlib.util.find_spec("openvino") is not None
+    assert preferred_backend() == ("openvino" if installed else "torch")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        derainzoo.backends.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "openvino" else real_find_spec(name, *args),
+    )
+    assert preferred_backend() == "torch"
+    with pytest.raises(ImportError, match=r"the openvino backend needs openvino: pip install 'derainzoo\[openvino\]'"):
+        load_backend(bundled_tiny, "openvino")
+
+
+def test_the_command_runs_openvino_by_default_where_installed(onnx_tiny, tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("openvino")
+    from derainzoo.cli import main
+
+    _, cache = onnx_tiny
+    monkeypatch.setenv("DERAINZOO_CACHE", str(cache))
+    monkeypatch.setattr(derainzoo.cli, "preferred_backend", preferred_backend)  # undo the conftest's choice
+    chosen = []
+    real_load_backend = derainzoo.cli.load_backend
+    monkeypatch.setattr(
+        derainzoo.cli,
+        "load_backend",
+        lambda model, backend, **options: chosen.append(backend) or real_load_backend(model, backend, **options),
+    )
+    image = tmp_path / "photo.png"
+    Image.fromarray((smooth_image(40, 56)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
+    assert main(["derain", str(image), "-o", str(tmp_path / "out"), "--model", TINY]) == 0, capsys.readouterr().err
+    assert chosen == ["openvino"] and (tmp_path / "out" / "photo.png").is_file()
+    # An explicit --backend torch never goes through a graph.
+    assert main(["derain", str(image), "-o", str(tmp_path / "cpu"), "--model", TINY, "--backend", "torch"]) == 0
+    assert chosen == ["openvino"]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.backends import load_backend, onnx_graph_path
+from derainzoo.backends import load_backend, onnx_graph_path, preferred_backend
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
@@ -68,10 +68,13 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
 def _check_run_arguments(args: argparse.Namespace) -> torch.device:
     """Everything about the run that does not depend on an image, checked once up front."""
     device = resolve_device(args.device, name="--device")
-    if getattr(args, "backend", "torch") == "onnxruntime":
+    if args.backend == "auto":
+        # The graph backends run on the CPU only: a GPU keeps PyTorch.
+        args.backend = preferred_backend() if device.type == "cpu" else "torch"
+    if args.backend != "torch":
         if args.device is not None and device.type != "cpu":
-            raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {args.device}")
-        if getattr(args, "precision", "auto") == "bf16":
+            raise ValueError(f"--backend {args.backend} runs on the CPU; drop --device {args.device}")
+        if args.backend == "onnxruntime" and getattr(args, "precision", "auto") == "bf16":
             raise ValueError("--backend onnxruntime runs the exported float32 graph; drop --precision bf16")
         device = torch.device("cpu")
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
@@ -109,19 +112,20 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         _error(str(error))
         return None
     model = prepare_for_inference(model, device)
-    backend = getattr(args, "backend", "torch")
+    backend = getattr(args, "backend", "torch")  # export has none
     if backend == "torch":
         return model
     graph = onnx_graph_path(model)
     if not graph.is_file():
         tqdm.write(
-            f"derainzoo: note: exporting {args.model} to ONNX once (a minute or two); cached as {graph}",
+            f"derainzoo: note: exporting {args.model} to ONNX once for --backend {backend} (a minute or two); "
+            f"cached as {graph}",
             file=sys.stderr,
         )
     try:
-        return load_backend(model, backend)
-    except ImportError:
-        _error(f"--backend {backend} needs onnxruntime, onnx and onnxscript: pip install 'derainzoo[export]'")
+        return load_backend(model, backend, precision=getattr(args, "precision", "auto"))
+    except ImportError as error:
+        _error(str(error))
         return None
 
 
@@ -225,7 +229,8 @@ def _derain_command(args: argparse.Namespace) -> int:
                     device=device,
                     self_ensemble=args.self_ensemble,
                     scale=args.scale,
-                    precision="fp32" if args.backend == "onnxruntime" else args.precision,
+                    # A graph backend computes in its own precision (given to load_backend).
+                    precision=args.precision if args.backend == "torch" else "fp32",
                     progress=True,
                 )
             except (ValueError, OSError) as error:
