@@ -42,8 +42,8 @@ AUTO_SCALE_LONG_SIDE = 1280
 PRECISIONS = ("fp32", "bf16", "auto")
 """``derainzoo.inference.PRECISIONS``."""
 
-DEFAULT_SCALE = "1"
-"""What ``derain --scale`` is without the option (full resolution)."""
+DEFAULT_SCALE = "auto"
+"""``derainzoo.inference.derain``'s default ``scale``."""
 
 DEFAULT_MEMORY_BUDGET_GB = 2.0
 """``derainzoo.tiling.DEFAULT_MEMORY_BUDGET`` in GiB."""
@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     derain_parser.add_argument(
         "--scale",
         default=DEFAULT_SCALE,
-        help="derain at this scale and bring the removed rain back to full resolution: 'auto' "
-        f"(long side down to {AUTO_SCALE_LONG_SIDE} px), or a number in (0, 1]; 1 (default) is full resolution",
+        help="derain at this scale and bring the removed rain back to full resolution: 'auto' (default: a long "
+        f"side over {AUTO_SCALE_LONG_SIDE} px is brought down to it, smaller photos stay as they are), or a number "
+        "in (0, 1]; 1 is full resolution",
     )
     derain_parser.add_argument(
         "--precision",

@@ -3,6 +3,7 @@ it restates are the package's."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import derainzoo
 import derainzoo_cli
 from derainzoo.backends import BACKENDS
 from derainzoo.image_io import OUTPUT_FORMATS
-from derainzoo.inference import DEFAULT_MODEL, PRECISIONS
+from derainzoo.inference import DEFAULT_MODEL, PRECISIONS, derain
 from derainzoo.scaling import AUTO_SCALE_LONG_SIDE
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET
 
@@ -24,6 +25,7 @@ def test_restated_defaults_are_the_packages() -> None:
     assert derainzoo_cli.AUTO_SCALE_LONG_SIDE == AUTO_SCALE_LONG_SIDE
     assert derainzoo_cli.DEFAULT_MEMORY_BUDGET_GB * 1024**3 == DEFAULT_MEMORY_BUDGET
     assert derainzoo_cli.OUTPUT_FORMAT_NAMES == tuple(sorted(OUTPUT_FORMATS))
+    assert derainzoo_cli.DEFAULT_SCALE == inspect.signature(derain).parameters["scale"].default
 
 
 def test_version_is_the_packages(capsys) -> None:

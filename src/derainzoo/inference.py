@@ -146,7 +146,7 @@ def derain(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     device: str | torch.device | None = None,
     self_ensemble: bool = False,
-    scale: float | str | None = 1.0,
+    scale: float | str | None = "auto",
     precision: str = "fp32",
     progress: bool = False,
 ) -> ImageLike | Image.Image:
@@ -179,11 +179,13 @@ def derain(
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
             input ([`SelfEnsemble`][SelfEnsemble]): more accurate, eight times
             slower.
-        scale: ``1`` (default) derains at full resolution; a number in ``(0, 1)`` derains the
-            image downscaled by it and brings only the removed rain back to full resolution
-            with the photo's own detail where the rain has structure ([`derain_at_scale`][derainzoo.scaling.derain_at_scale]),
-            so the background keeps its detail; ``"auto"`` picks the scale from the image's size
-            ([`choose_scale`][derainzoo.scaling.choose_scale]). Tiles, if any, are planned at that scale.
+        scale: ``"auto"`` (default) derains an image whose long side exceeds
+            [`AUTO_SCALE_LONG_SIDE`][derainzoo.scaling.AUTO_SCALE_LONG_SIDE] (1280 px) brought down to it,
+            and smaller images at their own size ([`choose_scale`][derainzoo.scaling.choose_scale]); a number in
+            ``(0, 1)`` derains the image downscaled by it; either way only the removed rain is brought
+            back to full resolution, with the photo's own detail where the rain has strong structure
+            ([`derain_at_scale`][derainzoo.scaling.derain_at_scale]), so the background keeps its detail. ``1``
+            derains at full resolution. Tiles, if any, are planned at that scale.
         precision: ``"fp32"`` (default), ``"bf16"`` (the model under bfloat16 autocast; the
             rest of the work stays float32) or ``"auto"`` ([`resolve_precision`][resolve_precision]).
         progress: show a progress bar over tiles.
