@@ -7,10 +7,11 @@ cache folder under a name made of the weights' SHA-256 and the library versions 
 or a new exporter give a new graph), and run it on the CPU with as many threads as PyTorch uses.
 ``onnxruntime`` needs the ``export`` extra, ``openvino`` the ``openvino`` extra.
 
-On the project's 2-core AMD EPYC (AVX512-BF16), the default model at 481 x 321 took 2.42 s in
-eager float32, 1.85 s under bfloat16 autocast, 2.15 s in ONNX Runtime and 1.22 s in OpenVINO, all
-within 0.011 dB of eager float32 on Rain100L test (``benchmarks/bench_backends.py``, 2026-12-01):
-[`preferred_backend`][preferred_backend] picks OpenVINO where it is installed.
+On the project's 2-core AMD EPYC (AVX512-BF16), the default model at 481 x 321 took 2.68 s in
+eager float32, 1.44 s under bfloat16 autocast, 1.87 s in ONNX Runtime and 1.26 s in OpenVINO (which
+computes in bfloat16 there by itself), all within 0.011 dB of eager float32 on Rain100L test
+(``benchmarks/bench_backends.py``, 2026-12-01): [`preferred_backend`][preferred_backend] picks
+OpenVINO where it is installed.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class OpenVinoDerainer(nn.Module):
             model's figure; see [`estimate_inference_memory`][derainzoo.tiling.estimate_inference_memory]).
         threads: OpenVINO's inference threads; default PyTorch's thread count.
         precision: ``"fp32"``, ``"bf16"``, or ``"auto"``: OpenVINO's own choice, bfloat16 where
-            the CPU computes it natively (within 0.007 dB of float32 on Rain100L test for the
+            the CPU computes it natively (within 0.011 dB of float32 on Rain100L test for the
             default model).
         cache_dir: where OpenVINO keeps compiled graphs, so later processes skip the
             compilation; ``None`` compiles every time.

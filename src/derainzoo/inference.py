@@ -125,7 +125,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     [`native_bf16`][native_bf16] holds.
 
     bfloat16 autocast keeps the Rain100L score of the bundled models within 0.02 dB and runs the
-    default model 1.3-2.6 times faster on a CPU with AVX512-BF16 (``benchmarks/bench_backends.py``).
+    default model 1.9 times faster at 481 x 321 on a CPU with AVX512-BF16
+    (``benchmarks/bench_backends.py``, 2026-12-01).
 
     Raises:
         ValueError: ``precision`` is not one of [`PRECISIONS`][PRECISIONS].
