@@ -145,7 +145,9 @@ def large_photo_rows(data: Path, size: str, option_sets: list[str], work: Path, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--images", type=int, default=10, help="Rain100L test images for the per-image time")
+    parser.add_argument(
+        "--images", type=int, default=10, help="Rain100L test images for the per-image time; 0 skips it"
+    )
     parser.add_argument("--models", nargs="+", default=[DEFAULT_MODEL, "dual_stage_derain_tiny"])
     parser.add_argument(
         "--option-sets",
@@ -161,8 +163,10 @@ def main() -> int:
     print(header)
     tag = args.tag or f"cli_cpu_{datetime.date.today():%Y%m%d}"
     with tempfile.TemporaryDirectory() as work:
-        rows = per_image_rows(args.data, args.images, args.models, args.option_sets, Path(work))
-        rows.append(prenet_row())
+        rows = []
+        if args.images:
+            rows += per_image_rows(args.data, args.images, args.models, args.option_sets, Path(work))
+            rows.append(prenet_row())
         if args.large_size != "0":
             rows += large_photo_rows(args.data, args.large_size, args.option_sets, Path(work), tag)
     columns = list(dict.fromkeys(key for row in rows for key in row))

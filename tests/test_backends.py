@@ -14,6 +14,7 @@ import derainzoo.backends
 import derainzoo.cli
 from derainzoo.backends import (
     BACKENDS,
+    OPENVINO_MEMORY_FACTOR,
     OnnxRuntimeDerainer,
     OpenVinoDerainer,
     load_backend,
@@ -115,6 +116,9 @@ def test_openvino_derains_like_pytorch_and_keeps_each_output(onnx_tiny, bundled_
     for precision, tolerance in (("fp32", 1e-3), ("auto", 2e-2)):
         runtime = load_backend(bundled_tiny, "openvino", cache_dir=cache, precision=precision)
         assert isinstance(runtime, OpenVinoDerainer) and runtime.onnx_path == onnx_graph_path(bundled_tiny, cache)
+        # Tiles are planned with OpenVINO's own, larger, memory per pixel.
+        expected_bytes = round(bundled_tiny.inference_bytes_per_pixel * OPENVINO_MEMORY_FACTOR)
+        assert runtime.inference_bytes_per_pixel == expected_bytes
         image = smooth_image(37, 53, seed=3)
         torch.testing.assert_close(derain(image, runtime), derain(image, bundled_tiny), atol=tolerance, rtol=0)
     # Each call's output is its own array: the self-ensemble holds eight of them at once.
