@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ faults_of_a_fresh_block()
 default = faults_of_a_fresh_block()
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 faults_of_a_fresh_block()
-after = faults_of_a_fresh_block()
+after = [faults_of_a_fresh_block() for _ in range(5)]
 print(json.dumps({"default": default, "applied": applied, "after": after, "released": release_freed_memory()}))
 """
 
@@ -45,8 +46,10 @@ def test_freed_large_blocks_are_reused_without_page_faults() -> None:
     pages = 200_000_000 // 4096
     untouched = run_child("default")
     # glibc's default: every large block is a fresh mmap, faulted in page by page.
-    assert untouched["default"] > 0.5 * pages and untouched["after"] > 0.5 * pages and not untouched["applied"]
+    assert untouched["default"] > 0.5 * pages and min(untouched["after"]) > 0.5 * pages and not untouched["applied"]
     kept = run_child("keep")
     assert kept["applied"] and kept["default"] > 0.5 * pages
-    assert kept["after"] < 0.05 * pages  # the block freed before is reused
+    # The block freed before is reused. Now and then one cycle is faulted in afresh (in about a
+    # third of processes, one of the first cycles after the switch): most are not.
+    assert statistics.median(kept["after"]) < 0.05 * pages
     assert kept["released"]  # and what was kept goes back to the kernel on request
