@@ -9,11 +9,12 @@ the mmap and trim thresholds once, so large blocks come from the heap and freed 
 for the next layer; [`release_freed_memory`][release_freed_memory] hands what is kept back to
 the kernel (call it between images, so memory does not stay at the peak of the largest one).
 
-Measured once, by a throwaway script (two forward passes of the default model on a 720 x 960
-image, 2 threads shared with a training run, 2-core AMD EPYC, 2026-12-01): system time 15.5 -> 1.6 s, page faults 7.1 M -> 0.3 M, wall
-37 -> 19 s, and peak memory 2.4 -> 3.3 GB, since freed blocks are kept and the heap fragments.
-Because of that peak, the command line does not call it yet: ``benchmarks/bench_allocator.py``
-must first show the peak of a tiled 12-megapixel run within the memory budget.
+Measured by ``benchmarks/bench_allocator.py`` (one full-resolution ``derain()`` per fresh process,
+default model, 2-core AMD EPYC with nothing else running, 2026-12-01): at 1280 x 960 wall
+72 -> 37 s, system time 62 -> 1 s, peak 2.35 -> 2.97 GB; at 4000 x 3000 wall 348 -> 160 s, system
+time 305 -> 1.5 s, peak 2.73 -> 3.57 GB, since freed blocks are kept and the heap fragments.
+Because of that peak, the command line does not call it: the memory budget does not yet count
+what it keeps.
 
 Both are no-ops (returning ``False``) where the C library is not glibc (macOS, Windows, musl).
 """
