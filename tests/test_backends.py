@@ -138,7 +138,7 @@ def test_precision_is_checked_per_backend(bundled_tiny) -> None:
         load_backend(bundled_tiny, "openvino", precision="fp16")
 
 
-def test_the_preferred_backend_is_openvino_where_installed(bundled_tiny, monkeypatch) -> None:
+def test_the_preferred_backend_is_openvino_where_installed(bundled_tiny, monkeypatch, tmp_path, capsys) -> None:
     installed = importlib.util.find_spec("openvino") is not None
     assert preferred_backend() == ("openvino" if installed else "torch")
     real_find_spec = importlib.util.find_spec
@@ -150,6 +150,15 @@ def test_the_preferred_backend_is_openvino_where_installed(bundled_tiny, monkeyp
     assert preferred_backend() == "torch"
     with pytest.raises(ImportError, match=r"the openvino backend needs openvino: pip install 'derainzoo\[openvino\]'"):
         load_backend(bundled_tiny, "openvino")
+    # The command says so in one line, before loading anything.
+    image = tmp_path / "photo.png"
+    Image.fromarray((smooth_image(20, 24)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
+    assert derainzoo.cli.main(["derain", str(image), "--model", TINY, "--backend", "openvino"]) == 2
+    err = capsys.readouterr().err
+    expected = (
+        "derainzoo: error: --backend openvino: the openvino backend needs openvino: pip install 'derainzoo[openvino]'"
+    )
+    assert err.strip() == expected
 
 
 def test_the_command_runs_openvino_by_default_where_installed(onnx_tiny, tmp_path, monkeypatch, capsys) -> None:

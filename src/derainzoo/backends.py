@@ -35,6 +35,7 @@ __all__ = [
     "OnnxRuntimeDerainer",
     "OPENVINO_MEMORY_FACTOR",
     "OpenVinoDerainer",
+    "check_installed",
     "default_cache_dir",
     "load_backend",
     "onnx_graph_path",
@@ -142,10 +143,23 @@ class OpenVinoDerainer(nn.Module):
 def preferred_backend() -> str:
     """The fastest backend installed here: ``"openvino"`` when it and the ONNX exporter are
     installed (the ``openvino`` extra), else ``"torch"``."""
-    return "openvino" if _missing_requirements("openvino") == [] else "torch"
+    return "openvino" if not _missing_packages("openvino") else "torch"
 
 
-def _missing_requirements(backend: str) -> list[str]:
+def check_installed(backend: str) -> None:
+    """Check that the packages ``backend`` needs are installed, before any work.
+
+    Raises:
+        ImportError: some are missing; the message names them and the extra to install.
+    """
+    missing = _missing_packages(backend)
+    if missing:
+        raise ImportError(
+            f"the {backend} backend needs {', '.join(missing)}: pip install 'derainzoo[{_EXTRAS[backend]}]'"
+        )
+
+
+def _missing_packages(backend: str) -> list[str]:
     return [name for name in _REQUIREMENTS.get(backend, ()) if importlib.util.find_spec(name) is None]
 
 
@@ -197,11 +211,7 @@ def load_backend(
         raise ValueError(f"the {backend} backend takes precision {allowed}, got {precision!r}")
     if backend == "torch":
         return model
-    missing = _missing_requirements(backend)
-    if missing:
-        raise ImportError(
-            f"the {backend} backend needs {', '.join(missing)}: pip install 'derainzoo[{_EXTRAS[backend]}]'"
-        )
+    check_installed(backend)
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(

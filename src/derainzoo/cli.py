@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.backends import load_backend, onnx_graph_path, preferred_backend
+from derainzoo.backends import check_installed, load_backend, onnx_graph_path, preferred_backend
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
@@ -76,6 +76,10 @@ def _check_run_arguments(args: argparse.Namespace) -> torch.device:
             raise ValueError(f"--backend {args.backend} runs on the CPU; drop --device {args.device}")
         if args.backend == "onnxruntime" and getattr(args, "precision", "auto") == "bf16":
             raise ValueError("--backend onnxruntime runs the exported float32 graph; drop --precision bf16")
+        try:
+            check_installed(args.backend)
+        except ImportError as error:
+            raise ValueError(f"--backend {args.backend}: {error}") from None
         device = torch.device("cpu")
     check_tile_settings(args.tile, args.tile_overlap, names=("--tile", "--tile-overlap"))
     if args.memory_budget <= 0:
@@ -122,11 +126,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
             f"cached as {graph}",
             file=sys.stderr,
         )
-    try:
-        return load_backend(model, backend, precision=getattr(args, "precision", "auto"))
-    except ImportError as error:
-        _error(str(error))
-        return None
+    return load_backend(model, backend, precision=getattr(args, "precision", "auto"))
 
 
 def _error(message: str) -> None:
