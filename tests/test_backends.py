@@ -37,7 +37,10 @@ def bundled_tiny():
 @pytest.fixture(scope="module")
 def onnx_tiny(bundled_tiny, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return load_backend(bundled_tiny, "onnxruntime", cache_dir=cache), cache
+    announced = []
+    runtime = load_backend(bundled_tiny, "onnxruntime", cache_dir=cache, on_export=announced.append)
+    assert announced == [onnx_graph_path(bundled_tiny, cache)]  # told before the first export
+    return runtime, cache
 
 
 def test_torch_is_the_model_itself_and_unknown_backends_are_named(bundled_tiny) -> None:
@@ -67,8 +70,9 @@ def test_the_graph_is_exported_once_and_named_by_the_weights(onnx_tiny, bundled_
     path = onnx_graph_path(bundled_tiny, cache)
     assert runtime.onnx_path == path and path.is_file() and list(cache.iterdir()) == [path]
     stamp = path.stat().st_mtime_ns
-    again = load_backend(bundled_tiny, "onnxruntime", cache_dir=cache)
-    assert path.stat().st_mtime_ns == stamp and again.onnx_path == path
+    announced = []
+    again = load_backend(bundled_tiny, "onnxruntime", cache_dir=cache, on_export=announced.append)
+    assert path.stat().st_mtime_ns == stamp and again.onnx_path == path and announced == []
     other_weights = derainzoo.create_model(TINY)
     assert onnx_graph_path(other_weights, cache) != path
 

@@ -20,8 +20,10 @@ import copy
 import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,7 +64,27 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "derainzoo"
 
 
-class OnnxRuntimeDerainer(nn.Module):
+class _GraphDerainer(nn.Module):
+    """What the graph backends share: CPU float32 input as numpy, the graph's path and the memory
+    per pixel that tiles are planned with. Subclasses run the graph in ``_run``."""
+
+    backend = ""
+
+    def __init__(self, onnx_path: str | os.PathLike[str], inference_bytes_per_pixel: int):
+        super().__init__()
+        self.onnx_path = Path(onnx_path)
+        self.inference_bytes_per_pixel = inference_bytes_per_pixel
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            raise ValueError(f"the {self.backend} backend runs on the CPU; got an input on {x.device}")
+        return torch.from_numpy(self._run(x.detach().float().contiguous().numpy()))
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxRuntimeDerainer(_GraphDerainer):
     """A derainer's ONNX graph run by ONNX Runtime on the CPU, as a module.
 
     Args:
@@ -76,31 +98,29 @@ class OnnxRuntimeDerainer(nn.Module):
         - Output: ``(B, 3, H, W)`` float32.
     """
 
+    backend = "onnxruntime"
+
     def __init__(self, onnx_path: str | os.PathLike[str], inference_bytes_per_pixel: int, threads: int | None = None):
-        super().__init__()
+        super().__init__(onnx_path, inference_bytes_per_pixel)
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.onnx_path = Path(onnx_path)
-        self.inference_bytes_per_pixel = inference_bytes_per_pixel
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu":
-            raise ValueError(f"the onnxruntime backend runs on the CPU; got an input on {x.device}")
-        images = x.detach().float().contiguous().numpy()
+    def _run(self, images: np.ndarray) -> np.ndarray:
         (derained,) = self.session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: images})
-        return torch.from_numpy(derained)
+        return derained
 
 
-class OpenVinoDerainer(nn.Module):
+class OpenVinoDerainer(_GraphDerainer):
     """A derainer's ONNX graph compiled and run by OpenVINO on the CPU, as a module.
 
     Args:
         onnx_path: the graph, from [`export_onnx`][derainzoo.export.export_onnx].
-        inference_bytes_per_pixel: peak memory per pixel to plan tiles with (the source
-            model's figure; see [`estimate_inference_memory`][derainzoo.tiling.estimate_inference_memory]).
+        inference_bytes_per_pixel: peak memory per pixel to plan tiles with (OpenVINO's own; see
+            [`OPENVINO_MEMORY_FACTOR`][OPENVINO_MEMORY_FACTOR] and
+            [`estimate_inference_memory`][derainzoo.tiling.estimate_inference_memory]).
         threads: OpenVINO's inference threads; default PyTorch's thread count.
         precision: ``"fp32"``, ``"bf16"``, or ``"auto"``: OpenVINO's own choice, bfloat16 where
             the CPU computes it natively (within 0.011 dB of float32 on Rain100L test for the
@@ -113,6 +133,8 @@ class OpenVinoDerainer(nn.Module):
         - Output: ``(B, 3, H, W)`` float32.
     """
 
+    backend = "openvino"
+
     def __init__(
         self,
         onnx_path: str | os.PathLike[str],
@@ -121,7 +143,7 @@ class OpenVinoDerainer(nn.Module):
         precision: str = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
     ):
-        super().__init__()
+        super().__init__(onnx_path, inference_bytes_per_pixel)
         import openvino
 
         config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
@@ -130,14 +152,10 @@ class OpenVinoDerainer(nn.Module):
         if cache_dir is not None:
             config["CACHE_DIR"] = str(cache_dir)
         self.compiled = openvino.Core().compile_model(str(onnx_path), "CPU", config)
-        self.onnx_path = Path(onnx_path)
-        self.inference_bytes_per_pixel = inference_bytes_per_pixel
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu":
-            raise ValueError(f"the openvino backend runs on the CPU; got an input on {x.device}")
+    def _run(self, images: np.ndarray) -> np.ndarray:
         # share_outputs=False (the default): each call returns its own array, not the request's buffer.
-        return torch.from_numpy(self.compiled(x.detach().float().contiguous().numpy())[0])
+        return self.compiled(images)[0]
 
 
 def preferred_backend() -> str:
@@ -185,6 +203,7 @@ def load_backend(
     backend: str = "torch",
     cache_dir: str | os.PathLike[str] | None = None,
     precision: str = "auto",
+    on_export: Callable[[Path], None] | None = None,
 ) -> nn.Module:
     """``model`` ready to run on ``backend``.
 
@@ -196,6 +215,8 @@ def load_backend(
         precision: ``openvino``'s arithmetic (see [`OpenVinoDerainer`][OpenVinoDerainer]);
             ``onnxruntime`` runs float32 and takes ``"fp32"`` or ``"auto"``; ``torch`` ignores it
             (give it to [`derain`][derainzoo.inference.derain]).
+        on_export: called with the graph's path before the graph is exported (once per weights:
+            a minute or two), for example to tell a user why the first run waits.
 
     Returns:
         A module mapping ``(B, 3, H, W)`` to ``(B, 3, H, W)``.
@@ -220,6 +241,8 @@ def load_backend(
     path = onnx_graph_path(model, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
+        if on_export is not None:
+            on_export(path)
         # Written beside and renamed, so an interrupted export never leaves a half graph behind.
         partial = path.with_suffix(f".{os.getpid()}.partial")
         export_onnx(copy.deepcopy(model).to(memory_format=torch.contiguous_format), partial)

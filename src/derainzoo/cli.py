@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.backends import check_installed, load_backend, onnx_graph_path, preferred_backend
+from derainzoo.backends import check_installed, load_backend, preferred_backend
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
@@ -119,14 +119,15 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     backend = getattr(args, "backend", "torch")  # export has none
     if backend == "torch":
         return model
-    graph = onnx_graph_path(model)
-    if not graph.is_file():
+
+    def announce_export(graph: Path) -> None:
         tqdm.write(
             f"derainzoo: note: exporting {args.model} to ONNX once for --backend {backend} (a minute or two); "
             f"cached as {graph}",
             file=sys.stderr,
         )
-    return load_backend(model, backend, precision=getattr(args, "precision", "auto"))
+
+    return load_backend(model, backend, precision=getattr(args, "precision", "auto"), on_export=announce_export)
 
 
 def _error(message: str) -> None:
