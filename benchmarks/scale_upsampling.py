@@ -24,8 +24,8 @@ from common import machine_header, write_results
 
 from derainzoo.data import PairedImageFolder
 from derainzoo.inference import DEFAULT_MODEL, default_model, derain
-from derainzoo.metrics import psnr_y, ssim_y
-from derainzoo.scaling import RAIN_STRUCTURE_THRESHOLD, upsample_rain
+from derainzoo.metrics import psnr_y, quantize, ssim_y
+from derainzoo.scaling import RAIN_STRUCTURE_THRESHOLD, downscale, upsample_rain
 
 SMALL_SIZE = (321, 481)  # a Rain100L image's size: the enlargement is undone by the downscaling
 VARIANTS = {  # name: (kernel, threshold)
@@ -37,10 +37,6 @@ VARIANTS = {  # name: (kernel, threshold)
     "bicubic, threshold 0.3": ("bicubic", 0.3),
     "bicubic, threshold 0.5": ("bicubic", 0.5),
 }
-
-
-def on_grid(image: torch.Tensor) -> torch.Tensor:
-    return image.clamp(0, 1).mul(255).round().div(255)
 
 
 def main() -> int:
@@ -61,8 +57,7 @@ def main() -> int:
         scores: dict[str, list[tuple[float, float]]] = {}
         for index in indices:
             rainy, clean = large_pair(train_set[index][1], height, width, "medium", seed=index)
-            small = F.interpolate(rainy, size=SMALL_SIZE, mode="bilinear", antialias=True, align_corners=False)
-            small = small.clamp(0, 1)
+            small = downscale(rainy, 1 / factor)
             rain_small = small - derain(small, model)
             outputs = {
                 "derained small image, resized (bicubic)": F.interpolate(
@@ -72,7 +67,7 @@ def main() -> int:
             for name, (kernel, threshold) in VARIANTS.items():
                 outputs[name] = rainy - upsample_rain(rain_small, small, rainy, threshold=threshold, mode=kernel)
             for name, output in outputs.items():
-                output = on_grid(output)
+                output = quantize(output)
                 scores.setdefault(name, []).append((float(psnr_y(output, clean)), float(ssim_y(output, clean))))
         for name, values in scores.items():
             row = {

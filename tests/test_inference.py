@@ -249,7 +249,7 @@ def test_resolve_device_checks_names_and_follows_the_model() -> None:
             resolve_device("cuda")
 
 
-def test_bf16_precision_runs_the_model_under_autocast_and_stays_close(model, monkeypatch) -> None:
+def test_bf16_precision_runs_the_model_under_autocast_and_stays_close(model) -> None:
     image = smooth_image(40, 52)
     seen_dtypes = []
     handle = model.register_forward_hook(

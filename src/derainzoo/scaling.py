@@ -48,6 +48,7 @@ __all__ = [
     "check_scale",
     "choose_scale",
     "derain_at_scale",
+    "downscale",
     "rain_structure",
     "upsample_rain",
 ]
@@ -185,6 +186,22 @@ def upsample_rain(
     return up(rain_small).add_(detail.mul_(structure))
 
 
+def downscale(image: Tensor, scale: float) -> Tensor:
+    """``image`` downscaled by ``scale`` as scale-aware inference sees it: antialiased bilinear,
+    each side rounded (at least 1 pixel), clamped to ``[0, 1]``.
+
+    Args:
+        image: ``(B, C, H, W)`` float in ``[0, 1]``.
+        scale: in ``(0, 1]``.
+
+    Returns:
+        ``(B, C, round(H * scale), round(W * scale))``.
+    """
+    height, width = image.shape[-2:]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
 def derain_at_scale(derain_small: Callable[[Tensor], Tensor], image: Tensor, scale: float) -> Tensor:
     """Derain ``image`` at ``scale`` and bring the removed rain back to full resolution.
 
@@ -200,8 +217,6 @@ def derain_at_scale(derain_small: Callable[[Tensor], Tensor], image: Tensor, sca
     check_scale(scale)
     if scale == 1:
         return derain_small(image)
-    height, width = image.shape[-2:]
-    small_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    small = F.interpolate(image, size=small_size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    small = downscale(image, scale)
     rain = small - derain_small(small).to(small.dtype)
     return image - upsample_rain(rain, small, image).to(image.dtype)
