@@ -7,7 +7,9 @@ Examples:
 
 Each configuration gets a fresh model and optimizer; the median step time over ``--repeats``
 steps (after ``--warmup``) gives steps/s and megapixels/s (crop pixels x batch per second). The
-cost of rendering the rain of a ``--rain-mix`` batch is timed beside it, as a share of a step.
+cost of rendering the rain of a ``--rain-mix`` batch is timed beside it, as a share of a step:
+image by image on the CPU, as the data loader does, and on the training device, as
+``--render-on-device`` does (the same on a CPU).
 Results go to ``benchmarks/results/training_<device>_<date>`` (CSV + Markdown).
 """
 
@@ -52,6 +54,16 @@ def training_step(
         ema.update(model)
 
 
+def render_each(clean: torch.Tensor, params: list, call: int) -> torch.Tensor:
+    """The rain of a batch as training renders it: image by image, with a generator on ``clean``'s device."""
+    return torch.stack(
+        [
+            render_rain(clean[index : index + 1], p, torch.Generator(clean.device).manual_seed(call)).rainy[0]
+            for index, p in enumerate(params)
+        ]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=derainzoo.list_models())
@@ -74,7 +86,13 @@ def main() -> int:
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(args.batch_size, 3, args.crop, args.crop, generator=generator)
     params = [sample_rain_params(float(s), generator) for s in torch.rand(args.batch_size, generator=generator)]
-    render_ms, _ = time_call(lambda _: render_rain(clean, params, generator), torch.device("cpu"), args.repeats, 1)
+    render_devices = {"loader": torch.device("cpu"), "device": device} if device.type != "cpu" else {"": device}
+    render_ms = {
+        where: time_call(
+            functools.partial(render_each, clean.to(render_device), params), render_device, args.repeats, 1
+        )[0]
+        for where, render_device in render_devices.items()
+    }
     rainy = render_rain(clean, params, generator).rainy
     megapixels = args.batch_size * args.crop**2 / 1e6
     criterion = DualStageLoss()
@@ -112,7 +130,10 @@ def main() -> int:
                         "step_ms": f"{step_ms:.0f}",
                         "steps_per_s": f"{1000 / step_ms:.2f}",
                         "megapixels_per_s": f"{megapixels * 1000 / step_ms:.3f}",
-                        "rain_rendering_share": f"{100 * render_ms / step_ms:.1f}%",
+                    }
+                    row |= {
+                        "_".join(filter(None, ("rain_rendering_share", where))): f"{100 * ms / step_ms:.1f}%"
+                        for where, ms in render_ms.items()
                     }
                     if peak is not None:
                         row["peak_GiB"] = f"{peak:.2f}"
@@ -122,7 +143,8 @@ def main() -> int:
         f"batch {args.batch_size} x {args.crop}x{args.crop} crops, AdamW, DualStageLoss (Charbonnier on both stages, "
         "frequency and mask terms), median of "
         f"{args.repeats} steps after {args.warmup}",
-        f"rendering the rain of one such batch (random strengths, camera effects): {render_ms:.0f} ms on the CPU",
+        "rendering the rain of one such batch image by image (random strengths, camera effects): "
+        + ", ".join(f"{ms:.0f} ms on {render_devices[where]}" for where, ms in render_ms.items()),
     ]
     tag = args.tag or f"training_{device.type}_{datetime.date.today():%Y%m%d}"
     print(write_results(tag, header, rows, notes))

@@ -28,13 +28,14 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -147,6 +148,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "splashes, lens drops); above 0 also validates on a fixed set of medium rain with styles (val_styles)",
     )
     parser.add_argument(
+        "--render-on-device",
+        action="store_true",
+        help="with --rain-mix: render each batch's rain on the training device instead of in the data loader "
+        "(a GPU renders its own batches; on the CPU the same rain, bit for bit)",
+    )
+    parser.add_argument(
         "--watch-photos",
         type=Path,
         help="folder of rainy photos without ground truth (e.g. real_rain/): at each validation the EMA model derains "
@@ -161,7 +168,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resume even though arguments that define the run changed (they are listed); the run is then no longer exact",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.render_on_device and not args.rain_mix:
+        raise SystemExit("--render-on-device renders the rain of --rain-mix; add --rain-mix or drop it")
+    return args
 
 
 WATCH_LONG_SIDE = 640
@@ -183,6 +193,8 @@ BOOKKEEPING_ARGUMENTS = frozenset(
         "ckpt_every",
         "grad_checkpointing",
         "watch_photos",
+        # Where the rain is rendered, not which: the same on the CPU, the same distribution on a GPU.
+        "render_on_device",
     }
 )
 
@@ -262,6 +274,7 @@ class Trainer:
     device: torch.device
     val_sets: dict[str, PairedImageFolder]
     watch_photos: list[torch.Tensor]  # (1, 3, H, W) rainy photos of --watch-photos, or none
+    render_batch: Callable[[Tensor, Tensor, Tensor], Tensor] | None  # --render-on-device: rain of a batch
     is_main: bool
     world_size: int
 
@@ -344,8 +357,10 @@ def train_one_epoch(trainer: Trainer, state: RunState, loader: DataLoader, skip_
     the uninterrupted run would have seen.
     """
     args = trainer.args
-    for rainy, clean, _ in itertools.islice(loader, skip_batches, None):
-        rainy, clean = rainy.to(trainer.device, non_blocking=True), clean.to(trainer.device, non_blocking=True)
+    for batch in itertools.islice(loader, skip_batches, None):
+        rainy, clean = (images.to(trainer.device, non_blocking=True) for images in batch[:2])
+        if trainer.render_batch is not None:
+            rainy = trainer.render_batch(rainy, clean, batch[3])
         if args.channels_last:
             rainy = rainy.contiguous(memory_format=torch.channels_last)
         with trainer.autocast:
@@ -409,6 +424,7 @@ def build_data(
             drizzle=args.drizzle,
             downscaled=args.downscaled,
             style_probability=args.rain_styles,
+            render_later=args.render_on_device,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:
@@ -497,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
         device=device,
         val_sets=val_sets,
         watch_photos=load_watch_photos(args.watch_photos) if is_main and args.watch_photos else [],
+        render_batch=train_set.render_batch if args.render_on_device else None,
         is_main=is_main,
         world_size=world_size,
     )

@@ -114,3 +114,35 @@ def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
         assert (styled / "rain" / name).read_bytes() != (first / "rain" / name).read_bytes()
     with pytest.raises(ValueError, match="whole images"):
         write_rendered_pairs(PairedImageFolder(tmp_path / "source", crop_size=16), tmp_path / "x")
+
+
+def test_rendering_later_gives_the_same_batches_bit_for_bit(pairs) -> None:
+    """render_later items + render_batch on the CPU = the items rendered in the loader, real pairs kept."""
+    options = {"real_fraction": 0.4, "seed": 7, "style_probability": 0.5, "drizzle": 0.3, "downscaled": 0.3}
+    now, later = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, render_later=True, **options)
+    for data in (now, later):
+        data.set_epoch(2)
+    loader = torch.utils.data.DataLoader(later, batch_size=8)
+    real_items = 0
+    for batch_index, (rainy, clean, stems, rain_seeds) in enumerate(loader):
+        assert rain_seeds.dtype == torch.int64 and rain_seeds.shape == (8,)
+        rendered = later.render_batch(rainy, clean, rain_seeds)
+        for offset in range(8):
+            expected_rainy, expected_clean, stem = now[8 * batch_index + offset]
+            assert stems[offset] == stem
+            torch.testing.assert_close(clean[offset], expected_clean, rtol=0, atol=0)
+            torch.testing.assert_close(rendered[offset], expected_rainy, rtol=0, atol=0)
+        is_real = rain_seeds < 0
+        real_items += int(is_real.sum())
+        torch.testing.assert_close(rendered[is_real], rainy[is_real], rtol=0, atol=0)  # real rain untouched
+        torch.testing.assert_close(rainy[~is_real], clean[~is_real], rtol=0, atol=0)  # the loader rendered nothing
+    assert 0 < real_items < len(later)  # both kinds were checked
+
+
+def test_render_batch_errors_name_the_problem(pairs) -> None:
+    later = MixedRainDataset(pairs, render_later=True)
+    rainy, clean, _, seed = later[0]
+    with pytest.raises(ValueError, match="one batch"):
+        later.render_batch(rainy[None], clean[None], torch.stack([seed, seed]))
+    with pytest.raises(RuntimeError, match="render_later=True"):
+        MixedRainDataset(pairs).render_batch(rainy[None], clean[None], seed[None])

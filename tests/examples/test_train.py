@@ -93,6 +93,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, extra) -
         assert "val_heavy" in logged and "val_styles" in logged
 
 
+def test_rain_rendered_on_the_device_trains_the_same_weights_on_the_cpu(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=5)
+    train = load_script().main
+    common = ["--data", str(tmp_path / "data"), "--steps", "3", "--rain-mix", "--rain-styles", "0.5", *COMMON]
+    train([*common, "--out", str(tmp_path / "in_loader")])
+    train([*common, "--render-on-device", "--out", str(tmp_path / "on_device")])
+    in_loader, on_device = final_state(tmp_path / "in_loader"), final_state(tmp_path / "on_device")
+    assert on_device["step"] == 3 and on_device["model_sha256"] == in_loader["model_sha256"]
+    with pytest.raises(SystemExit, match="--render-on-device renders the rain of --rain-mix"):
+        train(["--data", str(tmp_path / "data"), "--steps", "1", "--render-on-device", "--out", str(tmp_path / "x")])
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo multi-process test runs on Linux")
 def test_two_process_ddp_ranks_agree(tmp_path) -> None:
     write_paired_folder(tmp_path / "data", count=6)

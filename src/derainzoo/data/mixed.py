@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from derainzoo.data.paired import PairedImageFolder
-from derainzoo.data.rain_renderer import RainPreset, preset_range, render_rain, sample_rain_params
+from derainzoo.data.rain_renderer import RainParams, RainPreset, preset_range, render_rain, sample_rain_params
 
 __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
@@ -28,6 +28,12 @@ class MixedRainDataset(Dataset):
     The rain of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``: every epoch brings
     new rain (call [`set_epoch`][MixedRainDataset.set_epoch], which is passed on to ``pairs``), and a resumed run or a
     worker process renders exactly the same rain.
+
+    With ``render_later=True`` the items carry the rain's seed instead of the rendered rain, and
+    [`render_batch`][MixedRainDataset.render_batch] renders a whole batch where it lies, on the
+    training device: a GPU then renders its own batches instead of waiting for the CPU. On the
+    CPU the rain is the same, bit for bit; on a GPU the drops are drawn by the GPU's generator
+    (the same parameters, other random positions).
 
     Args:
         pairs: the real pairs; use only training pairs (never a test set).
@@ -47,9 +53,13 @@ class MixedRainDataset(Dataset):
             [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (crossing families, opaque
             streaks, curtains, haze, scene light, splashes, lens drops) on top of the physical
             rain: domain randomisation (0 renders the rain of earlier releases).
+        render_later: return the rain's seed instead of rendering it (see above).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
+        With ``render_later``, ``(rainy, clean, stem, rain_seed)``: ``rainy`` is the clean image
+        where rain is still to be rendered, and ``rain_seed`` an int64 scalar tensor, ``-1`` for
+        a real pair.
 
     Examples:
         >>> pairs = PairedImageFolder("Rain100L_train", crop_size=128, augment=True)  # doctest: +SKIP
@@ -67,6 +77,7 @@ class MixedRainDataset(Dataset):
         drizzle: float = 0.0,
         downscaled: float = 0.0,
         style_probability: float = 0.0,
+        render_later: bool = False,
     ) -> None:
         for name, probability in (
             ("real_fraction", real_fraction),
@@ -91,6 +102,7 @@ class MixedRainDataset(Dataset):
         self.drizzle = drizzle
         self.downscaled = downscaled
         self.style_probability = style_probability
+        self.render_later = render_later
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -101,15 +113,23 @@ class MixedRainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str]:
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str] | tuple[Tensor, Tensor, str, Tensor]:
         rainy, clean, stem = self.pairs[index]
         # Integers only: Python's hash of a tuple of ints is the same in every process.
-        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 1)) % 2**63)
-        if float(torch.rand((), generator=generator)) < self.real_fraction:
+        rain_seed = hash((self.seed, self.epoch, index, 1)) % 2**63
+        generator = torch.Generator().manual_seed(rain_seed)
+        is_real = float(torch.rand((), generator=generator)) < self.real_fraction
+        if self.render_later:
+            return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)
+        if is_real:
             return rainy, clean, stem
+        return render_rain(clean[None], self._rain_params(generator), generator).rainy[0], clean, stem
+
+    def _rain_params(self, generator: torch.Generator) -> RainParams:
+        """The rendered rain's parameters, drawn after the real-or-rendered draw of ``generator``."""
         low, high = self.strength
         strength = low + (high - low) * float(torch.rand((), generator=generator))
-        params = sample_rain_params(
+        return sample_rain_params(
             strength,
             generator,
             camera_effects=self.camera_effects,
@@ -118,7 +138,40 @@ class MixedRainDataset(Dataset):
             downscaled=self.downscaled,
             style_probability=self.style_probability,
         )
-        return render_rain(clean[None], params, generator).rainy[0], clean, stem
+
+    def render_batch(self, rainy: Tensor, clean: Tensor, rain_seeds: Tensor) -> Tensor:
+        """Render the rain of a batch of ``render_later`` items on the batch's device.
+
+        Args:
+            rainy: ``(B, 3, h, w)`` the items' ``rainy`` images (real rain is kept as it is).
+            clean: ``(B, 3, h, w)`` the items' clean images, on the device to render on.
+            rain_seeds: ``(B,)`` the items' ``rain_seed`` (``-1`` for a real pair).
+
+        Returns:
+            ``(B, 3, h, w)`` rainy images on ``clean``'s device.
+
+        Cost:
+            One [`render_rain`][derainzoo.data.rain_renderer.render_rain] call per rendered
+            item (each item has its own streak geometry), all on ``clean``'s device.
+        """
+        if not self.render_later:
+            raise RuntimeError("render_batch() renders the items of a MixedRainDataset(render_later=True)")
+        if rainy.shape != clean.shape or rain_seeds.shape != clean.shape[:1]:
+            raise ValueError(
+                f"rainy {tuple(rainy.shape)}, clean {tuple(clean.shape)} and rain_seeds {tuple(rain_seeds.shape)} "
+                "must be one batch: (B, 3, h, w), (B, 3, h, w) and (B,)"
+            )
+        rendered = rainy.to(clean.device, copy=True)
+        for index, rain_seed in enumerate(rain_seeds.tolist()):
+            if rain_seed < 0:
+                continue
+            generator = torch.Generator().manual_seed(rain_seed)
+            torch.rand((), generator=generator)  # the real-or-rendered draw of __getitem__
+            params = self._rain_params(generator)
+            if clean.device.type != "cpu":
+                generator = torch.Generator(device=clean.device).manual_seed(rain_seed)
+            rendered[index] = render_rain(clean[index : index + 1], params, generator).rainy[0]
+        return rendered
 
 
 def write_rendered_pairs(

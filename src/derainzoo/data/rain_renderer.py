@@ -449,8 +449,20 @@ def _add_style(
     return layers
 
 
+def _draw_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def _uniform(generator: torch.Generator | None) -> float:
-    return float(torch.rand((), generator=generator))
+    return float(torch.rand((), generator=generator, device=_draw_device(generator)))
+
+
+def _uniform_field(
+    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``U(0, 1)`` of ``shape`` drawn on the generator's device (the same numbers on every
+    device for a CPU generator), on ``device``."""
+    return torch.rand(shape, generator=generator, dtype=dtype, device=_draw_device(generator)).to(device)
 
 
 def render_rain(
@@ -462,7 +474,10 @@ def render_rain(
         clean: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
         params: one [`RainParams`][RainParams] for the whole batch, or one per image.
         generator: random generator of the drop positions and brightness, the veil's variation
-            and the noise (a CPU generator; the work runs on ``clean``'s device).
+            and the noise. The random numbers are drawn on the generator's device (the CPU for
+            ``None``) and the work runs on ``clean``'s device: a generator on the GPU that holds
+            ``clean`` keeps the whole rendering there, while a CPU generator draws the same rain
+            on every device.
 
     Returns:
         [`RenderedRain`][RenderedRain] with the rainy images, the streak opacity and the transmission.
@@ -519,7 +534,7 @@ def render_rain(
             image, coverage, _splash_opacity(params, height, width, generator, work_dtype, clean.device)
         )
 
-    transmission = _transmission_map(params, height, width, generator).to(device=clean.device, dtype=work_dtype)
+    transmission = _transmission_map(params, height, width, generator, clean.device).to(work_dtype)
     atmospheric_light = per_image([p.atmospheric_light for p in params]).view(batch, 1, 1, 1)
     image = transmission * image + (1 - transmission) * atmospheric_light
 
@@ -534,7 +549,8 @@ def render_rain(
     image = gaussian_blur(image, per_image([p.camera_blur for p in params]))
     noise_std = per_image([p.noise_std for p in params]).view(batch, 1, 1, 1)
     if bool((noise_std > 0).any()):
-        noise = torch.randn(image.shape, generator=generator, dtype=work_dtype).to(clean.device)
+        noise = torch.randn(image.shape, generator=generator, dtype=work_dtype, device=_draw_device(generator))
+        noise = noise.to(clean.device)
         image = image + noise_std * noise
     image = image.clamp(0.0, 1.0)
     image = _jpeg_compress(image, [p.jpeg_quality for p in params])
@@ -560,14 +576,15 @@ def _streak_opacity(
     kernel_size = 2 * math.ceil(float(lengths_in_cells.max()) / 2) + 1
 
     drop_probability = torch.tensor([min(1.0, layer.density * layer.width**2) for layer in layers], dtype=dtype)
-    drops = torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype) < drop_probability.view(
-        batch, 1, 1, 1
-    )
+    uniform = _uniform_field((batch, 1, canvas, canvas), generator, dtype, device)
+    drops = uniform < drop_probability.to(device).view(batch, 1, 1, 1)
     # From Python floats, so that the default 0.4 + 0.6 * U keeps the draws of earlier releases bit for bit.
-    darkest = torch.tensor([layer.min_brightness for layer in layers], dtype=dtype).view(batch, 1, 1, 1)
-    brightness_range = torch.tensor([1.0 - layer.min_brightness for layer in layers], dtype=dtype).view(batch, 1, 1, 1)
-    brightness = darkest + brightness_range * torch.rand(batch, 1, canvas, canvas, generator=generator, dtype=dtype)
-    seeds = (drops * brightness).to(device)
+    darkest = torch.tensor([layer.min_brightness for layer in layers], dtype=dtype, device=device)
+    brightness_range = torch.tensor([1.0 - layer.min_brightness for layer in layers], dtype=dtype, device=device)
+    brightness = darkest.view(batch, 1, 1, 1) + brightness_range.view(batch, 1, 1, 1) * _uniform_field(
+        (batch, 1, canvas, canvas), generator, dtype, device
+    )
+    seeds = drops * brightness
 
     # One column filter per image (a tapered box as long as its streak), applied to the whole
     # batch by a grouped convolution with the batch as channels.
@@ -634,18 +651,18 @@ def _splash_opacity(
     """``(B, 1, H, W)`` opacity of the splashes: seeds whose density rises from the middle of the
     image to the bottom, each spread into a flat bright ellipse (twice as wide as tall)."""
     batch = len(params)
-    rows = (torch.arange(height, dtype=dtype) + 0.5) / height
+    rows = (torch.arange(height, dtype=dtype, device=device) + 0.5) / height
     ramp = (2 * (2 * rows - 1)).clamp_min(0.0).view(1, 1, height, 1)
-    density = torch.tensor([p.splash_density for p in params], dtype=dtype).view(batch, 1, 1, 1)
-    seeds = torch.rand(batch, 1, height, width, generator=generator, dtype=dtype) < density * ramp
-    brightness = 0.5 + 0.5 * torch.rand(batch, 1, height, width, generator=generator, dtype=dtype)
+    density = torch.tensor([p.splash_density for p in params], dtype=dtype, device=device).view(batch, 1, 1, 1)
+    seeds = _uniform_field((batch, 1, height, width), generator, dtype, device) < density * ramp
+    brightness = 0.5 + 0.5 * _uniform_field((batch, 1, height, width), generator, dtype, device)
     sizes = torch.tensor([p.splash_size for p in params], dtype=torch.float64).view(batch, 1, 1)
     radius = math.ceil(2 * float(sizes.max()))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     ellipse = (offsets.view(1, 1, -1) / sizes) ** 2 + (2 * offsets.view(1, -1, 1) / sizes) ** 2
-    kernel = torch.exp(-2 * ellipse).to(dtype).view(batch, 1, 2 * radius + 1, 2 * radius + 1)
+    kernel = torch.exp(-2 * ellipse).to(dtype=dtype, device=device).view(batch, 1, 2 * radius + 1, 2 * radius + 1)
     splashes = F.conv2d((seeds * brightness).view(1, batch, height, width), kernel, padding=radius, groups=batch)
-    return splashes.view(batch, 1, height, width).clamp(0.0, 1.0).to(device)
+    return splashes.view(batch, 1, height, width).clamp(0.0, 1.0)
 
 
 def _add_lens_drops(
@@ -659,7 +676,9 @@ def _add_lens_drops(
     image, coverage = image.clone(), coverage.clone()
     for index, p in enumerate(params):
         for _ in range(p.lens_drops):
-            centre_y, centre_x, size, aspect = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+            centre_y, centre_x, size, aspect = torch.rand(
+                4, generator=generator, dtype=torch.float64, device=_draw_device(generator)
+            ).tolist()
             radius_x = p.lens_drop_radius * (0.6 + 0.8 * size) * (0.8 + 0.45 * aspect)
             radius_y = p.lens_drop_radius * (0.6 + 0.8 * size) / (0.8 + 0.45 * aspect)
             cy, cx = centre_y * height, centre_x * width
@@ -712,13 +731,13 @@ def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
 
 
 def _transmission_map(
-    params: Sequence[RainParams], height: int, width: int, generator: torch.Generator | None
+    params: Sequence[RainParams], height: int, width: int, generator: torch.Generator | None, device: torch.device
 ) -> Tensor:
-    """``(B, 1, H, W)`` veil transmission: the mean plus a smooth random field (bicubic 4x4 noise)."""
+    """``(B, 1, H, W)`` float32 veil transmission: the mean plus a smooth random field (bicubic 4x4 noise)."""
     batch = len(params)
-    mean = torch.tensor([p.transmission for p in params]).view(batch, 1, 1, 1)
-    variation = torch.tensor([p.transmission_variation for p in params]).view(batch, 1, 1, 1)
-    field = 2 * torch.rand(batch, 1, 4, 4, generator=generator) - 1
+    mean = torch.tensor([p.transmission for p in params], device=device).view(batch, 1, 1, 1)
+    variation = torch.tensor([p.transmission_variation for p in params], device=device).view(batch, 1, 1, 1)
+    field = 2 * _uniform_field((batch, 1, 4, 4), generator, torch.float32, device) - 1
     field = F.interpolate(field, size=(height, width), mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
     return (mean + variation * field).clamp(1e-3, 1.0)
 
