@@ -294,8 +294,7 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
         if sixteen_bit:  # 16-bit grayscale stays 16-bit (the model's luma, as for 8-bit grayscale)
             luma = rgb_to_luma(output[:1].float())[0, 0].cpu().numpy()
             return Image.fromarray((luma * 65535.0).round().astype(np.uint16))
-        pixels = (output[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-        result = Image.fromarray(pixels, mode="RGB")
+        result = Image.fromarray(_to_uint8_pixels(output[0]), mode="RGB")
         if grayscale:
             result = result.convert("L")
         if alpha is not None:
@@ -304,6 +303,11 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
         return result
 
     return batch, restore
+
+
+def _to_uint8_pixels(image: Tensor) -> np.ndarray:
+    """``(3, H, W)`` float in ``[0, 1]`` to ``(H, W, 3)`` uint8, rounded, through one float temporary."""
+    return image.mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def _array_to_batch(array: np.ndarray) -> tuple[Tensor, Callable[[Tensor], np.ndarray]]:

@@ -18,11 +18,13 @@ from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_ti
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FULL_RESOLUTION_BYTES_PER_PIXEL",
     "PRECISIONS",
     "default_model",
     "derain",
     "eval_mode",
     "native_bf16",
+    "pass_memory_budget",
     "prepare_for_inference",
     "resolve_device",
     "resolve_precision",
@@ -33,6 +35,38 @@ DEFAULT_MODEL = "dual_stage_derain"
 given, with its default pretrained tag ``rain_mix``: trained on real and rendered rain from light
 to heavy, for real photos. For the Rain100L benchmark, ``dual_stage_derain_tiny`` (tag
 ``rain100l``) scores higher."""
+
+
+FULL_RESOLUTION_BYTES_PER_PIXEL = 48
+"""Memory [`derain`][derain] holds per pixel of the full-resolution image beside the model's passes:
+the float32 input, the full-resolution rain layer of scale-aware inference and the conversion
+back. Measured on a 12 MP JPEG with a model that takes no memory of its own: 45 bytes per pixel at
+``scale="auto"``, 33 at full resolution (2026-12-01)."""
+
+
+def pass_memory_budget(process_budget: int, resident: int, height: int, width: int) -> int:
+    """What a process that may hold ``process_budget`` bytes at its peak leaves to the model's passes
+    over an image: the budget less what the process already holds and what
+    [`derain`][derain] holds at full resolution
+    ([`FULL_RESOLUTION_BYTES_PER_PIXEL`][FULL_RESOLUTION_BYTES_PER_PIXEL]).
+
+    Args:
+        process_budget: bytes the whole process may hold.
+        resident: bytes it holds before the image (the loaded program and model), e.g. from
+            [`resident_memory`][derainzoo.allocator.resident_memory].
+        height: the image's height in pixels.
+        width: the image's width in pixels.
+
+    Returns:
+        The ``memory_budget`` to give [`derain`][derain]; at least 1 (the smallest tiles) when
+        nothing is left.
+
+    Examples:
+        >>> pass_memory_budget(2 * 1024**3, 900 * 1024**2, 3000, 4000) // 1024**2  # a 12 MP photo
+        598
+    """
+    left = process_budget - resident - FULL_RESOLUTION_BYTES_PER_PIXEL * height * width
+    return max(1, left)
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -220,4 +254,8 @@ def derain(
 
     with eval_mode(net), torch.inference_mode():
         output = derain_at_scale(derain_tiled, batch.to(run_device), choose_scale(*batch.shape[-2:], scale))
-    return restore(output.clamp(0.0, 1.0))
+        # In place unless the model handed back its input (or a view of it), which may be the caller's.
+        shares_input = output.untyped_storage().data_ptr() == batch.untyped_storage().data_ptr()
+        output = output.clamp(0.0, 1.0) if shares_input else output.clamp_(0.0, 1.0)
+    del batch  # the input's full-resolution copy, before restore makes the output's
+    return restore(output)

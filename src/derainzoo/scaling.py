@@ -181,9 +181,11 @@ def upsample_rain(
         return F.interpolate(x, size=size, mode=kernel, align_corners=False)
 
     # The mask only weighs detail: bilinear keeps it within [0, 1] without a clamp's flat tops.
-    structure = (up(rain_structure(rain_small), "bilinear") / threshold).clamp_(0.0, 1.0)
-    detail = photo - up(photo_small)
-    return up(rain_small).add_(detail.mul_(structure))
+    structure = up(rain_structure(rain_small), "bilinear").div_(threshold).clamp_(0.0, 1.0)
+    # In place where possible: each full-resolution float copy of a 12 MP photo is 144 MB.
+    detail = up(photo_small).neg_().add_(photo).mul_(structure)
+    del structure
+    return up(rain_small).add_(detail)
 
 
 def downscale(image: Tensor, scale: float) -> Tensor:
@@ -219,4 +221,4 @@ def derain_at_scale(derain_small: Callable[[Tensor], Tensor], image: Tensor, sca
         return derain_small(image)
     small = downscale(image, scale)
     rain = small - derain_small(small).to(small.dtype)
-    return image - upsample_rain(rain, small, image).to(image.dtype)
+    return upsample_rain(rain, small, image).to(image.dtype).neg_().add_(image)
