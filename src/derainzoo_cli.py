@@ -93,8 +93,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_MEMORY_BUDGET_GB,
         metavar="GB",
-        help="peak memory of the whole command: what the loaded program and model hold, the full-resolution image, "
-        f"and the model's passes, which are tiled to fit what is left (default {DEFAULT_MEMORY_BUDGET_GB:g} GiB)",
+        help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET_GB:g} GiB)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(

@@ -17,17 +17,15 @@ Because of that peak, the command line does not call it: the memory budget does 
 what it keeps.
 
 Both are no-ops (returning ``False``) where the C library is not glibc (macOS, Windows, musl).
-[`resident_memory`][resident_memory] reads what the process holds now, for budgets of a whole process.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import platform
 
-__all__ = ["MMAP_THRESHOLD", "keep_freed_memory", "release_freed_memory", "resident_memory"]
+__all__ = ["MMAP_THRESHOLD", "keep_freed_memory", "release_freed_memory"]
 
 MMAP_THRESHOLD = 2_000_000_000
 """Bytes below which [`keep_freed_memory`][keep_freed_memory] has glibc serve blocks from its heap
@@ -73,13 +71,3 @@ def release_freed_memory() -> bool:
     """
     libc = _glibc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
-
-
-def resident_memory() -> int | None:
-    """Bytes of memory the process holds now (its resident set), or ``None`` where the system
-    does not say (read from ``/proc/self/statm``, which Linux provides)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
-from derainzoo.allocator import resident_memory
 from derainzoo.backends import check_installed, load_backend, preferred_backend
 from derainzoo.evaluation import EvaluationResult, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
@@ -32,7 +31,7 @@ from derainzoo.image_io import (
     read_image,
     save_image,
 )
-from derainzoo.inference import DEFAULT_MODEL, derain, pass_memory_budget, prepare_for_inference, resolve_device
+from derainzoo.inference import DEFAULT_MODEL, derain, prepare_for_inference, resolve_device
 from derainzoo.scaling import SCALE_CHOICES, check_scale
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import check_tile_settings
@@ -131,19 +130,6 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     return load_backend(model, backend, precision=getattr(args, "precision", "auto"), on_export=announce_export)
 
 
-def _loaded_memory(budget: int) -> int:
-    """What the command holds once loaded, which ``--memory-budget`` counts (0 where the system
-    does not say); a note when that leaves the passes nothing."""
-    loaded = resident_memory() or 0
-    if loaded >= budget:
-        print(
-            f"derainzoo: note: the loaded program and model hold {loaded / 1024**3:.2f} GiB, more than "
-            f"--memory-budget {budget / 1024**3:g} GiB; deraining in the smallest tiles",
-            file=sys.stderr,
-        )
-    return loaded
-
-
 def _error(message: str) -> None:
     tqdm.write(f"derainzoo: error: {message}", file=sys.stderr)
 
@@ -205,8 +191,6 @@ def _derain_command(args: argparse.Namespace) -> int:
     model = _load_model(args, device)
     if model is None:
         return 2
-    budget = int(args.memory_budget * 1024**3)
-    loaded = _loaded_memory(budget)
     try:
         if args.output:
             args.output.mkdir(parents=True, exist_ok=True)
@@ -242,7 +226,7 @@ def _derain_command(args: argparse.Namespace) -> int:
                     model,
                     tile_size=args.tile,
                     tile_overlap=args.tile_overlap,
-                    memory_budget=pass_memory_budget(budget, loaded, image.height, image.width),
+                    memory_budget=int(args.memory_budget * 1024**3),
                     device=device,
                     self_ensemble=args.self_ensemble,
                     scale=args.scale,
@@ -296,9 +280,6 @@ def _eval_command(args: argparse.Namespace) -> int:
             return 2
         if args.self_ensemble:
             model = SelfEnsemble(model)
-    budget = int(args.memory_budget * 1024**3)
-    # Evaluation images are small: the budget less the loaded command is the passes' budget.
-    pass_budget = pass_memory_budget(budget, _loaded_memory(budget), 0, 0)
     scores: list[tuple[str, float, float]] = []
     interrupted = False
     try:
@@ -308,7 +289,7 @@ def _eval_command(args: argparse.Namespace) -> int:
             device=device,
             tile_size=args.tile,
             tile_overlap=args.tile_overlap,
-            memory_budget=pass_budget,
+            memory_budget=int(args.memory_budget * 1024**3),
             rounding=not args.truncate,
         ):
             scores.append(row)

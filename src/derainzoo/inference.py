@@ -18,13 +18,11 @@ from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_ti
 
 __all__ = [
     "DEFAULT_MODEL",
-    "FULL_RESOLUTION_BYTES_PER_PIXEL",
     "PRECISIONS",
     "default_model",
     "derain",
     "eval_mode",
     "native_bf16",
-    "pass_memory_budget",
     "prepare_for_inference",
     "resolve_device",
     "resolve_precision",
@@ -35,38 +33,6 @@ DEFAULT_MODEL = "dual_stage_derain"
 given, with its default pretrained tag ``rain_mix``: trained on real and rendered rain from light
 to heavy, for real photos. For the Rain100L benchmark, ``dual_stage_derain_tiny`` (tag
 ``rain100l``) scores higher."""
-
-
-FULL_RESOLUTION_BYTES_PER_PIXEL = 48
-"""Memory [`derain`][derain] holds per pixel of the full-resolution image beside the model's passes:
-the float32 input, the full-resolution rain layer of scale-aware inference and the conversion
-back. Measured on a 12 MP JPEG with a model that takes no memory of its own: 45 bytes per pixel at
-``scale="auto"``, 33 at full resolution (2026-12-01)."""
-
-
-def pass_memory_budget(process_budget: int, resident: int, height: int, width: int) -> int:
-    """What a process that may hold ``process_budget`` bytes at its peak leaves to the model's passes
-    over an image: the budget less what the process already holds and what
-    [`derain`][derain] holds at full resolution
-    ([`FULL_RESOLUTION_BYTES_PER_PIXEL`][FULL_RESOLUTION_BYTES_PER_PIXEL]).
-
-    Args:
-        process_budget: bytes the whole process may hold.
-        resident: bytes it holds before the image (the loaded program and model), e.g. from
-            [`resident_memory`][derainzoo.allocator.resident_memory].
-        height: the image's height in pixels.
-        width: the image's width in pixels.
-
-    Returns:
-        The ``memory_budget`` to give [`derain`][derain]; at least 1 (the smallest tiles) when
-        nothing is left.
-
-    Examples:
-        >>> pass_memory_budget(2 * 1024**3, 900 * 1024**2, 3000, 4000) // 1024**2  # a 12 MP photo
-        598
-    """
-    left = process_budget - resident - FULL_RESOLUTION_BYTES_PER_PIXEL * height * width
-    return max(1, left)
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
