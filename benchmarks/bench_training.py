@@ -24,7 +24,7 @@ import torch
 from common import add_timing_arguments, start, time_call, write_results
 
 import derainzoo
-from derainzoo.data import render_rain, sample_rain_params
+from derainzoo.data import render_rain, render_rain_per_image, sample_rain_params
 from derainzoo.losses import DualStageLoss
 
 
@@ -56,12 +56,8 @@ def training_step(
 
 def render_each(clean: torch.Tensor, params: list, call: int) -> torch.Tensor:
     """The rain of a batch as training renders it: image by image, with a generator on ``clean``'s device."""
-    return torch.stack(
-        [
-            render_rain(clean[index : index + 1], p, torch.Generator(clean.device).manual_seed(call)).rainy[0]
-            for index, p in enumerate(params)
-        ]
-    )
+    generators = [torch.Generator(clean.device).manual_seed(call * len(params) + index) for index in range(len(params))]
+    return render_rain_per_image(clean, params, generators)
 
 
 def main() -> int:

@@ -294,7 +294,7 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
         if sixteen_bit:  # 16-bit grayscale stays 16-bit (the model's luma, as for 8-bit grayscale)
             luma = rgb_to_luma(output[:1].float())[0, 0].cpu().numpy()
             return Image.fromarray((luma * 65535.0).round().astype(np.uint16))
-        result = Image.fromarray(_to_uint8_pixels(output[0]), mode="RGB")
+        result = Image.fromarray(_to_uint8(output[0]).permute(1, 2, 0).contiguous().cpu().numpy(), mode="RGB")
         if grayscale:
             result = result.convert("L")
         if alpha is not None:
@@ -305,9 +305,9 @@ def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.
     return batch, restore
 
 
-def _to_uint8_pixels(image: Tensor) -> np.ndarray:
-    """``(3, H, W)`` float in ``[0, 1]`` to ``(H, W, 3)`` uint8, rounded, through one float temporary."""
-    return image.mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+def _to_uint8(image: Tensor) -> Tensor:
+    """Float in ``[0, 1]`` to uint8 of the same shape, rounded, through one float temporary."""
+    return image.mul(255.0).round_().to(torch.uint8)
 
 
 def _array_to_batch(array: np.ndarray) -> tuple[Tensor, Callable[[Tensor], np.ndarray]]:
@@ -346,7 +346,7 @@ def _tensor_to_batch(tensor: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]
     def restore(output: Tensor) -> Tensor:
         output = output if tensor.ndim == 4 else output[0]
         if tensor.dtype == torch.uint8:
-            return (output * 255.0).round().to(torch.uint8).to(tensor.device)
+            return _to_uint8(output).to(tensor.device)
         return output.to(device=tensor.device, dtype=tensor.dtype)
 
     return batch, restore

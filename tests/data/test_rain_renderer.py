@@ -17,6 +17,7 @@ from derainzoo.data import (
     RainParams,
     StreakLayer,
     render_rain,
+    render_rain_per_image,
     sample_rain_params,
 )
 from derainzoo.data.rain_renderer import CROSSING_SPREAD, MAX_WIND_ANGLE, RAIN_STYLES, gaussian_blur
@@ -528,3 +529,14 @@ def test_bad_style_input_is_named() -> None:
         RainParams(lens_drops=2.5)
     with pytest.raises(ValueError, match="contrast"):
         RainParams(contrast=0.0)
+
+
+def test_rendering_per_image_is_each_image_rendered_alone_and_checks_its_lengths() -> None:
+    clean = torch.rand(3, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+    params = [sample_rain_params(strength, torch.Generator().manual_seed(9)) for strength in (0.1, 0.6, "heavy")]
+    rendered = render_rain_per_image(clean, params, [torch.Generator().manual_seed(seed) for seed in range(3)])
+    for index in range(3):
+        alone = render_rain(clean[index : index + 1], params[index], torch.Generator().manual_seed(index)).rainy
+        torch.testing.assert_close(rendered[index : index + 1], alone, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one per image: 3 images, 2 params, 3 generators"):
+        render_rain_per_image(clean, params[:2], [torch.Generator() for _ in range(3)])

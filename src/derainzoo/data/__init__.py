@@ -11,6 +11,7 @@ from derainzoo.data.rain_renderer import (
     RenderedRain,
     StreakLayer,
     render_rain,
+    render_rain_per_image,
     sample_rain_params,
 )
 from derainzoo.data.synthetic import synthesize_rain
@@ -30,6 +31,7 @@ __all__ = [
     "paired_augment",
     "paired_random_crop",
     "render_rain",
+    "render_rain_per_image",
     "sample_rain_params",
     "synthesize_rain",
     "write_rendered_pairs",

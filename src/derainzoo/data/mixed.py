@@ -11,7 +11,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from derainzoo.data.paired import PairedImageFolder
-from derainzoo.data.rain_renderer import RainParams, RainPreset, preset_range, render_rain, sample_rain_params
+from derainzoo.data.rain_renderer import (
+    RainParams,
+    RainPreset,
+    preset_range,
+    render_rain,
+    render_rain_per_image,
+    sample_rain_params,
+)
 
 __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
@@ -117,13 +124,17 @@ class MixedRainDataset(Dataset):
         rainy, clean, stem = self.pairs[index]
         # Integers only: Python's hash of a tuple of ints is the same in every process.
         rain_seed = hash((self.seed, self.epoch, index, 1)) % 2**63
-        generator = torch.Generator().manual_seed(rain_seed)
-        is_real = float(torch.rand((), generator=generator)) < self.real_fraction
+        generator, is_real = self._first_draw(rain_seed)
         if self.render_later:
             return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)
         if is_real:
             return rainy, clean, stem
         return render_rain(clean[None], self._rain_params(generator), generator).rainy[0], clean, stem
+
+    def _first_draw(self, rain_seed: int) -> tuple[torch.Generator, bool]:
+        """The item's generator, after its first draw: whether the item is a real pair."""
+        generator = torch.Generator().manual_seed(rain_seed)
+        return generator, float(torch.rand((), generator=generator)) < self.real_fraction
 
     def _rain_params(self, generator: torch.Generator) -> RainParams:
         """The rendered rain's parameters, drawn after the real-or-rendered draw of ``generator``."""
@@ -152,7 +163,8 @@ class MixedRainDataset(Dataset):
 
         Cost:
             One [`render_rain`][derainzoo.data.rain_renderer.render_rain] call per rendered
-            item (each item has its own streak geometry), all on ``clean``'s device.
+            item ([`render_rain_per_image`][derainzoo.data.rain_renderer.render_rain_per_image]),
+            all on ``clean``'s device.
         """
         if not self.render_later:
             raise RuntimeError("render_batch() renders the items of a MixedRainDataset(render_later=True)")
@@ -162,15 +174,17 @@ class MixedRainDataset(Dataset):
                 "must be one batch: (B, 3, h, w), (B, 3, h, w) and (B,)"
             )
         rendered = rainy.to(clean.device, copy=True)
-        for index, rain_seed in enumerate(rain_seeds.tolist()):
-            if rain_seed < 0:
-                continue
-            generator = torch.Generator().manual_seed(rain_seed)
-            torch.rand((), generator=generator)  # the real-or-rendered draw of __getitem__
-            params = self._rain_params(generator)
+        indices = [index for index, rain_seed in enumerate(rain_seeds.tolist()) if rain_seed >= 0]
+        params, generators = [], []
+        for index in indices:
+            rain_seed = int(rain_seeds[index])
+            generator, _ = self._first_draw(rain_seed)
+            params.append(self._rain_params(generator))
             if clean.device.type != "cpu":
                 generator = torch.Generator(device=clean.device).manual_seed(rain_seed)
-            rendered[index] = render_rain(clean[index : index + 1], params, generator).rainy[0]
+            generators.append(generator)
+        if indices:
+            rendered[indices] = render_rain_per_image(clean[indices], params, generators)
         return rendered
 
 

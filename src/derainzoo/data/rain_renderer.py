@@ -58,6 +58,7 @@ __all__ = [
     "StreakLayer",
     "gaussian_blur",
     "render_rain",
+    "render_rain_per_image",
     "sample_rain_params",
 ]
 
@@ -555,6 +556,30 @@ def render_rain(
     image = image.clamp(0.0, 1.0)
     image = _jpeg_compress(image, [p.jpeg_quality for p in params])
     return RenderedRain(image.to(clean.dtype), coverage.to(clean.dtype), transmission.to(clean.dtype))
+
+
+def render_rain_per_image(clean: Tensor, params: Sequence[RainParams], generators: Sequence[torch.Generator]) -> Tensor:
+    """Render every image with its own parameters and its own generator (see [`render_rain`][render_rain]).
+
+    Each image keeps its own streak geometry (one batched call draws every layer at the finest
+    width of the batch), and its rain depends on its generator alone, not on its batch.
+
+    Args:
+        clean: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+        params: ``B`` parameters, one per image.
+        generators: ``B`` generators, one per image (on the CPU, or on ``clean``'s device).
+
+    Returns:
+        ``(B, 3, H, W)`` the rainy images, on ``clean``'s device.
+    """
+    if not len(params) == len(generators) == clean.shape[0]:
+        raise ValueError(
+            f"params and generators must be one per image: {clean.shape[0]} images, "
+            f"{len(params)} params, {len(generators)} generators"
+        )
+    return torch.cat(
+        [render_rain(image[None], p, generator).rainy for image, p, generator in zip(clean, params, generators)]
+    )
 
 
 def _streak_opacity(
