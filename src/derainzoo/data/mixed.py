@@ -163,7 +163,7 @@ class MixedRainDataset(Dataset):
 
         Cost:
             One [`render_rain`][derainzoo.data.rain_renderer.render_rain] call per rendered
-            item ([`render_rain_per_image`][derainzoo.data.rain_renderer.render_rain_per_image]),
+            item ([`render_rain_per_image`][derainzoo.data.render_rain_per_image]),
             all on ``clean``'s device.
         """
         if not self.render_later:
