@@ -64,6 +64,25 @@ def test_graph_has_dynamic_batch_height_and_width(bundled_export) -> None:
     assert all(dims[axis].dim_param and not dims[axis].dim_value for axis in (0, 2, 3))
 
 
+def test_graph_has_no_layer_norm_transposes_nor_splits_after_depthwise_convolutions(bundled_export) -> None:
+    """The export forms of LayerNorm2d and conv_chunks reached the graph (a runtime pays for both)."""
+    path, _ = bundled_export
+    nodes = onnx.load(str(path)).graph.node
+    producers = {output: node for node in nodes for output in node.output}
+
+    def grouped_conv(node) -> bool:
+        return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+    assert not [node.name for node in nodes if node.op_type == "LayerNormalization"]
+    assert sum(grouped_conv(node) for node in nodes) > 0
+    split_after_depthwise = [
+        node.name
+        for node in nodes
+        if node.op_type == "Split" and node.input[0] in producers and grouped_conv(producers[node.input[0]])
+    ]
+    assert not split_after_depthwise
+
+
 def test_onnxruntime_matches_pytorch_at_sizes_the_export_never_saw(bundled_export) -> None:
     path, _ = bundled_export
     model = derainzoo.create_model("dual_stage_derain_tiny", pretrained=True)

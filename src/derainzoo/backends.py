@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from derainzoo._version import __version__
-from derainzoo.export import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx
+from derainzoo.export import GRAPH_REVISION, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx
 from derainzoo.inference import PRECISIONS
 from derainzoo.tiling import FALLBACK_BYTES_PER_PIXEL
 
@@ -184,7 +184,8 @@ def _missing_packages(backend: str) -> list[str]:
 def onnx_graph_path(model: nn.Module, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where [`load_backend`][load_backend] keeps ``model``'s ONNX graph: ``cache_dir`` (default
     [`default_cache_dir`][default_cache_dir]) / ``<class>-<hash>.onnx``, the hash covering the weights, the
-    class and the versions of derainzoo and PyTorch. The file exists once exported."""
+    class, the versions of derainzoo and PyTorch and the
+    [`GRAPH_REVISION`][derainzoo.export.GRAPH_REVISION]. The file exists once exported."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / _graph_name(model)
 
@@ -194,7 +195,9 @@ def _graph_name(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
-    digest.update(f"{type(model).__name__} derainzoo {__version__} torch {torch.__version__}".encode())
+    digest.update(
+        f"{type(model).__name__} derainzoo {__version__} graph {GRAPH_REVISION} torch {torch.__version__}".encode()
+    )
     return f"{type(model).__name__}-{digest.hexdigest()[:16]}.onnx"
 
 

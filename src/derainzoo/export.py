@@ -18,6 +18,7 @@ from torch import nn
 from derainzoo.inference import eval_mode
 
 __all__ = [
+    "GRAPH_REVISION",
     "ONNX_CHECK_TOLERANCE",
     "ONNX_INPUT_NAME",
     "ONNX_OUTPUT_NAME",
@@ -26,6 +27,12 @@ __all__ = [
     "export_onnx",
     "judge_onnx_differences",
 ]
+
+GRAPH_REVISION = 2
+"""Raised whenever the same weights export to a different graph, so that graphs cached by
+[`load_backend`][derainzoo.backends.load_backend] are exported again. 2: layer norms as channel
+reductions and no channel splits after depth-wise convolutions (see
+[`LayerNorm2d`][derainzoo.layers.LayerNorm2d] and [`conv_chunks`][derainzoo.layers.conv_chunks])."""
 
 ONNX_INPUT_NAME = "rainy"
 ONNX_OUTPUT_NAME = "derained"

@@ -13,6 +13,7 @@ from derainzoo.layers.clustered_attention import (
     spherical_kmeans,
 )
 from derainzoo.layers.color import rgb_to_luma
+from derainzoo.layers.conv_chunks import conv_chunks
 from derainzoo.layers.ffn import GatedDConvFeedForward
 from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
 from derainzoo.layers.morphology import (
@@ -27,6 +28,7 @@ from derainzoo.layers.morphology import (
     white_tophat,
 )
 from derainzoo.layers.naf_block import NAFBlock, simple_gate
+from derainzoo.layers.norm import LayerNorm2d
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_feature_map, check_image_batch
@@ -37,6 +39,7 @@ __all__ = [
     "ClusteredNonLocalWindowAttention",
     "Downsample",
     "GatedDConvFeedForward",
+    "LayerNorm2d",
     "LearnedMaskHead",
     "MorphologicalMaskHead",
     "NAFBlock",
@@ -51,6 +54,7 @@ __all__ = [
     "check_image_batch",
     "box_kernel",
     "closing",
+    "conv_chunks",
     "crop_like",
     "cluster_order",
     "clustered_window_attention",

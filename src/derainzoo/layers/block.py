@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 import torch
 import torch.utils.checkpoint
-from timm.layers import DropPath, LayerNorm2d
+from timm.layers import DropPath
 from torch import Tensor, nn
 
 from derainzoo.layers.ffn import GatedDConvFeedForward
+from derainzoo.layers.norm import LayerNorm2d
 
 __all__ = ["TransformerBlock", "run_blocks"]
 

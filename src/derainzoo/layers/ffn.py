@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derainzoo.layers.conv_chunks import conv_chunks
+
 __all__ = ["GatedDConvFeedForward"]
 
 
@@ -34,5 +36,5 @@ class GatedDConvFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` in and out."""
-        gate, content = self.depthwise(self.project_in(x)).chunk(2, dim=1)
+        gate, content = conv_chunks(x, (self.project_in, self.depthwise), 2)
         return self.project_out(F.gelu(gate) * content)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath, LayerNorm2d
+from timm.layers import DropPath
 from torch import Tensor, nn
+
+from derainzoo.layers.norm import LayerNorm2d
 
 __all__ = ["NAFBlock", "simple_gate"]
 

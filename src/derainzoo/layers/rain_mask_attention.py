@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from derainzoo.layers.conv_chunks import conv_chunks
 from derainzoo.layers.validation import check_feature_map
 
 __all__ = ["RainMaskAttention", "masked_channel_attention", "resize_mask"]
@@ -145,7 +146,7 @@ class RainMaskAttention(nn.Module):
         # Rain features must not reach a query or key even through a neighbour's depth-wise
         # convolution, so the query/key branch reads the masked features.
         query_key_input = x if background is None else x * background
-        query, key = self.query_key_depthwise(self.query_key(query_key_input)).chunk(2, dim=1)
+        query, key = conv_chunks(query_key_input, (self.query_key, self.query_key_depthwise), 2)
         value = self.value_depthwise(self.value(x))
         out = masked_channel_attention(query, key, value, self.temperature, self.num_heads, background)
         return self.project_out(out)
