@@ -19,8 +19,9 @@ class LayerNorm2d(TimmLayerNorm2d):
     channel axis instead. ONNX's ``LayerNormalization`` normalises trailing axes only, so timm's
     form becomes ``Transpose -> LayerNormalization -> Transpose``, and a graph runtime executes
     those transposes, and the layout reorders they force on the convolutions around them, as
-    passes of their own over the feature map. In OpenVINO the reduction form made the default
-    model's graph about 28% faster at 481 x 321 (``docs/guides/cpu_speed.md``).
+    passes of their own over the feature map. With the reduction form (and
+    [`conv_chunks`][derainzoo.layers.conv_chunks]) OpenVINO ran the default model at 481 x 321 in
+    1.17 s instead of 1.52 s (2-core AMD EPYC; the guide "Speed on a laptop CPU").
 
     The parameters and their names are timm's, so weights of either class load into the other.
 
