@@ -51,10 +51,11 @@ _REQUIREMENTS = {"onnxruntime": ("onnxruntime", "onnx", "onnxscript"), "openvino
 _EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 _OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
-OPENVINO_MEMORY_FACTOR = 3.4
-"""OpenVINO's peak memory per pixel over PyTorch's, which tiles are planned with: the default model
-took 5268 and 4951 bytes per pixel at 512 x 512 and 1024 x 1024 in OpenVINO (above a warmed-up
-process), against the 1536 PyTorch needs (2-core AMD EPYC, 2026-12-01)."""
+OPENVINO_MEMORY_FACTOR = 2.8
+"""OpenVINO's peak memory per pixel over PyTorch's, which tiles are planned with: the default model's
+graph (revision 2) took 4280 and 4134 bytes per pixel at 512 x 512 and 1024 x 1024 in OpenVINO
+(the peak's rise over a process warmed up at 64 x 64), against the 1536 PyTorch needs (2-core AMD
+EPYC, 2026-12-02; revision 1, with its transposes, took 5268 and 4951)."""
 
 
 def default_cache_dir() -> Path:
