@@ -35,9 +35,10 @@ def test_both_forms_are_layer_norm_over_the_channels(monkeypatch, exporting, cha
     torch.testing.assert_close(norm(x), reference(x, norm))
 
 
-def test_the_export_form_without_affine_parameters(monkeypatch) -> None:
+@pytest.mark.parametrize("options", [{"affine": False}, {"bias": False}])
+def test_the_export_form_without_affine_parameters(monkeypatch, options) -> None:
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
-    norm = LayerNorm2d(5, affine=False)
+    norm = randomised(LayerNorm2d(5, **options))
     x = torch.randn(1, 5, 4, 4)
     torch.testing.assert_close(norm(x), reference(x, norm))
 

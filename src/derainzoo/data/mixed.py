@@ -174,10 +174,11 @@ class MixedRainDataset(Dataset):
                 "must be one batch: (B, 3, h, w), (B, 3, h, w) and (B,)"
             )
         rendered = rainy.to(clean.device, copy=True)
-        indices = [index for index, rain_seed in enumerate(rain_seeds.tolist()) if rain_seed >= 0]
+        seeds = rain_seeds.tolist()
+        indices = [index for index, rain_seed in enumerate(seeds) if rain_seed >= 0]
         params, generators = [], []
         for index in indices:
-            rain_seed = int(rain_seeds[index])
+            rain_seed = seeds[index]
             generator, _ = self._first_draw(rain_seed)
             params.append(self._rain_params(generator))
             if clean.device.type != "cpu":

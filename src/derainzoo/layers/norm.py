@@ -47,6 +47,8 @@ class LayerNorm2d(TimmLayerNorm2d):
             return super().forward(x)
         centred = x - x.mean(dim=1, keepdim=True)
         normalised = centred * torch.rsqrt(centred.pow(2).mean(dim=1, keepdim=True) + self.eps)
-        if self.weight is None:
-            return normalised
-        return normalised * self.weight.view(-1, 1, 1) + self.bias.view(-1, 1, 1)
+        if self.weight is not None:
+            normalised = normalised * self.weight.view(-1, 1, 1)
+        if self.bias is not None:
+            normalised = normalised + self.bias.view(-1, 1, 1)
+        return normalised
