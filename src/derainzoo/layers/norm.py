@@ -29,6 +29,7 @@ class LayerNorm2d(TimmLayerNorm2d):
         num_channels: channels ``C``.
         eps: added to the variance.
         affine: learn ``weight`` and ``bias`` (``C`` each).
+        bias: with ``affine``, learn ``bias`` too (``False``: ``weight`` only).
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -40,6 +41,10 @@ class LayerNorm2d(TimmLayerNorm2d):
         >>> torch.allclose(norm(x).mean(dim=1), torch.zeros(2, 5, 7), atol=1e-6)
         True
     """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6, affine: bool = True, bias: bool = True) -> None:
+        # Spelled out (not inherited) so the signature, its types and the docs are this class's own.
+        super().__init__(num_channels, eps=eps, affine=affine, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` in and out."""
