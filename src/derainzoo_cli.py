@@ -92,8 +92,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory-budget",
         type=float,
         default=DEFAULT_MEMORY_BUDGET_GB,
-        metavar="GB",
-        help=f"memory a whole-image pass may take before tiling (default {DEFAULT_MEMORY_BUDGET_GB:g} GiB)",
+        metavar="GiB",
+        help=f"memory the command may take on the CPU, in GiB (default {DEFAULT_MEMORY_BUDGET_GB:g}): what it holds "
+        "once the model is loaded is counted, and each image is derained in tiles when a whole-image pass would "
+        "not fit in the rest (on a GPU: the GPU memory a pass may take)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(

@@ -71,6 +71,31 @@ def test_a_bad_file_is_reported_and_the_others_written(tmp_path, weights, capsys
     assert (out / "good.png").is_file() and not (out / "broken.png").exists()
 
 
+def test_the_memory_budget_counts_what_the_process_holds(tmp_path, weights, capsys, monkeypatch) -> None:
+    write_image(tmp_path / "photo.png")
+    budgets = []
+
+    def recording_derain(image, model, **options):
+        budgets.append(options["memory_budget"])
+        return image
+
+    monkeypatch.setattr(derainzoo.cli, "derain", recording_derain)
+    monkeypatch.setattr(derainzoo.cli, "_resident_bytes", lambda: 3 * 1024**3 // 4)
+    common = [str(tmp_path / "photo.png"), "--model", TINY, "--weights", str(weights), "--backend", "torch"]
+    assert main(["derain", *common, "-o", str(tmp_path / "a"), "--memory-budget", "2"]) == 0
+    assert budgets == [2 * 1024**3 - 3 * 1024**3 // 4]
+    # A budget below what the process holds leaves the smallest automatic tiles, and says so.
+    assert main(["derain", *common, "-o", str(tmp_path / "b"), "--memory-budget", "0.5"]) == 0
+    assert budgets[1] == 1
+    assert "holds 0.75 GiB once the model is loaded, --memory-budget is 0.5 GiB" in capsys.readouterr().err
+
+
+def test_resident_memory_is_read_from_the_platform() -> None:
+    held = derainzoo.cli._resident_bytes()
+    # This process has imported PyTorch: more than 50 MB, less than the machine.
+    assert 50 * 2**20 < held < 1024**4
+
+
 def test_tiled_run_and_overwrite_protection(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "photo.png", 80, 90)
     assert (

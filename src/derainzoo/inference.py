@@ -153,8 +153,8 @@ def derain(
 ) -> ImageLike | Image.Image:
     """Remove rain from one image (or a batch of tensors) and return it in the same form.
 
-    Memory stays bounded by default: when a whole-image pass would take more than
-    ``memory_budget`` (see [`estimate_inference_memory`][derainzoo.tiling.estimate_inference_memory]), the image is derained in
+    Memory stays bounded by default: when a whole-image pass would take more than what
+    ``memory_budget`` leaves it (see [`estimate_inference_memory`][derainzoo.tiling.estimate_inference_memory]), the image is derained in
     overlapping tiles, blended without seams ([`tiled_forward`][derainzoo.tiling.tiled_forward]).
 
     Args:
@@ -174,7 +174,12 @@ def derain(
             a size of at least 8 derains overlapping tiles of that size.
         tile_overlap: pixels shared by neighbouring tiles (blended with linear ramps); default
             [`default_tile_overlap`][derainzoo.tiling.default_tile_overlap].
-        memory_budget: bytes a whole-image pass may take before tiling (default 2 GiB).
+        memory_budget: bytes deraining the image may take (default 2 GiB): the float32 input,
+            the downscaled copy and the blending buffer are counted first, and the model's pass
+            gets the rest, tiled when a whole-image pass would not fit
+            ([`choose_tile_size`][derainzoo.tiling.choose_tile_size]). What the process holds
+            already (libraries, weights, the caller's image) is not counted; the command line
+            counts it.
         device: where to run; defaults to the model's device (CUDA if available for the
             default model).
         self_ensemble: average the model over the eight flips and 90-degree rotations of the
@@ -213,13 +218,23 @@ def derain(
     net = model if model is not None else default_model(str(run_device))
     runner = SelfEnsemble(net) if self_ensemble else net
 
+    batch = batch.to(run_device)
+    input_bytes, full_size = batch.numel() * batch.element_size(), batch.shape[-2:]
+
     def derain_tiled(x: torch.Tensor) -> torch.Tensor:
-        plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, memory_budget, batch_size=x.shape[0])
+        # Held beside the pass: the full-resolution input, the downscaled copy the pass runs on
+        # (when it is one) and the buffer tiles are blended into (x's size again).
+        held = input_bytes + x.numel() * 4 * (2 if x.shape[-2:] != full_size else 1)
+        pass_budget = max(1, memory_budget - held)
+        plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, pass_budget, batch_size=x.shape[0])
         with torch.autocast(run_device.type, dtype=torch.bfloat16, enabled=bf16):
-            return run_tiled(runner, x, plan, progress=progress).float()
+            derained = run_tiled(runner, x, plan, progress=progress).float()
+        if plan.tile_size and hasattr(net, "release_memory"):
+            net.release_memory()  # a graph runtime's arena, sized for a tile, while blending and upsampling run
+        return derained
 
     with eval_mode(net), torch.inference_mode():
-        output = derain_at_scale(derain_tiled, batch.to(run_device), choose_scale(*batch.shape[-2:], scale))
+        output = derain_at_scale(derain_tiled, batch, choose_scale(*batch.shape[-2:], scale))
         # In place unless the model handed back its input (or a view of it), which may be the caller's.
         shares_input = output.untyped_storage().data_ptr() == batch.untyped_storage().data_ptr()
         output = output.clamp(0.0, 1.0) if shares_input else output.clamp_(0.0, 1.0)

@@ -11,6 +11,7 @@ from derainzoo.layers import (
     ClusteredNonLocalWindowAttention,
     LearnedMaskHead,
     MorphologicalMaskHead,
+    NAFBlock,
     RainMaskAttention,
     ShiftedWindowAttention,
 )
@@ -26,6 +27,8 @@ ABLATIONS = [
     {"mask_source": "learned"},
     {"stage2_attention": "window"},
     {"stage2_depth": 0, "depths": (2, 2, 2)},
+    {"stage1_attention": "naf_mask"},
+    {"stage1_attention": "naf"},
 ]
 
 
@@ -67,6 +70,29 @@ def test_stage1_attention_switch_swaps_the_token_mixers_and_drops_the_unused_mas
     # Consecutive blocks of a level alternate unshifted and shifted windows, as in Swin.
     bottleneck = [block.token_mixer.shift_size for block in window.stage1_body.bottleneck.blocks]
     assert bottleneck == [0, window.stage2_body.blocks[0].token_mixer.window_size // 2]
+
+
+def test_naf_switches_build_naf_blocks_with_and_without_the_mask() -> None:
+    full = derainzoo.create_model(TINY)
+    naf_mask = derainzoo.create_model(TINY, stage1_attention="naf_mask")
+    assert isinstance(naf_mask.mask_head, MorphologicalMaskHead)
+    blocks = _mixers(naf_mask.stage1_body, NAFBlock)
+    assert len(blocks) == len(_mixers(full.stage1_body, RainMaskAttention))
+    assert not _mixers(naf_mask.stage1_body, RainMaskAttention)
+    # Stage 2 keeps the clustered attention.
+    assert _mixers(naf_mask.stage2_body, ClusteredNonLocalWindowAttention)
+    naf = derainzoo.create_model(TINY, stage1_attention="naf")
+    assert naf.mask_head is None and len(_mixers(naf.stage1_body, NAFBlock)) == len(blocks)
+    # The mask reaches the blocks: a model whose mask is zero everywhere is the model without one.
+    naf.load_state_dict({k: v for k, v in naf_mask.state_dict().items() if not k.startswith("mask_head")})
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        naf_mask.mask_head.forward = lambda image: torch.zeros_like(image[:, :1])
+        # Untrained blocks are the identity: make both models' blocks do something, alike.
+        for block in [*blocks, *_mixers(naf.stage1_body, NAFBlock)]:
+            block.beta.fill_(0.5)
+            block.gamma.fill_(0.5)
+        torch.testing.assert_close(naf_mask(x), naf(x), rtol=1e-4, atol=1e-5)
 
 
 def test_channel_attention_without_a_mask_equals_the_full_model_with_a_constant_mask() -> None:
@@ -119,6 +145,8 @@ def test_single_stage_model_has_no_stage2_and_returns_stage1() -> None:
         ({"stage2_attention": "global"}, "unknown stage2_attention 'global'"),
         ({"mask_source": "oracle"}, "unknown mask_source 'oracle'"),
         ({"mask_source": "none"}, "needs a mask"),
+        ({"stage1_attention": "naf_mask", "mask_source": "none"}, "or stage1_attention='naf' for the same"),
+        ({"stage1_attention": "naf", "mask_source": "learned"}, "reads no mask"),
         ({"stage1_attention": "window", "mask_source": "morphological"}, "reads no mask"),
         ({"stage1_attention": "channel", "mask_head": {"threshold": 0.1}}, "without a mask head"),
         ({"stage2_depth": 0, "stage2_attention": "window"}, "single-stage"),

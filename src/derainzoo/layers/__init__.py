@@ -27,7 +27,7 @@ from derainzoo.layers.morphology import (
     opening,
     white_tophat,
 )
-from derainzoo.layers.naf_block import NAFBlock, simple_gate
+from derainzoo.layers.naf_block import NAFBlock, background_mean, simple_gate
 from derainzoo.layers.norm import LayerNorm2d
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
@@ -49,6 +49,7 @@ __all__ = [
     "TransformerBlock",
     "Upsample",
     "alternating_shift",
+    "background_mean",
     "black_tophat",
     "check_feature_map",
     "check_image_batch",

@@ -1,4 +1,5 @@
-"""NAFBlock: NAFNet's activation-free block, the building block of the drop-in baseline."""
+"""NAFBlock: NAFNet's activation-free block, the building block of the drop-in baseline, whose
+channel attention can be kept to the background by a rain mask."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from derainzoo.layers.norm import LayerNorm2d
+from derainzoo.layers.rain_mask_attention import resize_mask
 
-__all__ = ["NAFBlock", "simple_gate"]
+__all__ = ["NAFBlock", "background_mean", "simple_gate"]
+
+_MIN_BACKGROUND_WEIGHT = 1e-4
+"""Floor of every pixel's weight in [`background_mean`][background_mean]: an image that is rain
+everywhere falls back to the plain mean instead of dividing by zero."""
 
 
 def simple_gate(x: Tensor) -> Tensor:
@@ -24,6 +30,21 @@ def simple_gate(x: Tensor) -> Tensor:
     return first * second
 
 
+def background_mean(x: Tensor, background: Tensor) -> Tensor:
+    """Mean of every channel over the background pixels: ``sum(x * w) / sum(w)`` per sample and
+    channel, with ``w = max(background, 1e-4)``.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        background: ``(B, 1, H, W)`` weight of every pixel in ``[0, 1]`` (``1 - mask``).
+
+    Returns:
+        ``(B, C, 1, 1)``; the plain mean when ``background`` is uniform.
+    """
+    weight = background.clamp_min(_MIN_BACKGROUND_WEIGHT)
+    return (x * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True)
+
+
 class NAFBlock(nn.Module):
     """The block of NAFNet (Chen et al., "Simple Baselines for Image Restoration", ECCV 2022),
     which has no nonlinear activation at all: gates and a simplified channel attention do that
@@ -37,6 +58,11 @@ class NAFBlock(nn.Module):
 
     ``beta`` and ``gamma`` are per-channel scales that start at zero, so an untrained block is
     the identity.
+
+    Given a rain mask, the simplified channel attention pools over the background only
+    ([`background_mean`][background_mean] with ``1 - mask``): rain-affected pixels are kept out
+    of the attention weights, as in [`RainMaskAttention`][derainzoo.layers.rain_mask_attention.RainMaskAttention],
+    at the cost of one weighted mean.
 
     Args:
         dim: channels ``C``.
@@ -73,10 +99,24 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, dim, 1, 1))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W)`` in and out."""
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Mix and feed forward.
+
+        Args:
+            x: ``(B, C, H, W)`` features.
+            mask: ``(B, 1, h, w)`` rain mask in ``[0, 1]`` (resized to ``H x W``), or ``None``:
+                the channel attention pools over every pixel.
+
+        Returns:
+            ``(B, C, H, W)`` features.
+        """
         mixed = simple_gate(self.depthwise(self.expand(self.norm1(x))))
-        mixed = self.project(mixed * self.channel_attention(mixed))
+        pool, squeeze = self.channel_attention  # one Sequential, as NAFNet's weight names have it
+        if mask is None:
+            pooled = pool(mixed)
+        else:
+            pooled = background_mean(mixed, 1.0 - resize_mask(mask.to(mixed.dtype), tuple(mixed.shape[-2:])))
+        mixed = self.project(mixed * squeeze(pooled))
         x = x + self.drop_path(self.beta * mixed)
         fed = self.ffn_project(simple_gate(self.ffn_expand(self.norm2(x))))
         return x + self.drop_path(self.gamma * fed)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from derainzoo.layers.block import TransformerBlock, run_blocks
 from derainzoo.layers.clustered_attention import interleaved_non_local_mixer
 from derainzoo.layers.mask_head import LearnedMaskHead, MorphologicalMaskHead
+from derainzoo.layers.naf_block import NAFBlock
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.window import crop_like
@@ -57,13 +58,18 @@ def _num_unet_blocks(depths: Sequence[int]) -> int:
     return sum(depths) + sum(depths[:-1])
 
 
-STAGE1_ATTENTIONS = ("rain_mask", "channel", "window")
+STAGE1_ATTENTIONS = ("rain_mask", "channel", "window", "naf_mask", "naf")
 """Token mixers of stage 1: ``"rain_mask"``
 ([`RainMaskAttention`][RainMaskAttention] fed the rain mask,
 the paper's design), ``"channel"`` (the same transposed attention with no mask, which is also what
-any constant mask gives) and ``"window"``
+any constant mask gives), ``"window"``
 ([`ShiftedWindowAttention`][ShiftedWindowAttention], shifted in
-every other block)."""
+every other block), ``"naf_mask"`` ([`NAFBlock`][NAFBlock]s in place of the transformer blocks,
+their channel attention pooling over the background of the rain mask: the paper's mask in
+NAFNet's cheaper block) and ``"naf"`` (the same blocks without the mask)."""
+
+_MASKLESS_ATTENTION = {"rain_mask": "channel", "naf_mask": "naf"}
+"""Each stage-1 attention that reads the rain mask, and its form without one."""
 
 STAGE2_ATTENTIONS = ("clustered", "window")
 """Token mixers of stage 2: ``"clustered"`` (shifted-window and
@@ -80,6 +86,9 @@ the morphological prior) or ``"none"`` (no mask at all, for attentions that take
 def _stage1_blocks(
     dim: int, num_heads: int, mlp_ratio: float, drop_path: Sequence[float], attention: str, window_size: int
 ) -> nn.ModuleList:
+    if attention in ("naf_mask", "naf"):
+        return nn.ModuleList(NAFBlock(dim, drop_path=rate) for rate in drop_path)
+
     def token_mixer(index: int) -> nn.Module:
         if attention == "window":
             return ShiftedWindowAttention(dim, num_heads, window_size, alternating_shift(index, window_size))
@@ -421,7 +430,8 @@ class DualStageDerain(DerainzooModel):
         stage2_heads: stage-2 attention heads.
         window_size: stage-2 window side.
         num_clusters: clusters of the stage-2 clustered attention.
-        mlp_ratio: feed-forward width multiple of every block.
+        mlp_ratio: feed-forward width multiple of every transformer block (NAF blocks keep
+            NAFNet's widths).
         drop_path_rate: stochastic depth: the drop probability grows linearly from 0 at the
             first block to this at the last, in the order the blocks run (timm's rule).
         mask_head: keyword arguments of the mask head (the
@@ -431,9 +441,9 @@ class DualStageDerain(DerainzooModel):
         num_classes: must be 0 (timm records and passes it; there is no classifier).
         stage1_attention: stage-1 token mixer, a name in
             [`STAGE1_ATTENTIONS`][STAGE1_ATTENTIONS];
-            only ``"rain_mask"`` reads a mask.
+            ``"rain_mask"`` and ``"naf_mask"`` read a mask.
         mask_source: a name in [`MASK_SOURCES`][MASK_SOURCES];
-            ``None`` picks ``"morphological"`` for ``"rain_mask"`` attention and ``"none"``
+            ``None`` picks ``"morphological"`` for an attention that reads a mask and ``"none"``
             otherwise.
         stage2_attention: stage-2 token mixers, a name in
             [`STAGE2_ATTENTIONS`][STAGE2_ATTENTIONS].
@@ -441,7 +451,7 @@ class DualStageDerain(DerainzooModel):
 
     Raises:
         ValueError: for an unknown switch value, or a combination that leaves a part unused
-            (a mask that no attention reads, a ``"rain_mask"`` attention without a mask, stage-2
+            (a mask that no attention reads, an attention that reads one without a mask, stage-2
             settings on a single-stage model).
 
     Shape:
@@ -711,14 +721,15 @@ def _check_ablation_switches(
     ):
         if value not in choices:
             raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
+    reads_mask = stage1_attention in _MASKLESS_ATTENTION
     if mask_source is None:
-        mask_source = "morphological" if stage1_attention == "rain_mask" else "none"
-    if stage1_attention == "rain_mask" and mask_source == "none":
+        mask_source = "morphological" if reads_mask else "none"
+    if reads_mask and mask_source == "none":
         raise ValueError(
-            "stage1_attention='rain_mask' needs a mask: choose mask_source 'morphological' or 'learned', or "
-            "stage1_attention='channel' for the same attention without one"
+            f"stage1_attention={stage1_attention!r} needs a mask: choose mask_source 'morphological' or 'learned', "
+            f"or stage1_attention={_MASKLESS_ATTENTION[stage1_attention]!r} for the same attention without one"
         )
-    if stage1_attention != "rain_mask" and mask_source != "none":
+    if not reads_mask and mask_source != "none":
         raise ValueError(
             f"stage1_attention={stage1_attention!r} reads no mask, so mask_source={mask_source!r} would compute one "
             "for nothing: leave mask_source unset (or 'none')"
