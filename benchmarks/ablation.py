@@ -117,6 +117,19 @@ CONFIGURATIONS = [
         {"stage1_attention": "window"},
         "(b) shifted-window attention in stage 1, no mask",
     ),
+    Configuration(
+        "naf_mask_stage1",
+        "dual_stage_derain_tiny",
+        {"stage1_attention": "naf_mask"},
+        "(f) stage 1 of NAF blocks whose channel attention pools the background of the morphological mask; "
+        "stage 2 clustered",
+    ),
+    Configuration(
+        "naf_stage1",
+        "dual_stage_derain_tiny",
+        {"stage1_attention": "naf"},
+        "(f) the same NAF blocks without the mask: what the mask buys in NAFNet's block",
+    ),
 ]
 CONFIGURATIONS_BY_KEY = {configuration.key: configuration for configuration in CONFIGURATIONS}
 
