@@ -130,35 +130,9 @@ def test_openvino_derains_like_pytorch_and_keeps_each_output(onnx_tiny, bundled_
     ensembled = derain(image, runtime, tile_size=48, self_ensemble=True)
     expected = derain(image, bundled_tiny, tile_size=48, self_ensemble=True)
     torch.testing.assert_close(ensembled, expected, atol=2e-2, rtol=0)
-    runtime(image)  # the shape repeats from here on: every call below runs the same fixed-shape graph
     first = runtime(image)
     runtime(smooth_image(80, 80, seed=9))
     torch.testing.assert_close(first, runtime(image), atol=0, rtol=0)
-
-
-def test_openvino_compiles_a_shape_that_comes_twice_in_a_row_for_itself(onnx_tiny, bundled_tiny) -> None:
-    pytest.importorskip("openvino")
-    _, cache = onnx_tiny
-    runtime = load_backend(bundled_tiny, "openvino", cache_dir=cache, precision="fp32")
-    photo, other = smooth_image(48, 64, seed=1), smooth_image(40, 40, seed=2)
-    dynamic = runtime(photo)
-    assert runtime.fixed_shape is None  # once is not yet a pattern
-    fixed = runtime(photo)
-    assert runtime.fixed_shape == (1, 3, 48, 64)
-    torch.testing.assert_close(fixed, dynamic, atol=1e-4, rtol=0)
-    # Another shape runs in the dynamic graph, and the fixed one stays for the shape it was made for.
-    torch.testing.assert_close(runtime(other), bundled_tiny(other), atol=1e-3, rtol=0)
-    assert runtime.fixed_shape == (1, 3, 48, 64)
-    torch.testing.assert_close(runtime(photo), fixed, atol=0, rtol=0)
-    # The next shape that repeats takes its place.
-    runtime(other)
-    runtime(other)
-    assert runtime.fixed_shape == (1, 3, 40, 40)
-    plain = load_backend(bundled_tiny, "openvino", cache_dir=cache, precision="fp32")
-    plain.specialise = False
-    plain(photo)
-    plain(photo)
-    assert plain.fixed_shape is None
 
 
 def test_precision_is_checked_per_backend(bundled_tiny) -> None:

@@ -133,16 +133,6 @@ class OpenVinoDerainer(_GraphDerainer):
             default model).
         cache_dir: where OpenVINO keeps compiled graphs, so later processes skip the
             compilation; ``None`` compiles every time.
-        specialise: compile the graph once more for an input shape that comes twice in a row,
-            and run that shape there (see below); ``False`` runs every shape in the dynamic graph.
-
-    The graph is compiled for any input size. A graph compiled for one fixed shape runs faster
-    (its layouts and memory are planned for that shape): the default model's 481 x 321 pass took
-    0.92 s instead of 1.17 s (2-core AMD EPYC, graph revision 2). So when a shape comes twice in
-    a row (a folder of photos from one camera, the inner tiles of a large photo), it gets a
-    compiled graph of its own, kept in ``cache_dir`` for later processes. One fixed-shape graph
-    is held at a time, and whichever of the two graphs is not running has its activation memory
-    released, so memory stays that of one pass.
 
     Shape:
         - Input: ``(B, 3, H, W)`` float in ``[0, 1]`` on the CPU.
@@ -158,7 +148,6 @@ class OpenVinoDerainer(_GraphDerainer):
         threads: int | None = None,
         precision: str = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
-        specialise: bool = True,
     ):
         super().__init__(onnx_path, inference_bytes_per_pixel)
         import openvino
@@ -168,41 +157,18 @@ class OpenVinoDerainer(_GraphDerainer):
             config["INFERENCE_PRECISION_HINT"] = _OPENVINO_PRECISIONS[precision]
         if cache_dir is not None:
             config["CACHE_DIR"] = str(cache_dir)
-        self._core, self._config = openvino.Core(), config
-        self.compiled = self._core.compile_model(str(onnx_path), "CPU", config)
-        self.specialise = specialise
-        self.fixed_shape: tuple[int, ...] | None = None
-        self._fixed_compiled = None
-        self._last_shape: tuple[int, ...] | None = None
-        self._last_ran = self.compiled
+        self.compiled = openvino.Core().compile_model(str(onnx_path), "CPU", config)
 
     def _run(self, images: np.ndarray) -> np.ndarray:
-        shape = images.shape
-        if self.specialise and shape == self._last_shape and shape != self.fixed_shape:
-            self._compile_fixed(shape)
-        self._last_shape = shape
-        compiled = self._fixed_compiled if shape == self.fixed_shape else self.compiled
-        if compiled is not self._last_ran:
-            self._last_ran.release_memory()  # one pass's activations held, not two
-            self._last_ran = compiled
         # share_outputs=False (the default): each call returns its own array, not the request's buffer.
-        return compiled(images)[0]
-
-    def _compile_fixed(self, shape: tuple[int, ...]) -> None:
-        graph = self._core.read_model(str(self.onnx_path))
-        graph.reshape(list(shape))
-        self._fixed_compiled = self.fixed_shape = None  # the previous one's memory goes first
-        self._last_ran.release_memory()
-        self._fixed_compiled = self._core.compile_model(graph, "CPU", self._config)
-        self.fixed_shape = shape
-        self._last_ran = self._fixed_compiled
+        return self.compiled(images)[0]
 
     def release_memory(self) -> None:
         """Free the activation arena OpenVINO keeps, sized for the largest input so far, until
         the next call allocates it again. [`derain`][derainzoo.inference.derain] calls it after a
         tiled pass, so blending and scale-aware upsampling do not add to the arena: at 12 MP this
         took the command's peak from 2266 to 1948 MiB (a 448-pixel tile's arena is about 850 MiB)."""
-        self._last_ran.release_memory()
+        self.compiled.release_memory()
 
 
 def preferred_backend() -> str:
