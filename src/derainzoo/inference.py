@@ -14,7 +14,7 @@ from torch import nn
 from derainzoo.image_io import ImageLike, load_image, to_batch
 from derainzoo.scaling import check_scale, choose_scale, derain_at_scale
 from derainzoo.self_ensemble import SelfEnsemble
-from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_tile_settings, plan_tiles, run_tiled
+from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_memory_budget, check_tile_settings, plan_tiles, run_tiled
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -202,13 +202,14 @@ def derain(
     Raises:
         TypeError: unsupported input type or dtype.
         ValueError: unreadable file, wrong shape, NaN/inf values, float values outside
-            ``[0, 1]``, empty image, or bad tile or scale settings.
+            ``[0, 1]``, empty image, or bad tile, memory budget or scale settings.
 
     Examples:
         >>> derained = derain("rainy.jpg")  # doctest: +SKIP
         >>> derained.save("derained.png")  # doctest: +SKIP
     """
     check_tile_settings(tile_size, tile_overlap)
+    check_memory_budget(memory_budget)
     check_scale(scale)
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)

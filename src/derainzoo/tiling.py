@@ -19,6 +19,7 @@ __all__ = [
     "FALLBACK_BYTES_PER_PIXEL",
     "MIN_AUTO_TILE_SIZE",
     "TilePlan",
+    "check_memory_budget",
     "check_tile_settings",
     "choose_tile_size",
     "default_tile_overlap",
@@ -105,6 +106,16 @@ def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_s
     return int(bytes_per_pixel * batch_size * height * width)
 
 
+def check_memory_budget(memory_budget: int) -> None:
+    """Check a ``memory_budget`` in bytes before any work.
+
+    Raises:
+        ValueError: it is not positive.
+    """
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+
+
 def choose_tile_size(
     model: nn.Module, height: int, width: int, memory_budget: int = DEFAULT_MEMORY_BUDGET, batch_size: int = 1
 ) -> int:
@@ -116,8 +127,7 @@ def choose_tile_size(
     Raises:
         ValueError: ``memory_budget`` is not positive.
     """
-    if memory_budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    check_memory_budget(memory_budget)
     if estimate_inference_memory(model, height, width, batch_size) <= memory_budget:
         return 0
     per_pixel = estimate_inference_memory(model, 1, 1, batch_size)
