@@ -41,3 +41,21 @@ def write_paired_folder(root, count: int = 4, size: tuple[int, int] = (40, 48), 
         for folder, image in (("rain", rainy), ("norain", clean)):
             pixels = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(pixels).save(root / folder / f"{index:03d}.png")
+
+
+class RecordingIdentity(torch.nn.Module):
+    """Identity that states its memory need, records the input sizes it saw and counts the
+    calls to ``release_memory`` (as a graph runtime's arena would be released)."""
+
+    def __init__(self, inference_bytes_per_pixel: int = 1000) -> None:
+        super().__init__()
+        self.inference_bytes_per_pixel = inference_bytes_per_pixel
+        self.sizes: list[tuple[int, int]] = []
+        self.releases = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(x.shape[-2:]))
+        return x
+
+    def release_memory(self) -> None:
+        self.releases += 1

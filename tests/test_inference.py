@@ -22,7 +22,7 @@ from derainzoo.inference import (
 from derainzoo.metrics import psnr_y, quantize
 from derainzoo.tiling import choose_tile_size, estimate_inference_memory, tiled_forward
 
-from .helpers import smooth_image, tiny_model
+from .helpers import RecordingIdentity, smooth_image, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -279,38 +279,19 @@ def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively(monke
         derain(smooth_image(8, 8), torch.nn.Identity(), precision="fp16")
 
 
-class ReleasingRecorder(torch.nn.Module):
-    """Identity that states its memory need, records the input sizes it saw and counts the
-    calls to ``release_memory`` (as a graph runtime's arena would be released)."""
-
-    inference_bytes_per_pixel = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sizes: list[tuple[int, int]] = []
-        self.releases = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(tuple(x.shape[-2:]))
-        return x
-
-    def release_memory(self) -> None:
-        self.releases += 1
-
-
 def test_the_budget_counts_the_input_and_the_blending_buffer_and_a_tiled_pass_releases_memory() -> None:
     image = torch.rand(1, 3, 300, 300)
     # The pass takes 90,000 bytes; the float32 input and the blending buffer 1,080,000 each.
     held = 2 * 3 * 300 * 300 * 4
-    roomy = ReleasingRecorder()
+    roomy = RecordingIdentity(inference_bytes_per_pixel=1)
     derain(image, roomy, memory_budget=held + 100_000, scale=1)
     assert roomy.sizes == [(300, 300)] and roomy.releases == 0
-    tight = ReleasingRecorder()
+    tight = RecordingIdentity(inference_bytes_per_pixel=1)
     # The pass alone would fit in this budget, not beside what is held: tiles of the smallest size.
     torch.testing.assert_close(derain(image, tight, memory_budget=held + 40_000, scale=1), image)
     assert len(tight.sizes) == 4 and set(tight.sizes) == {(256, 256)} and tight.releases == 1
     # Scale-aware: the downscaled copy is counted too (150 x 150: 270,000 bytes, blending the same).
-    scaled = ReleasingRecorder()
+    scaled = RecordingIdentity(inference_bytes_per_pixel=1)
     derain(image, scaled, memory_budget=1_080_000 + 2 * 270_000 + 22_500, scale=0.5)
     assert scaled.sizes == [(150, 150)] and scaled.releases == 0
     # One byte less and the pass is planned in tiles (one, as the image is smaller than a tile).

@@ -22,7 +22,7 @@ from derainzoo.tiling import (
     tiled_forward,
 )
 
-from .helpers import TINY, tiny_model, write_paired_folder
+from .helpers import TINY, RecordingIdentity, tiny_model, write_paired_folder
 
 
 def test_blending_weights_form_a_partition_of_unity() -> None:
@@ -31,22 +31,8 @@ def test_blending_weights_form_a_partition_of_unity() -> None:
     torch.testing.assert_close(tiled_forward(lambda t: 2 * t, x, tile_size=20, tile_overlap=0), 2 * x)
 
 
-class CountingModel(torch.nn.Module):
-    """Identity that records the input sizes it saw and states its memory need."""
-
-    inference_bytes_per_pixel = 1000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sizes: list[tuple[int, int]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(tuple(x.shape[-2:]))
-        return x
-
-
 def test_tiles_are_chosen_automatically_when_the_whole_image_exceeds_the_budget() -> None:
-    model = CountingModel()
+    model = RecordingIdentity()
     assert estimate_inference_memory(model, 600, 800) == 1000 * 600 * 800
     assert choose_tile_size(model, 600, 800, memory_budget=500 * 10**6) == 0
     # 200 MB / 1000 B per pixel = 200,000 pixels: tiles of 384 (447^2 would fit; multiples of 64 are used).
@@ -76,7 +62,7 @@ def test_models_state_their_memory_and_others_get_a_safe_guess() -> None:
 
 
 def test_plan_chooses_from_the_budget_and_gives_every_tile_size_a_valid_overlap() -> None:
-    model = CountingModel()
+    model = RecordingIdentity()
     assert plan_tiles(model, 300, 400, memory_budget=200 * 10**6) == TilePlan(0, 0)
     assert plan_tiles(model, 600, 800, memory_budget=200 * 10**6) == TilePlan(384, 32)
     assert plan_tiles(model, 3000, 4000, memory_budget=None) == TilePlan(0, 0)  # None never tiles
@@ -111,7 +97,7 @@ def test_evaluate_with_tiles_of_the_automatic_minimum_scores_as_whole_images(tmp
 
 def test_evaluate_tiles_by_itself_under_a_memory_budget(tmp_path) -> None:
     write_paired_folder(tmp_path, count=1, size=(300, 400))
-    model = CountingModel()
+    model = RecordingIdentity()
     evaluate(model, tmp_path, memory_budget=10**6, progress=False)
     assert len(model.sizes) > 1 and max(model.sizes) == (256, 256)
     model.sizes.clear()
