@@ -28,7 +28,7 @@ __all__ = [
     "judge_onnx_differences",
 ]
 
-GRAPH_REVISION = 2
+GRAPH_REVISION = 3
 """Raised whenever the same weights export to a different graph, so that graphs cached by
 [`load_backend`][derainzoo.backends.load_backend] are exported again. 2: layer norms as channel
 reductions and no channel splits after depth-wise convolutions (see

@@ -1,4 +1,5 @@
-"""LayerNorm2d: timm's normalisation in PyTorch, the same numbers without transposes in an export."""
+"""LayerNorm2d: timm's normalisation in PyTorch, the same numbers without transposes in an export;
+l2_normalize: F.normalize without a broadcast copy."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d as TimmLayerNorm2d
 
-from derainzoo.layers.norm import LayerNorm2d
+from derainzoo.layers.norm import LayerNorm2d, l2_normalize
 
 
 def reference(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
@@ -57,3 +58,27 @@ def test_an_exported_program_has_no_permute_and_gives_the_same_output() -> None:
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert not any("permute" in target or "layer_norm" in target for target in targets), targets
     torch.testing.assert_close(program.module()(x), norm(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_l2_normalize_equals_torch_normalize_to_the_bit(dim: int) -> None:
+    x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(0))
+    x[1, 2] = 0.0  # zero vectors (along the last axis) stay zero, as in F.normalize
+    assert torch.equal(l2_normalize(x, dim=dim), F.normalize(x, dim=dim))
+    assert torch.equal(l2_normalize(x, dim=-1)[1, 2], torch.zeros(5))
+
+
+class Normalize(torch.nn.Module):
+    def __init__(self, normalize) -> None:
+        super().__init__()
+        self.normalize = normalize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x, dim=-1)
+
+
+@pytest.mark.parametrize(("normalize", "expands"), [(F.normalize, True), (l2_normalize, False)])
+def test_an_exported_l2_normalize_has_no_expand(normalize, expands: bool) -> None:
+    program = torch.export.export(Normalize(normalize), (torch.randn(2, 9, 8),))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert any("expand" in target for target in targets) == expands, targets

@@ -56,16 +56,22 @@ def test_partition_needs_divisible_sizes() -> None:
         window_partition(torch.randn(1, 3, 10, 8), 4)
 
 
-def test_multi_head_attention_equals_explicit_softmax() -> None:
+@pytest.mark.parametrize("exporting", [False, True])
+@pytest.mark.parametrize("additive", [False, True])
+def test_multi_head_attention_equals_explicit_softmax(monkeypatch, exporting: bool, additive: bool) -> None:
+    # (2, 5) groups of 7 tokens, a mask per window (5) shared by the 2 samples: the export form
+    # broadcasts it by adding zeros, the eager form by expanding.
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: exporting)
     generator = torch.Generator().manual_seed(0)
-    query, key, value = (torch.randn(5, 7, 12, generator=generator, dtype=torch.float64) for _ in range(3))
-    mask = torch.rand(5, 1, 7, 7, generator=generator) > 0.3
-    mask |= torch.eye(7, dtype=torch.bool)
+    query, key, value = (torch.randn(2, 5, 7, 12, generator=generator, dtype=torch.float64) for _ in range(3))
+    allowed = torch.rand(5, 1, 7, 7, generator=generator) > 0.3
+    allowed |= torch.eye(7, dtype=torch.bool)
+    mask = torch.zeros(allowed.shape, dtype=torch.float64).masked_fill(~allowed, float("-inf")) if additive else allowed
     out = multi_head_attention(query, key, value, num_heads=3, attn_mask=mask)
     expected = torch.empty_like(out)
     for head in range(3):
         cols = slice(head * 4, head * 4 + 4)
         logits = query[..., cols] @ key[..., cols].transpose(-2, -1) / math.sqrt(4)
-        weights = logits.masked_fill(~mask[:, 0], float("-inf")).softmax(dim=-1)
+        weights = logits.masked_fill(~allowed[:, 0], float("-inf")).softmax(dim=-1)
         expected[..., cols] = weights @ value[..., cols]
     torch.testing.assert_close(out, expected)

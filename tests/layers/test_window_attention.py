@@ -58,10 +58,13 @@ def reference_attention(attention: ShiftedWindowAttention, x: torch.Tensor) -> t
     return torch.einsum("bchw,oc->bohw", out, attention.proj.weight) + attention.proj.bias[:, None, None]
 
 
+@pytest.mark.parametrize("exporting", [False, True])
 @pytest.mark.parametrize(("size", "shift"), [((8, 8), 0), ((8, 8), 2), ((6, 7), 0), ((7, 10), 3)])
-def test_equals_per_pixel_reference(size: tuple[int, int], shift: int) -> None:
+def test_equals_per_pixel_reference(monkeypatch, size: tuple[int, int], shift: int, exporting: bool) -> None:
+    # The export form builds the mask for every size and broadcasts it over the batch by an addition.
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: exporting)
     attention = make_attention(shift_size=shift)
-    x = torch.randn(1, 12, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 12, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(attention(x), reference_attention(attention, x))
 
 

@@ -28,7 +28,7 @@ from derainzoo.layers.morphology import (
     white_tophat,
 )
 from derainzoo.layers.naf_block import NAFBlock, background_mean, simple_gate
-from derainzoo.layers.norm import LayerNorm2d
+from derainzoo.layers.norm import LayerNorm2d, l2_normalize
 from derainzoo.layers.rain_mask_attention import RainMaskAttention, masked_channel_attention, resize_mask
 from derainzoo.layers.sampling import Downsample, Upsample
 from derainzoo.layers.validation import check_feature_map, check_image_batch
@@ -62,6 +62,7 @@ __all__ = [
     "dilation",
     "erosion",
     "interleaved_non_local_mixer",
+    "l2_normalize",
     "line_kernel",
     "masked_channel_attention",
     "multi_head_attention",

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from derainzoo.layers.norm import l2_normalize
 from derainzoo.layers.validation import check_feature_map
 from derainzoo.layers.window import WindowSelfAttentionBase, multi_head_attention
 from derainzoo.layers.window_attention import ShiftedWindowAttention, alternating_shift
@@ -42,30 +43,37 @@ def spherical_kmeans(features: Tensor, num_clusters: int, num_iters: int = 3) ->
     """
     with torch.no_grad(), torch.autocast(device_type=features.device.type, enabled=False):
         compute_dtype = torch.promote_types(features.dtype, torch.float32)
-        directions = F.normalize(features.detach().to(compute_dtype), dim=-1)
+        directions = l2_normalize(features.detach().to(compute_dtype), dim=-1)
         batch_index = torch.arange(directions.shape[0], device=directions.device)
-        mean_direction = F.normalize(directions.mean(dim=1), dim=-1)
-        first = torch.einsum("bnd,bd->bn", directions, mean_direction).argmax(dim=1)
+        mean_direction = l2_normalize(directions.mean(dim=1), dim=-1)
+        first = _similarity(directions, mean_direction).argmax(dim=1)
         centroids = [directions[batch_index, first]]
-        closest = torch.einsum("bnd,bd->bn", directions, centroids[0])
+        closest = _similarity(directions, centroids[0])
         for _ in range(num_clusters - 1):
             farthest = closest.argmin(dim=1)
             centroids.append(directions[batch_index, farthest])
-            closest = torch.maximum(closest, torch.einsum("bnd,bd->bn", directions, centroids[-1]))
+            closest = torch.maximum(closest, _similarity(directions, centroids[-1]))
         centroid_matrix = torch.stack(centroids, dim=1)
 
         assignment = _assign(directions, centroid_matrix)
         for _ in range(num_iters):
             members = F.one_hot(assignment, num_clusters).to(directions.dtype)
-            sums = torch.einsum("bnk,bnd->bkd", members, directions)
+            sums = members.transpose(1, 2) @ directions
             occupied = members.sum(dim=1).unsqueeze(-1) > 0
-            centroid_matrix = torch.where(occupied, F.normalize(sums, dim=-1), centroid_matrix)
+            centroid_matrix = torch.where(occupied, l2_normalize(sums, dim=-1), centroid_matrix)
             assignment = _assign(directions, centroid_matrix)
     return assignment
 
 
+# Matrix products rather than einsum: OpenVINO decomposes an exported "bnd,bd->bn" einsum
+# into a broadcast copy of the (B, N, D) tokens, a product and a sum.
+def _similarity(directions: Tensor, direction: Tensor) -> Tensor:
+    """``(B, N)`` dot products of ``(B, N, D)`` tokens with one ``(B, D)`` direction per sample."""
+    return (directions @ direction.unsqueeze(-1)).squeeze(-1)
+
+
 def _assign(directions: Tensor, centroids: Tensor) -> Tensor:
-    return torch.einsum("bnd,bkd->bnk", directions, centroids).argmax(dim=-1)
+    return (directions @ centroids.transpose(1, 2)).argmax(dim=-1)
 
 
 def cluster_order(assignment: Tensor) -> tuple[Tensor, Tensor]:
@@ -141,8 +149,13 @@ def clustered_window_attention(
     # where this example size needs no padding (padding by 0 and masking nothing is exact).
     if padding or torch.compiler.is_exporting():
         query, key, value = (F.pad(t, (0, 0, 0, padding)) for t in (query, key, value))
-        is_real = torch.arange(num_tokens + padding, device=query.device) < num_tokens
-        attn_mask = repeat(is_real, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
+        is_padding = torch.arange(num_tokens + padding, device=query.device) >= num_tokens
+        # Additive rather than boolean: an exported boolean mask becomes a Select over all the
+        # attention logits, where an additive one is a broadcast Add that OpenVINO fuses.
+        key_mask = torch.zeros(is_padding.shape, dtype=query.dtype, device=query.device).masked_fill(
+            is_padding, float("-inf")
+        )
+        attn_mask = repeat(key_mask, "(n t) -> (b n) 1 1 t", b=batch, t=window_tokens)
     windows = [rearrange(t, "b (n t) c -> (b n) t c", t=window_tokens) for t in (query, key, value)]
     out = multi_head_attention(*windows, num_heads, attn_mask=attn_mask, dropout_p=dropout_p)
     out = rearrange(out, "(b n) t c -> b (n t) c", b=batch)[:, :num_tokens]

@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from derainzoo.layers.conv_chunks import conv_chunks
+from derainzoo.layers.norm import l2_normalize
 from derainzoo.layers.validation import check_feature_map
 
 __all__ = ["RainMaskAttention", "masked_channel_attention", "resize_mask"]
@@ -69,8 +70,8 @@ def masked_channel_attention(
     if background is not None:
         query, key = query * background, key * background
     query, key, value = (rearrange(t, "b (head c) h w -> b head c (h w)", head=num_heads) for t in (query, key, value))
-    query = F.normalize(query, dim=-1)
-    key = F.normalize(key, dim=-1)
+    query = l2_normalize(query, dim=-1)
+    key = l2_normalize(key, dim=-1)
     weights = (query @ key.transpose(-2, -1) * temperature.view(num_heads, 1, 1)).softmax(dim=-1)
     return rearrange(weights @ value, "b head c (h w) -> b (head c) h w", h=height, w=width)
 

@@ -143,8 +143,13 @@ def multi_head_attention(
     group_shape = query.shape[:-2]
     heads = [rearrange(pack([t], "* t c")[0], "g t (h d) -> g h t d", h=num_heads) for t in (query, key, value)]
     if attn_mask is not None:
-        mask_heads = attn_mask.shape[-3] if attn_mask.ndim >= 3 else 1
-        attn_mask = attn_mask.expand(*group_shape, mask_heads, *attn_mask.shape[-2:])
+        if torch.compiler.is_exporting():
+            # Broadcast by adding zeros: OpenVINO runs an exported expand as a reference
+            # Broadcast, several times slower than its vectorised Add.
+            attn_mask = attn_mask + attn_mask.new_zeros(*group_shape, 1, 1, 1)
+        else:
+            mask_heads = attn_mask.shape[-3] if attn_mask.ndim >= 3 else 1
+            attn_mask = attn_mask.expand(*group_shape, mask_heads, *attn_mask.shape[-2:])
         attn_mask = pack([attn_mask], "* h t s")[0]
     out = rearrange(
         F.scaled_dot_product_attention(*heads, attn_mask=attn_mask, dropout_p=dropout_p), "g h t d -> g t h d"
