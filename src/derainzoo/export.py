@@ -32,7 +32,10 @@ GRAPH_REVISION = 3
 """Raised whenever the same weights export to a different graph, so that graphs cached by
 [`load_backend`][derainzoo.backends.load_backend] are exported again. 2: layer norms as channel
 reductions and no channel splits after depth-wise convolutions (see
-[`LayerNorm2d`][derainzoo.layers.LayerNorm2d] and [`conv_chunks`][derainzoo.layers.conv_chunks])."""
+[`LayerNorm2d`][derainzoo.layers.LayerNorm2d] and [`conv_chunks`][derainzoo.layers.conv_chunks]).
+3: no broadcast copies in the attention (additive masks broadcast by an addition, see
+[`multi_head_attention`][derainzoo.layers.multi_head_attention]; k-means similarities as matrix
+products; [`l2_normalize`][derainzoo.layers.l2_normalize])."""
 
 ONNX_INPUT_NAME = "rainy"
 ONNX_OUTPUT_NAME = "derained"
