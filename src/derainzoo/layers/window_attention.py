@@ -101,10 +101,8 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         bias = rearrange(self.relative_position_bias_table[self.relative_position_index], "t s head -> head t s").to(
             query.dtype
         )
-        region_mask = self._region_mask(height, width, padded_height, padded_width, query.dtype, x.device)
-        # Adding the (nW, 1, T, T) mask to the (heads, T, T) bias writes their sum once; a
-        # masked_fill would also select over it (exported: a Select plus a broadcast copy).
-        attn_mask = bias if region_mask is None else bias + region_mask
+        region_mask = self._region_mask(height, width, padded_height, padded_width, x.device)
+        attn_mask = bias if region_mask is None else bias.masked_fill(region_mask, float("-inf"))
         out = self.attend(query, key, value, attn_mask=attn_mask)
 
         merged = window_reverse(out, self.window_size, padded_height, padded_width)
@@ -112,10 +110,9 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         return unshifted[..., :height, :width]
 
     def _region_mask(
-        self, height: int, width: int, padded_height: int, padded_width: int, dtype: torch.dtype, device: torch.device
+        self, height: int, width: int, padded_height: int, padded_width: int, device: torch.device
     ) -> Tensor | None:
-        """``(nW, 1, T, T)`` additive mask: ``-inf`` where two tokens of a window must not attend to
-        each other, 0 elsewhere.
+        """``(nW, 1, T, T)`` True where two tokens of a window must not attend to each other.
 
         Every pixel gets a region label: which side of the wrap-around it lies on in each axis,
         or a label of its own for padding. Tokens attend only within their region.
@@ -132,8 +129,7 @@ class ShiftedWindowAttention(WindowSelfAttentionBase):
         labels = torch.where(is_padding, torch.full_like(wrapped, 4), wrapped)
         labels = torch.roll(labels, shifts=(-self.shift_size, -self.shift_size), dims=(0, 1))
         window_labels = window_partition(labels[None, None], self.window_size)[0, :, :, 0]
-        separated = (window_labels[:, :, None] != window_labels[:, None, :]).unsqueeze(1)
-        return torch.zeros(separated.shape, dtype=dtype, device=device).masked_fill(separated, float("-inf"))
+        return (window_labels[:, :, None] != window_labels[:, None, :]).unsqueeze(1)
 
 
 def _relative_position_index(window_size: int) -> Tensor:
