@@ -147,6 +147,8 @@ def test_small_tiles_stay_close_to_whole_image(model) -> None:
         (torch.full((1, 3, 8, 8), float("nan")), ValueError, "NaN"),
         (torch.full((1, 3, 8, 8), float("inf")), ValueError, "NaN or infinite"),
         (torch.full((1, 3, 8, 8), 200.0), ValueError, "divide 0..255 data by 255"),
+        (np.full((8, 8, 3), np.nan, dtype=np.float32), ValueError, "NaN"),
+        (Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)), ValueError, "NaN"),  # mode "F"
         (torch.rand(1, 4, 8, 8), ValueError, r"\(B, 3, H, W\)"),
         (torch.rand(1, 3, 0, 8), ValueError, "empty"),
         (torch.zeros(3, 8, 8, dtype=torch.int32), TypeError, "float"),

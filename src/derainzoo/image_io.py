@@ -268,9 +268,20 @@ def to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
         raise TypeError(
             f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
         )
-    # Integer and PIL inputs are in range by construction; the check costs one pass over the pixels.
-    _check_values(batch, "image")
+    if _may_hold_any_value(image):
+        _check_values(batch, "image")
     return batch, restore
+
+
+def _may_hold_any_value(image: ImageLike) -> bool:
+    """Whether ``image`` is float data (an array, a tensor or a PIL ``"F"`` image) that may hold
+    NaN or values outside ``[0, 1]``; integer data is in range by construction, so the check's
+    passes over the pixels are spared where most photos come from."""
+    if isinstance(image, Image.Image):
+        return image.mode == "F"
+    if isinstance(image, np.ndarray):
+        return bool(np.issubdtype(image.dtype, np.floating))
+    return image.is_floating_point()
 
 
 def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.Image]]:
