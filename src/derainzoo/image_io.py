@@ -258,30 +258,24 @@ def to_batch(image: ImageLike) -> tuple[Tensor, Callable[[Tensor], ImageLike]]:
         TypeError: an unsupported type or dtype.
         ValueError: a wrong shape, an empty image, NaN/inf, or float values outside ``[0, 1]``.
     """
+    # Only float data (a PIL "F" image, a float array or tensor) may hold NaN or values outside
+    # [0, 1]; integer data is in range by construction, so most photos skip the check's passes.
     if isinstance(image, Image.Image):
         batch, restore = _pil_to_batch(image)
+        is_float = image.mode == "F"
     elif isinstance(image, np.ndarray):
         batch, restore = _array_to_batch(image)
+        is_float = bool(np.issubdtype(image.dtype, np.floating))
     elif isinstance(image, Tensor):
         batch, restore = _tensor_to_batch(image)
+        is_float = image.is_floating_point()
     else:
         raise TypeError(
             f"image must be a PIL.Image.Image, a numpy array (H, W, 3) or a tensor (B, 3, H, W), got {type(image).__name__}"
         )
-    if _may_hold_any_value(image):
+    if is_float:
         _check_values(batch, "image")
     return batch, restore
-
-
-def _may_hold_any_value(image: ImageLike) -> bool:
-    """Whether ``image`` is float data (an array, a tensor or a PIL ``"F"`` image) that may hold
-    NaN or values outside ``[0, 1]``; integer data is in range by construction, so the check's
-    passes over the pixels are spared where most photos come from."""
-    if isinstance(image, Image.Image):
-        return image.mode == "F"
-    if isinstance(image, np.ndarray):
-        return bool(np.issubdtype(image.dtype, np.floating))
-    return image.is_floating_point()
 
 
 def _pil_to_batch(image: Image.Image) -> tuple[Tensor, Callable[[Tensor], Image.Image]]:

@@ -147,7 +147,7 @@ def multi_head_attention(
             # Broadcast by adding zeros: OpenVINO runs an exported expand as a reference
             # Broadcast, several times slower than its vectorised Add.
             attn_mask = attn_mask + attn_mask.new_zeros(*group_shape, 1, 1, 1)
-        else:
+        else:  # an expand is a view here, where the addition would write a copy per sample
             mask_heads = attn_mask.shape[-3] if attn_mask.ndim >= 3 else 1
             attn_mask = attn_mask.expand(*group_shape, mask_heads, *attn_mask.shape[-2:])
         attn_mask = pack([attn_mask], "* h t s")[0]
