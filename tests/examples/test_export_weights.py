@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 import derainzoo
-from derainzoo._helpers import read_safetensors
+from derainzoo._helpers import read_safetensors, save_weights
 from derainzoo.training import save_training_state
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "export_weights.py"
@@ -47,3 +47,37 @@ def test_ema_of_a_training_checkpoint_is_exported(tmp_path) -> None:
         str(tmp_path / f"{MODEL}.t.safetensors"), "--ema", "--model", MODEL, "--tag", "u", "--out", str(tmp_path)
     )
     assert plain.returncode != 0 and "no 'ema.' tensors" in plain.stderr
+
+
+def test_blend_is_the_weighted_mean_of_the_files(tmp_path) -> None:
+    torch.manual_seed(0)
+    first, second = derainzoo.create_model(MODEL), derainzoo.create_model(MODEL)
+    save_weights(first, tmp_path / "first.safetensors")
+    save_weights(second, tmp_path / "second.safetensors")
+
+    result = export(
+        str(tmp_path / "first.safetensors"),
+        str(tmp_path / "second.safetensors"),
+        *("--blend", "1", "3", "--dtype", "float32", "--model", MODEL, "--tag", "b", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    blended, metadata = read_safetensors(tmp_path / f"{MODEL}.b.safetensors")
+    assert metadata["blend"] == "1 x first.safetensors + 3 x second.safetensors"
+    differing = 0
+    for name, tensor in first.state_dict().items():
+        if tensor.is_floating_point():
+            expected = 0.25 * tensor + 0.75 * second.state_dict()[name]
+            torch.testing.assert_close(blended[name], expected, rtol=1e-6, atol=1e-7)
+            differing += not torch.equal(tensor, second.state_dict()[name])
+    assert differing > 0  # two random initialisations: the mean is not either file
+
+
+def test_blend_needs_one_coefficient_per_file(tmp_path) -> None:
+    save_weights(derainzoo.create_model(MODEL), tmp_path / "w.safetensors")
+    weights = str(tmp_path / "w.safetensors")
+
+    miscounted = export(weights, weights, "--blend", "1", "--model", MODEL, "--tag", "b", "--out", str(tmp_path))
+    assert miscounted.returncode != 0 and "1 coefficients for 2 weights files" in miscounted.stderr
+    negative = export(weights, weights, "--blend", "1", "-1", "--model", MODEL, "--tag", "b", "--out", str(tmp_path))
+    assert negative.returncode != 0 and "non-negative" in negative.stderr
+    assert not (tmp_path / f"{MODEL}.b.safetensors").exists()
