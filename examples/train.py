@@ -160,6 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"them (long side brought to {WATCH_LONG_SIDE} px) and the mean change |output - input| (0-255) is logged as "
         "photos_change, a guard against a model that stops removing real rain; never used to select weights",
     )
+    parser.add_argument(
+        "--keep-validated",
+        action="store_true",
+        help="also keep the EMA weights of every validation as OUT/ema_stepNNNNNN.safetensors (7 MB each for the "
+        "default model), so that weights can be chosen afterwards by a rule other than the best mean PSNR",
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; checkpoint and stop after that")
     parser.add_argument("--resume", type=Path, help="checkpoint to resume (default: OUT/last.safetensors if present)")
     parser.add_argument(
@@ -193,6 +199,7 @@ BOOKKEEPING_ARGUMENTS = frozenset(
         "ckpt_every",
         "grad_checkpointing",
         "watch_photos",
+        "keep_validated",
         # Where the rain is rendered, not which: the same on the CPU, the same distribution on a GPU.
         "render_on_device",
     }
@@ -338,15 +345,14 @@ def validate(trainer: Trainer, state: RunState) -> None:
         tqdm.write(f"step {state.step}: mean change on the watched photos {record['photos_change']:.2f} of 255")
     with open(args.out / "log.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
+    metadata = {"architecture": args.model, "step": str(state.step)}
+    if args.keep_validated:
+        save_weights(trainer.ema.module, args.out / f"ema_step{state.step:06d}.safetensors", metadata=metadata)
     # Model selection weighs every validation set alike (light real rain and heavy rendered rain).
     score = sum(record[f"{name}_psnr"] for name in trainer.val_sets) / len(trainer.val_sets)
     if score > state.best_psnr:
         state.best_psnr = score
-        save_weights(
-            trainer.ema.module,
-            args.out / "best_ema.safetensors",
-            metadata={"architecture": args.model, "step": str(state.step)},
-        )
+        save_weights(trainer.ema.module, args.out / "best_ema.safetensors", metadata=metadata)
 
 
 def train_one_epoch(trainer: Trainer, state: RunState, loader: DataLoader, skip_batches: int, progress: tqdm) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..helpers import smooth_image, write_paired_folder
@@ -178,3 +179,21 @@ def test_watched_photos_are_logged_and_do_not_select_weights(tmp_path) -> None:
     for folder, message in (("empty", "no .png/.jpg/.webp photos"), ("missing", "not a folder")):
         with pytest.raises(SystemExit, match=message):
             train([*common, "--out", str(tmp_path / "none"), "--watch-photos", str(tmp_path / folder)])
+
+
+def test_keep_validated_writes_the_ema_of_every_validation(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=4)
+    out = tmp_path / "run"
+    arguments = ["--data", str(tmp_path / "data"), "--out", str(out), "--steps", "4", *COMMON, "--val-every", "2"]
+    load_script().main([*arguments, "--keep-validated"])
+    kept = sorted(path.name for path in out.glob("ema_step*.safetensors"))
+    assert kept == ["ema_step000002.safetensors", "ema_step000004.safetensors"]
+    first, last, final = (
+        load_file(out / name)
+        for name in ("ema_step000002.safetensors", "ema_step000004.safetensors", "final_ema.safetensors")
+    )
+    # The last validation is the last step, so its weights are the final EMA; the earlier ones differ.
+    assert all(torch.equal(last[key], final[key]) for key in final)
+    assert not all(torch.equal(first[key], final[key]) for key in final)
+    with safe_open(out / "ema_step000002.safetensors", "pt") as weights:
+        assert weights.metadata()["step"] == "2"
