@@ -306,6 +306,12 @@ def save_checkpoint(trainer: Trainer, state: RunState) -> None:
     )
 
 
+def save_ema_weights(ema_model: nn.Module, args: argparse.Namespace, step: int, name: str) -> None:
+    """Write the EMA weights as ``OUT/name``, with the architecture and step that
+    ``export_weights.py`` carries over."""
+    save_weights(ema_model, args.out / name, metadata={"architecture": args.model, "step": str(step)})
+
+
 def load_watch_photos(folder: Path) -> list[torch.Tensor]:
     """The photos of ``--watch-photos`` as ``(1, 3, H, W)`` tensors, long side at most ``WATCH_LONG_SIDE``."""
     if not folder.is_dir():
@@ -345,14 +351,13 @@ def validate(trainer: Trainer, state: RunState) -> None:
         tqdm.write(f"step {state.step}: mean change on the watched photos {record['photos_change']:.2f} of 255")
     with open(args.out / "log.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
-    metadata = {"architecture": args.model, "step": str(state.step)}
     if args.keep_validated:
-        save_weights(trainer.ema.module, args.out / f"ema_step{state.step:06d}.safetensors", metadata=metadata)
+        save_ema_weights(trainer.ema.module, args, state.step, f"ema_step{state.step:06d}.safetensors")
     # Model selection weighs every validation set alike (light real rain and heavy rendered rain).
     score = sum(record[f"{name}_psnr"] for name in trainer.val_sets) / len(trainer.val_sets)
     if score > state.best_psnr:
         state.best_psnr = score
-        save_weights(trainer.ema.module, args.out / "best_ema.safetensors", metadata=metadata)
+        save_ema_weights(trainer.ema.module, args, state.step, "best_ema.safetensors")
 
 
 def train_one_epoch(trainer: Trainer, state: RunState, loader: DataLoader, skip_batches: int, progress: tqdm) -> bool:
@@ -537,11 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     progress.close()
 
     if is_main and state.step >= args.steps:
-        save_weights(
-            ema.module,
-            args.out / "final_ema.safetensors",
-            metadata={"architecture": args.model, "step": str(state.step)},
-        )
+        save_ema_weights(ema.module, args, state.step, "final_ema.safetensors")
     (args.out / f"final_state_rank{rank}.json").write_text(
         json.dumps(
             {
