@@ -158,7 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="folder of rainy photos without ground truth (e.g. real_rain/): at each validation the EMA model derains "
         f"them (long side brought to {WATCH_LONG_SIDE} px) and the mean change |output - input| (0-255) is logged as "
-        "photos_change, a guard against a model that stops removing real rain; never used to select weights",
+        "photos_change, a guard against a model that stops removing real rain; best_ema never depends on it "
+        "(an export rule may refuse weights whose change fell)",
     )
     parser.add_argument(
         "--keep-validated",
