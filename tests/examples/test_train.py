@@ -170,7 +170,11 @@ def test_watched_photos_are_logged_and_do_not_select_weights(tmp_path) -> None:
     train([*common, "--out", str(tmp_path / "plain")])
     records = [json.loads(line) for line in (tmp_path / "watched" / "log.jsonl").read_text().splitlines()]
     validated = [record for record in records if "val_psnr" in record]
-    assert validated and all(record["photos_change"] >= 0 for record in validated)
+    assert validated
+    for record in validated:
+        assert set(record["photos_change_each"]) == {"0", "1"}
+        assert all(change >= 0 for change in record["photos_change_each"].values())
+        assert record["photos_change"] == pytest.approx(sum(record["photos_change_each"].values()) / 2)
     # A guard only: the run and its chosen weights are those of the run without it.
     assert final_state(tmp_path / "watched")["ema_sha256"] == final_state(tmp_path / "plain")["ema_sha256"]
     watched, plain = (load_file(tmp_path / run / "best_ema.safetensors") for run in ("watched", "plain"))
