@@ -14,7 +14,8 @@ Mixed real and rendered rain (the recipe of ``dual_stage_derain.rain_mix``):
 AdamW with a linear warm-up and cosine decay, bf16 autocast (on GPU by default, on CPU with
 ``--bf16``), an exponential moving average (EMA) of the weights, gradient clipping, validation
 on held-out *training* pairs (Y-channel PSNR/SSIM; with ``--rain-mix`` also on a fixed set of
-heavy rain rendered over the held-out clean images), safetensors checkpoints with exact resume
+heavy rain rendered over the held-out clean images; with ``--init-weights`` the starting weights
+are validated too, as step 0), safetensors checkpoints with exact resume
 (``--resume``, or rerun with the same ``--out``), and ``--time-limit`` to stop cleanly before a
 deadline.
 """
@@ -537,6 +538,10 @@ def main(argv: list[str] | None = None) -> None:
         world_size=world_size,
     )
 
+    if args.init_weights is not None and state.step == 0:
+        # The starting weights are scored by the same code as every later validation and logged as
+        # step 0: the row that an export rule (examples/pick_weights.py) compares the run against.
+        validate(trainer, state)
     # The clock of --time-limit and of the logged hours starts here, after the set-up.
     state.start_time = time.monotonic()
     progress = tqdm(total=args.steps, initial=state.step, desc="train", disable=not is_main, dynamic_ncols=True)

@@ -201,3 +201,38 @@ def test_keep_validated_writes_the_ema_of_every_validation(tmp_path) -> None:
     assert not all(torch.equal(first[key], final[key]) for key in final)
     with safe_open(out / "ema_step000002.safetensors", "pt") as weights:
         assert weights.metadata()["step"] == "2"
+
+
+def test_starting_weights_are_validated_as_step_zero_once(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=4)
+    common = ["--data", str(tmp_path / "data"), "--steps", "2", *COMMON]
+    train = load_script().main
+    train([*common, "--out", str(tmp_path / "first")])
+    train(
+        [
+            *common,
+            "--out",
+            str(tmp_path / "second"),
+            "--init-weights",
+            str(tmp_path / "first" / "final_ema.safetensors"),
+        ]
+    )
+    train(
+        [
+            *common,
+            "--out",
+            str(tmp_path / "second"),
+            "--init-weights",
+            str(tmp_path / "first" / "final_ema.safetensors"),
+        ]
+    )
+
+    def validations(run: str) -> list[dict]:
+        records = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return [record for record in records if "val_psnr" in record]
+
+    # No start row without --init-weights; with it, the start is scored by the same code as the
+    # first run's last validation, whose EMA weights it starts from; a resume does not score it again.
+    assert [record["step"] for record in validations("first")] == [2]
+    assert [record["step"] for record in validations("second")] == [0, 2]
+    assert validations("second")[0]["val_psnr"] == validations("first")[-1]["val_psnr"]

@@ -1,0 +1,133 @@
+"""Pick the weights of a fine-tuning run to export, by a rule stated up front, from its ``log.jsonl``.
+
+    python examples/pick_weights.py runs/rain_mix_p14 --floor val=35.0
+
+A run of ``examples/train.py`` with ``--init-weights`` logs its starting weights as step 0, and with
+``--keep-validated`` keeps the EMA weights of every validation (``ema_stepNNNNNN.safetensors``).
+This script prints every validation as a markdown table (the table of a model card) with the
+verdict of the rule on each, then the pick. A validation qualifies when
+
+* its mean PSNR over the validation sets is above the start's (one Y-channel dB of each set counts
+  alike, as for ``best_ema``);
+* every ``--floor SET=DB`` holds (e.g. ``val=35.0``: Rain100L validation at 35 dB or more);
+* with ``--watch-photos`` in the run, the mean change on the photos is at least the start's, and no
+  photo's change fell more than ``--photo-tolerance`` (a fraction) below its start: a mean can hold
+  while the photos with the heaviest rain lose streak removal (``rain_mix`` card, phase 11).
+
+The pick is the qualifying validation with the best mean; if none qualifies the start stays (exit
+status 0 either way: refusing is an answer). ``--start-log`` reads the step-0 record from another
+log, for a run started before ``train.py`` logged one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def read_validations(log: Path) -> list[dict]:
+    """The validation records of a ``log.jsonl`` (those with PSNR scores), in order."""
+    if not log.is_file():
+        raise SystemExit(f"{log}: no such log (a run of examples/train.py writes OUT/log.jsonl)")
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [record for record in records if any(key.endswith("_psnr") for key in record)]
+
+
+def set_names(record: dict) -> list[str]:
+    """The validation sets a record scores, e.g. ``["val", "val_heavy"]``."""
+    return [key.removesuffix("_psnr") for key in record if key.endswith("_psnr")]
+
+
+def mean_psnr(record: dict) -> float:
+    names = set_names(record)
+    return sum(record[f"{name}_psnr"] for name in names) / len(names)
+
+
+def refusals(record: dict, start: dict, floors: dict[str, float], photo_tolerance: float) -> list[str]:
+    """Why the rule refuses ``record`` against ``start``; empty when it qualifies."""
+    reasons = []
+    if mean_psnr(record) <= mean_psnr(start):
+        reasons.append("mean not above the start's")
+    for name, floor in floors.items():
+        if record[f"{name}_psnr"] < floor:
+            reasons.append(f"{name} below {floor:g}")
+    if "photos_change" in start and "photos_change" not in record:
+        reasons.append("photos not watched")
+    elif "photos_change" in start:
+        if record["photos_change"] < start["photos_change"]:
+            reasons.append("photos change below the start's")
+        start_each, each = start.get("photos_change_each", {}), record.get("photos_change_each", {})
+        if set(start_each) - set(each):
+            reasons.append("photos not all logged one by one")
+        fallen = [
+            stem for stem, change in start_each.items() if stem in each and each[stem] < (1 - photo_tolerance) * change
+        ]
+        if fallen:
+            reasons.append(f"photo {', '.join(fallen)} fell > {photo_tolerance:.0%}")
+    return reasons
+
+
+def parse_floor(text: str) -> tuple[str, float]:
+    name, separator, value = text.partition("=")
+    try:
+        if not (name and separator):
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--floor takes SET=DB, e.g. val=35.0; got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="output folder of examples/train.py (with log.jsonl)")
+    parser.add_argument("--floor", type=parse_floor, action="append", default=[], help="SET=DB, repeatable")
+    parser.add_argument("--photo-tolerance", type=float, default=0.1, help="largest fall of one photo's change")
+    parser.add_argument("--start-log", type=Path, help="read the step-0 record from this log instead")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    validations = read_validations(args.run / "log.jsonl")
+    starts = [record for record in read_validations(args.start_log or args.run / "log.jsonl") if record["step"] == 0]
+    if not starts:
+        raise SystemExit(
+            f"{args.start_log or args.run / 'log.jsonl'}: no step-0 record; train.py logs one for runs with "
+            "--init-weights (for an older run, pass --start-log with the log of a run from the same weights)"
+        )
+    start = starts[-1]
+    floors = dict(args.floor)
+    names = set_names(start)
+    unknown = sorted(set(floors) - set(names))
+    if unknown:
+        raise SystemExit(f"--floor names sets the log does not score: {unknown}; it scores {names}")
+    photos = "photos_change" in start
+
+    header = ["step", *names, *(["photos change"] if photos else []), "mean", "verdict"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    best = None
+    for record in [start, *(record for record in validations if record["step"] != 0)]:
+        is_start = record is start
+        reasons = [] if is_start else refusals(record, start, floors, args.photo_tolerance)
+        if not (is_start or reasons) and (best is None or mean_psnr(record) > mean_psnr(best)):
+            best = record
+        verdict = "start" if is_start else "; ".join(reasons) or "qualifies"
+        cells = [
+            str(record["step"]),
+            *(f"{record[f'{name}_psnr']:.2f}" for name in names),
+            *([f"{record['photos_change']:.2f}" if "photos_change" in record else "-"] if photos else []),
+            f"{mean_psnr(record):.2f}",
+            verdict,
+        ]
+        print("| " + " | ".join(cells) + " |")
+    if best is None:
+        print("\npick: none qualifies; the starting weights stay")
+    else:
+        weights = args.run / f"ema_step{best['step']:06d}.safetensors"
+        print(f"\npick: step {best['step']} ({weights})")
+
+
+if __name__ == "__main__":
+    main()

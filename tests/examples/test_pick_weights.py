@@ -1,0 +1,115 @@
+"""examples/pick_weights.py: the export rule applied to a training log, refusal by refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "pick_weights.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("derainzoo_pick_weights_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(step: int, val: float, heavy: float, photos: dict[str, float] | None = None) -> dict:
+    entry = {"step": step, "lr": 1e-4, "hours": 0.1 * step, "val_psnr": val, "val_ssim": 0.9}
+    entry |= {"val_heavy_psnr": heavy, "val_heavy_ssim": 0.8}
+    if photos is not None:
+        entry |= {"photos_change": sum(photos.values()) / len(photos), "photos_change_each": photos}
+    return entry
+
+
+def write_log(folder: Path, records: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(entry) for entry in records]
+    # train.py also logs loss lines between validations; they carry no PSNR and are skipped.
+    lines.insert(1, json.dumps({"step": 50, "loss": 0.1}))
+    (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def verdicts(output: str) -> dict[int, str]:
+    rows = [
+        line.split(" | ") for line in output.splitlines() if line.startswith("| ") and not line.startswith("| step")
+    ]
+    return {int(row[0].removeprefix("| ")): row[-1].removesuffix(" |") for row in rows}
+
+
+def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, capsys) -> None:
+    start = {"a": 20.0, "b": 2.0}
+    run = write_log(
+        tmp_path / "run",
+        [
+            record(0, 35.5, 25.5, start),
+            record(500, 35.4, 25.4, start),  # mean below the start's
+            record(1000, 34.9, 26.5, start),  # Rain100L floor
+            record(1500, 35.6, 25.8, {"a": 19.0, "b": 1.9}),  # mean change falls, each photo within 10%
+            record(2000, 35.6, 25.8, {"a": 23.0, "b": 1.7}),  # mean holds, photo b falls by 15%
+            record(2500, 35.6, 25.6, {"a": 20.2, "b": 1.9}),  # qualifies: b within 10%
+            record(3000, 35.7, 25.7, {"a": 20.5, "b": 2.0}),  # qualifies, best mean
+        ],
+    )
+    load_script().main([str(run), "--floor", "val=35.0"])
+    output = capsys.readouterr().out
+    found = verdicts(output)
+    assert found[0] == "start"
+    assert found[500] == "mean not above the start's"
+    assert found[1000] == "val below 35"
+    assert found[1500] == "photos change below the start's"
+    assert found[2000] == "photo b fell > 10%"
+    assert found[2500] == found[3000] == "qualifies"
+    assert f"pick: step 3000 ({run / 'ema_step003000.safetensors'})" in output
+    # A looser tolerance lets photo b through, and step 2000 has the best mean.
+    load_script().main([str(run), "--floor", "val=35.0", "--photo-tolerance", "0.2"])
+    assert "pick: step 2000" in capsys.readouterr().out
+
+
+def test_the_start_stays_when_nothing_qualifies(tmp_path, capsys) -> None:
+    run = write_log(tmp_path / "run", [record(0, 35.5, 25.5), record(500, 35.0, 25.0)])
+    load_script().main([str(run)])
+    output = capsys.readouterr().out
+    assert "photos change" not in output.splitlines()[0]  # a run without --watch-photos
+    assert "pick: none qualifies; the starting weights stay" in output
+
+
+def test_the_start_comes_from_another_log_for_older_runs(tmp_path, capsys) -> None:
+    start = write_log(tmp_path / "start", [record(0, 35.5, 25.5, {"a": 20.0})])
+    old_run = write_log(tmp_path / "old", [record(500, 35.6, 25.6, {"a": 21.0}), record(1000, 35.6, 25.6)])
+    pick = load_script().main
+    with pytest.raises(SystemExit, match="no step-0 record"):
+        pick([str(old_run)])
+    pick([str(old_run), "--start-log", str(start / "log.jsonl")])
+    found = verdicts(capsys.readouterr().out)
+    assert found[0] == "start" and found[500] == "qualifies"
+    # Without the photos the photo guard cannot pass.
+    assert found[1000] == "photos not watched"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--floor", "val35"], "--floor takes SET=DB"),
+        (["--floor", "val=high"], "--floor takes SET=DB"),
+        (["--floor", "rain100l=35"], "sets the log does not score"),
+    ],
+)
+def test_bad_floors_are_named(tmp_path, arguments, message, capsys) -> None:
+    run = write_log(tmp_path / "run", [record(0, 35.5, 25.5)])
+    with pytest.raises(SystemExit) as exited:
+        load_script().main([str(run), *arguments])
+    # argparse prints its errors and exits with status 2; the script's own errors are the exit message.
+    assert message in str(exited.value) + capsys.readouterr().err
+
+
+def test_a_missing_log_is_named(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="no such log"):
+        load_script().main([str(tmp_path / "nowhere")])
