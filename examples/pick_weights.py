@@ -40,6 +40,7 @@ def set_names(record: dict) -> list[str]:
 
 
 def mean_psnr(record: dict) -> float:
+    """The mean PSNR over the record's validation sets, each set counting alike."""
     names = set_names(record)
     return sum(record[f"{name}_psnr"] for name in names) / len(names)
 
@@ -59,7 +60,7 @@ def refusals(record: dict, start: dict, floors: dict[str, float], photo_toleranc
             reasons.append("photos change below the start's")
         start_each, each = start.get("photos_change_each", {}), record.get("photos_change_each", {})
         if set(start_each) - set(each):
-            reasons.append("photos not all logged one by one")
+            reasons.append("per-photo changes not logged")
         fallen = [
             stem for stem, change in start_each.items() if stem in each and each[stem] < (1 - photo_tolerance) * change
         ]
@@ -69,13 +70,15 @@ def refusals(record: dict, start: dict, floors: dict[str, float], photo_toleranc
 
 
 def parse_floor(text: str) -> tuple[str, float]:
-    name, separator, value = text.partition("=")
+    """``"val=35.0"`` -> ``("val", 35.0)``."""
+    name, _, value = text.partition("=")
     try:
-        if not (name and separator):
-            raise ValueError
-        return name, float(value)
+        floor = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--floor takes SET=DB, e.g. val=35.0; got {text!r}") from None
+        floor = None
+    if not name or floor is None:
+        raise argparse.ArgumentTypeError(f"--floor takes SET=DB, e.g. val=35.0; got {text!r}")
+    return name, floor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"--floor names sets the log does not score: {unknown}; it scores {names}")
     photos = "photos_change" in start
+    for record in validations:
+        if set_names(record) != names:
+            raise SystemExit(
+                f"step {record['step']} scores the sets {set_names(record)}, the start {names}: "
+                "their means cannot be compared (was the start logged with other validation sets?)"
+            )
 
     header = ["step", *names, *(["photos change"] if photos else []), "mean", "verdict"]
     print("| " + " | ".join(header) + " |")

@@ -110,6 +110,13 @@ def test_bad_floors_are_named(tmp_path, arguments, message, capsys) -> None:
     assert message in str(exited.value) + capsys.readouterr().err
 
 
+def test_a_start_scored_on_other_sets_is_refused(tmp_path) -> None:
+    start = {"step": 0, "val_psnr": 35.5}
+    run = write_log(tmp_path / "run", [start, record(500, 35.6, 25.6)])
+    with pytest.raises(SystemExit, match="means cannot be compared"):
+        load_script().main([str(run)])
+
+
 def test_a_missing_log_is_named(tmp_path) -> None:
     with pytest.raises(SystemExit, match="no such log"):
         load_script().main([str(tmp_path / "nowhere")])
