@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import torch
 
 import derainzoo
 
 TINY = "dual_stage_derain_tiny"
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """Import a script of the repository (``examples/train.py``, ``docs/make_architecture.py``) as a module.
+
+    It is registered in ``sys.modules`` while it runs, because dataclasses look their module up there.
+    """
+    path = REPOSITORY / relative_path
+    spec = importlib.util.spec_from_file_location(f"derainzoo_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "make_architecture.py"
+from .helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("derainzoo_make_architecture", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/make_architecture.py")
 
 
 def test_no_import_cycle_in_the_package() -> None:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "custom_unet.py"
+from ..helpers import load_script
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("derainzoo_custom_unet_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/custom_unet.py")
 
 
 def test_custom_unet_runs_any_size_and_learns() -> None:

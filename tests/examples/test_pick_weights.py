@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "pick_weights.py"
+from .. import helpers
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("derainzoo_pick_weights_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_script("examples/pick_weights.py")
 
 
 def record(step: int, val: float, heavy: float, photos: dict[str, float] | None = None) -> dict:

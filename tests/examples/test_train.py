@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,9 +13,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..helpers import smooth_image, write_paired_folder
+from .. import helpers
+from ..helpers import REPOSITORY, smooth_image, write_paired_folder
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train.py"
+SCRIPT = REPOSITORY / "examples" / "train.py"
+
 COMMON = [
     "--model",
     "dual_stage_derain_tiny",
@@ -38,11 +39,7 @@ COMMON = [
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("derainzoo_train_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_script("examples/train.py")
 
 
 def final_state(out: Path, rank: int = 0) -> dict:
