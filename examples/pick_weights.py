@@ -93,10 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     validations = read_validations(args.run / "log.jsonl")
-    starts = [record for record in read_validations(args.start_log or args.run / "log.jsonl") if record["step"] == 0]
+    start_log = args.start_log or args.run / "log.jsonl"
+    starts = [
+        record for record in (read_validations(start_log) if args.start_log else validations) if record["step"] == 0
+    ]
     if not starts:
         raise SystemExit(
-            f"{args.start_log or args.run / 'log.jsonl'}: no step-0 record; train.py logs one for runs with "
+            f"{start_log}: no step-0 record; train.py logs one for runs with "
             "--init-weights (for an older run, pass --start-log with the log of a run from the same weights)"
         )
     start = starts[-1]
