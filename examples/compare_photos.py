@@ -1,0 +1,209 @@
+"""Compare weights on real rainy photos at full size, as a user would see them, before exporting.
+
+    python examples/compare_photos.py ../shared/data/real_rain --model dual_stage_derain \\
+        --weights src/derainzoo/weights/dual_stage_derain.rain_mix.safetensors candidate.safetensors \\
+        --out runs/compare_candidate
+
+Each photo is derained by each weights file with the defaults of ``derain()`` (full size; a photo
+whose long side exceeds 1,280 px is derained at that size and its removed rain brought back), and
+compared against the first weights file, the baseline. Printed per photo, as a markdown table:
+
+* ``change``: the mean change |output - input| (0-255) of every weights file: how much rain (and
+  veil) it removes. A candidate that removes less on a photo is refused there when its change falls
+  more than ``--photo-tolerance`` below the baseline's, the guard of ``pick_weights.py`` at full size;
+* ``shift R/G/B``: the candidate's mean signed difference from the baseline's output per channel
+  (0-255). Alike in R, G and B is a brightness change; the spread between them (``cast``) is a colour
+  shift, refused above ``--max-cast`` levels;
+* ``hot spot``: the ``--window``-px square where the two outputs differ most (mean |difference|),
+  where the eye should look for streaks left behind or blotches.
+
+``OUT/<photo>.png`` shows each photo as rainy | baseline | candidate(s), scaled to ``--panel-width``,
+above 100 % crops of the hot spot: the numbers point, the pictures decide. Exit status 0 whatever the
+verdicts (refusing is an answer), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+import derainzoo
+from derainzoo.image_io import load_image, to_batch
+from derainzoo.inference import derain
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+LABEL_HEIGHT = 18
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One candidate's output on one photo, measured against the input and the baseline's output.
+
+    Attributes:
+        change: mean |output - input| over pixels and channels, 0-255.
+        shift: mean (output - baseline output) per channel R, G, B, 0-255.
+        hot_spot: ``(top, left)`` of the ``window``-px square where |output - baseline output| is
+            largest on average.
+        hot_spot_difference: that largest mean |output - baseline output|, 0-255.
+    """
+
+    change: float
+    shift: tuple[float, float, float]
+    hot_spot: tuple[int, int]
+    hot_spot_difference: float
+
+    @property
+    def cast(self) -> float:
+        """Spread of the per-channel shifts: a colour shift, where a brightness change has none."""
+        return max(self.shift) - min(self.shift)
+
+
+def compare(rainy: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor, window: int) -> Comparison:
+    """Measure ``output`` against the ``rainy`` input and the ``baseline`` output, all ``(1, 3, H, W)`` in [0, 1]."""
+    difference = (output - baseline) * 255
+    # A window larger than the photo shrinks to it, so that small photos still get a hot spot.
+    size = min(window, *difference.shape[-2:])
+    local = F.avg_pool2d(difference.abs().mean(dim=1, keepdim=True), size, stride=max(1, size // 2))
+    index = int(local.flatten().argmax())
+    row, column = divmod(index, local.shape[-1])
+    stride = max(1, size // 2)
+    return Comparison(
+        change=float((output - rainy).abs().mean() * 255),
+        shift=tuple(float(value) for value in difference.mean(dim=(0, 2, 3))),
+        hot_spot=(row * stride, column * stride),
+        hot_spot_difference=float(local.flatten()[index]),
+    )
+
+
+def refusals(candidate: Comparison, baseline_change: float, photo_tolerance: float, max_cast: float) -> list[str]:
+    """Why a candidate's output on one photo is refused; empty when it passes."""
+    reasons = []
+    if candidate.change < (1 - photo_tolerance) * baseline_change:
+        reasons.append(f"change fell > {photo_tolerance:.0%}")
+    if candidate.cast > max_cast:
+        reasons.append(f"colour cast {candidate.cast:.1f} > {max_cast:g}")
+    return reasons
+
+
+def to_image(batch: torch.Tensor) -> Image.Image:
+    """``(1, 3, H, W)`` in [0, 1] to an RGB PIL image."""
+    array = batch[0].clamp(0, 1).mul(255).round().byte()
+    return Image.fromarray(rearrange(array, "c h w -> h w c").numpy())
+
+
+def labelled_strip(images: list[Image.Image], labels: list[str]) -> Image.Image:
+    """Images of equal size side by side, each under its label."""
+    width, height = images[0].size
+    strip = Image.new("RGB", (width * len(images), height + LABEL_HEIGHT), "white")
+    draw = ImageDraw.Draw(strip)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        strip.paste(image, (index * width, LABEL_HEIGHT))
+        draw.text((index * width + 4, 3), label, fill="black")
+    return strip
+
+
+def contact_sheet(
+    images: list[torch.Tensor], labels: list[str], hot_spot: tuple[int, int], window: int, panel_width: int
+) -> Image.Image:
+    """Whole images scaled to ``panel_width`` above their 100 % crops at the hot spot."""
+    whole = [to_image(image) for image in images]
+    panel_height = round(whole[0].height * panel_width / whole[0].width)
+    top, left = hot_spot
+    size = min(window, *images[0].shape[-2:])
+    crops = [image.crop((left, top, left + size, top + size)) for image in whole]
+    crop_width = max(size, panel_width // 2)
+    rows = [
+        labelled_strip([image.resize((panel_width, panel_height), Image.LANCZOS) for image in whole], labels),
+        labelled_strip(
+            [crop.resize((crop_width, crop_width), Image.NEAREST) for crop in crops],
+            [f"{label}, hot spot ({left}, {top})" for label in labels],
+        ),
+    ]
+    sheet = Image.new("RGB", (max(row.width for row in rows), sum(row.height for row in rows)), "white")
+    sheet.paste(rows[0], (0, 0))
+    sheet.paste(rows[1], (0, rows[0].height))
+    return sheet
+
+
+def photo_paths(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: no such folder of photos")
+    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"{folder}: holds no photos ({', '.join(sorted(PHOTO_SUFFIXES))})")
+    return paths
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", type=Path, help="folder of rainy photos (e.g. real_rain/)")
+    parser.add_argument("--model", required=True, help="architecture of every weights file")
+    parser.add_argument(
+        "--weights", type=Path, nargs="+", required=True, help="safetensors files; the first is the baseline"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the contact sheets")
+    parser.add_argument("--photo-tolerance", type=float, default=0.1, help="largest fall of a photo's change")
+    parser.add_argument("--max-cast", type=float, default=2.0, help="largest colour cast, levels of 255")
+    parser.add_argument("--window", type=int, default=128, help="side of the hot-spot square, px")
+    parser.add_argument("--panel-width", type=int, default=480, help="width of each whole photo in the sheet, px")
+    args = parser.parse_args(argv)
+    if len(args.weights) < 2:
+        parser.error("--weights takes the baseline and at least one candidate")
+    if args.window < 1 or args.panel_width < 1:
+        parser.error("--window and --panel-width must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    paths = photo_paths(args.photos)
+    models = [derainzoo.create_model(args.model, weights=weights).eval() for weights in args.weights]
+    names = [weights.stem for weights in args.weights]
+    if len(set(names)) < len(names):
+        names = [str(weights) for weights in args.weights]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    header = ["photo", *(f"change {name}" for name in names)]
+    for name in names[1:]:
+        header += [f"shift R/G/B {name}", f"hot spot {name}", f"verdict {name}"]
+    rows, refused = [], set()
+    for path in tqdm(paths, desc="photos", unit="photo"):
+        rainy = to_batch(load_image(path).convert("RGB"))[0]
+        with torch.inference_mode():
+            outputs = [derain(rainy, model) for model in models]
+        comparisons = [compare(rainy, output, outputs[0], args.window) for output in outputs]
+        cells = [path.stem, *(f"{comparison.change:.2f}" for comparison in comparisons)]
+        for name, comparison in zip(names[1:], comparisons[1:]):
+            reasons = refusals(comparison, comparisons[0].change, args.photo_tolerance, args.max_cast)
+            if reasons:
+                refused.add(name)
+            top, left = comparison.hot_spot
+            cells += [
+                "/".join(f"{value:+.1f}" for value in comparison.shift),
+                f"{comparison.hot_spot_difference:.1f} at ({left}, {top})",
+                "; ".join(reasons) or "passes",
+            ]
+        rows.append(cells)
+        hot_spot = max(comparisons[1:], key=lambda comparison: comparison.hot_spot_difference).hot_spot
+        contact_sheet([rainy, *outputs], ["rainy", *names], hot_spot, args.window, args.panel_width).save(
+            args.out / f"{path.stem}.png"
+        )
+
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+    for name in names[1:]:
+        print(f"{name}: {'refused on at least one photo' if name in refused else 'passes on every photo'}")
+    print(f"contact sheets: {args.out}/<photo>.png (rainy | {' | '.join(names)}, then 100 % crops at the hot spot)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""examples/compare_photos.py: full-size comparison of weights on photos, its measures and its guards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from derainzoo._helpers import save_weights
+from tests.helpers import TINY, load_script, smooth_image, tiny_model
+
+compare_photos = load_script("examples/compare_photos.py")
+
+
+def outputs_with_a_patch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A rainy input, a baseline output 0.1 darker, and a candidate 2 levels brighter than the
+    baseline in red only, with a patch 40 levels brighter at rows 24-31, columns 40-47."""
+    rainy = torch.full((1, 3, 64, 96), 0.5)
+    baseline = rainy - 0.1
+    candidate = baseline.clone()
+    candidate[:, 0] += 2 / 255
+    candidate[..., 24:32, 40:48] += 40 / 255
+    return rainy, baseline, candidate
+
+
+def test_compare_measures_change_shift_cast_and_hot_spot() -> None:
+    rainy, baseline, candidate = outputs_with_a_patch()
+
+    measured = compare_photos.compare(rainy, candidate, baseline, window=8)
+
+    assert measured.change == pytest.approx(float((candidate - rainy).abs().mean() * 255), rel=1e-5)
+    patch_share = 8 * 8 / (64 * 96)
+    expected_shift = (2 + 40 * patch_share, 40 * patch_share, 40 * patch_share)
+    assert measured.shift == pytest.approx(expected_shift, abs=1e-3)
+    assert measured.cast == pytest.approx(2.0, abs=1e-3)
+    assert measured.hot_spot == (24, 40)
+    assert measured.hot_spot_difference == pytest.approx(40 + 2 / 3, abs=1e-3)
+
+
+def test_baseline_against_itself_shows_no_difference() -> None:
+    rainy, baseline, _ = outputs_with_a_patch()
+
+    measured = compare_photos.compare(rainy, baseline, baseline, window=16)
+
+    assert measured.change == pytest.approx(0.1 * 255, rel=1e-4)
+    assert measured.shift == (0.0, 0.0, 0.0) and measured.hot_spot_difference == 0.0
+
+
+def test_window_larger_than_the_photo_shrinks_to_it() -> None:
+    rainy = torch.full((1, 3, 64, 96), 0.5)
+    candidate = rainy.clone()
+    candidate[..., 24:32, 80:88] += 40 / 255
+
+    measured = compare_photos.compare(rainy, candidate, rainy, window=500)
+
+    # Windows of 64 px (the photo's height) at columns 0 and 32: only the second holds the patch.
+    assert measured.hot_spot == (0, 32)
+    assert measured.hot_spot_difference == pytest.approx(40 * (8 * 8) / (64 * 64), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("change", "shift", "expected"),
+    [
+        (9.5, (1.0, 1.0, 1.0), []),
+        (8.9, (1.0, 1.0, 1.0), ["change fell > 10%"]),
+        (9.5, (3.5, 1.0, 1.0), ["colour cast 2.5 > 2"]),
+        (8.0, (0.0, 0.0, -3.0), ["change fell > 10%", "colour cast 3.0 > 2"]),
+    ],
+)
+def test_each_guard_refuses_on_its_own(change, shift, expected) -> None:
+    candidate = compare_photos.Comparison(change=change, shift=shift, hot_spot=(0, 0), hot_spot_difference=0.0)
+
+    assert compare_photos.refusals(candidate, baseline_change=10.0, photo_tolerance=0.1, max_cast=2.0) == expected
+
+
+def write_photos(folder, sizes: list[tuple[int, int]]) -> None:
+    folder.mkdir()
+    for index, (height, width) in enumerate(sizes):
+        image = smooth_image(height, width, seed=index)[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+    (folder / "README.md").write_text("not a photo")
+
+
+def test_command_compares_weights_and_writes_a_sheet_per_photo(tmp_path, capsys) -> None:
+    write_photos(tmp_path / "photos", [(40, 56), (48, 36)])
+    baseline, candidate = tmp_path / "baseline.safetensors", tmp_path / "candidate.safetensors"
+    save_weights(tiny_model(seed=0), baseline)
+    save_weights(tiny_model(seed=1), candidate)
+    copy = tmp_path / "copy" / "baseline.safetensors"
+    save_weights(tiny_model(seed=0), copy)
+
+    compare_photos.main(
+        [str(tmp_path / "photos"), "--model", TINY, "--weights", str(baseline), str(candidate), str(copy)]
+        + ["--out", str(tmp_path / "sheets"), "--window", "16", "--panel-width", "100"]
+    )
+
+    table = capsys.readouterr().out.splitlines()
+    # Two files named alike are told apart by their paths.
+    assert table[0].startswith(f"| photo | change {baseline} | change {candidate} | change {copy} |")
+    rows = [line.split(" | ") for line in table[2:4]]
+    assert [row[0] for row in rows] == ["| 000", "| 001"]
+    for row in rows:
+        assert row[1] == row[3]  # the same weights change a photo alike
+        assert row[-3:] == ["+0.0/+0.0/+0.0", "0.0 at (0, 0)", "passes |"]
+    assert f"{copy}: passes on every photo" in table
+    sheet = Image.open(tmp_path / "sheets" / "000.png")
+    # Four panels of 100 px (rainy and three outputs); under them, crops of max(16, 100 // 2) px.
+    assert sheet.size == (400, (round(40 * 100 / 56) + 18) + (50 + 18))
+
+
+def test_bad_arguments_are_named(tmp_path) -> None:
+    weights = tmp_path / "w.safetensors"
+    save_weights(tiny_model(), weights)
+    with pytest.raises(SystemExit) as single:
+        compare_photos.parse_args([str(tmp_path), "--model", TINY, "--weights", str(weights), "--out", "o"])
+    assert single.value.code == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="holds no photos"):
+        compare_photos.main(
+            [str(tmp_path / "empty"), "--model", TINY, "--weights", str(weights), str(weights), "--out", "o"]
+        )
+    with pytest.raises(SystemExit, match="no such folder"):
+        compare_photos.photo_paths(tmp_path / "missing")
