@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -92,12 +91,6 @@ def refusals(candidate: Comparison, baseline_change: float, photo_tolerance: flo
     return reasons
 
 
-def to_image(batch: torch.Tensor) -> Image.Image:
-    """``(1, 3, H, W)`` in [0, 1] to an RGB PIL image."""
-    array = batch[0].clamp(0, 1).mul(255).round().byte()
-    return Image.fromarray(rearrange(array, "c h w -> h w c").numpy())
-
-
 def labelled_strip(images: list[Image.Image], labels: list[str]) -> Image.Image:
     """Images of equal size side by side, each under its label."""
     width, height = images[0].size
@@ -110,13 +103,12 @@ def labelled_strip(images: list[Image.Image], labels: list[str]) -> Image.Image:
 
 
 def contact_sheet(
-    images: list[torch.Tensor], labels: list[str], hot_spot: tuple[int, int], window: int, panel_width: int
+    whole: list[Image.Image], labels: list[str], hot_spot: tuple[int, int], window: int, panel_width: int
 ) -> Image.Image:
-    """Whole images scaled to ``panel_width`` above their 100 % crops at the hot spot."""
-    whole = [to_image(image) for image in images]
+    """Images of one size scaled to ``panel_width`` above their 100 % crops at the hot spot."""
     panel_height = round(whole[0].height * panel_width / whole[0].width)
     top, left = hot_spot
-    size = min(window, *images[0].shape[-2:])
+    size = min(window, *whole[0].size)
     crops = [image.crop((left, top, left + size, top + size)) for image in whole]
     crop_width = max(size, panel_width // 2)
     rows = [
@@ -175,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         header += [f"shift R/G/B {name}", f"hot spot {name}", f"verdict {name}"]
     rows, refused = [], set()
     for path in tqdm(paths, desc="photos", unit="photo"):
-        rainy = to_batch(load_image(path).convert("RGB"))[0]
+        rainy, to_image = to_batch(load_image(path).convert("RGB"))
         with torch.inference_mode():
             outputs = [derain(rainy, model) for model in models]
         comparisons = [compare(rainy, output, outputs[0], args.window) for output in outputs]
@@ -192,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             ]
         rows.append(cells)
         hot_spot = max(comparisons[1:], key=lambda comparison: comparison.hot_spot_difference).hot_spot
-        contact_sheet([rainy, *outputs], ["rainy", *names], hot_spot, args.window, args.panel_width).save(
+        images = [to_image(image) for image in (rainy, *outputs)]
+        contact_sheet(images, ["rainy", *names], hot_spot, args.window, args.panel_width).save(
             args.out / f"{path.stem}.png"
         )
 
