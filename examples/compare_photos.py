@@ -69,10 +69,10 @@ def compare(rainy: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor, w
     difference = (output - baseline) * 255
     # A window larger than the photo shrinks to it, so that small photos still get a hot spot.
     size = min(window, *difference.shape[-2:])
-    local = F.avg_pool2d(difference.abs().mean(dim=1, keepdim=True), size, stride=max(1, size // 2))
+    stride = max(1, size // 2)
+    local = F.avg_pool2d(difference.abs().mean(dim=1, keepdim=True), size, stride=stride)
     index = int(local.flatten().argmax())
     row, column = divmod(index, local.shape[-1])
-    stride = max(1, size // 2)
     return Comparison(
         change=float((output - rainy).abs().mean() * 255),
         shift=tuple(float(value) for value in difference.mean(dim=(0, 2, 3))),
