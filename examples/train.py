@@ -344,6 +344,9 @@ def validate(trainer: Trainer, state: RunState) -> None:
     for name, val_set in trainer.val_sets.items():
         result = evaluate(trainer.ema.module, val_set, device=trainer.device, progress=False)
         record |= {f"{name}_psnr": result.psnr, f"{name}_ssim": result.ssim}
+        # Per image, the mean signed error: a mean PSNR held while one bright scene turned 14 levels
+        # darker than its ground truth (phase 13 of the rain_mix card); pick_weights.py guards on it.
+        record[f"{name}_error_each"] = {row.stem: round(row.mean_error, 3) for row in result.per_image}
         tqdm.write(f"step {state.step}: {name} PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f} (EMA weights)")
     if trainer.watch_photos:
         with torch.inference_mode():

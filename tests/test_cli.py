@@ -224,7 +224,7 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
     out = capsys.readouterr().out
     assert "| dual_stage_derain_tiny" in out and "PSNR (Y)" in out
     rows = csv_path.read_text().splitlines()
-    assert rows[0] == "image,psnr,ssim" and len(rows) == 5 and rows[-1].startswith("mean,")
+    assert rows[0] == "image,psnr,ssim,mean_error" and len(rows) == 5 and rows[-1].startswith("mean,")
     assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline"]) == 0
     assert "rainy input" in capsys.readouterr().out
     assert main(["eval", "--data", str(tmp_path / "nothing"), "--input-baseline"]) == 2

@@ -19,14 +19,52 @@ def test_scores_equal_hand_computed_metrics(tmp_path, rounding: bool) -> None:
     result = evaluate(model, tmp_path, rounding=rounding, progress=False)
     assert result.rounding == rounding
     dataset = PairedImageFolder(tmp_path)
-    for (stem, psnr, ssim), index in zip(result.per_image, range(3)):
+    for (stem, psnr, ssim, mean_error), index in zip(result.per_image, range(3)):
         rainy, clean, expected_stem = dataset[index]
         with torch.no_grad():
             output = quantize(model(rainy[None]), rounding=rounding)
         assert stem == expected_stem
         assert psnr == pytest.approx(psnr_y(output, clean[None]).item())
         assert ssim == pytest.approx(ssim_y(output, clean[None]).item())
-    assert result.psnr == pytest.approx(sum(p for _, p, _ in result.per_image) / 3)
+        assert mean_error == pytest.approx(float((output - clean[None]).mean()) * 255, abs=1e-4)
+    assert result.psnr == pytest.approx(sum(row.psnr for row in result.per_image) / 3)
+
+
+class Darken(torch.nn.Module):
+    """Returns its input ``levels`` of 255 darker: a model whose brightness error is known."""
+
+    def __init__(self, levels: int) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.levels / 255
+
+
+def test_mean_error_is_the_signed_brightness_error_in_levels(tmp_path) -> None:
+    write_paired_folder(tmp_path, count=2)
+    dataset = PairedImageFolder(tmp_path)
+    baseline = evaluate(torch.nn.Identity(), dataset, progress=False).per_image
+    darker = evaluate(Darken(5), dataset, progress=False).per_image
+    for plain, dark, index in zip(baseline, darker, range(2)):
+        rainy, clean, _ = dataset[index]
+        # Where the input is under 5 levels the darkened output clips at 0 and loses less.
+        expected_shift = -float((rainy * 255).clamp(max=5).mean())
+        assert plain.mean_error == pytest.approx(float((rainy - clean).mean()) * 255, abs=1e-3)
+        assert dark.mean_error - plain.mean_error == pytest.approx(expected_shift, abs=0.01)
+        assert dark.mean_error < plain.mean_error
+
+
+def test_csv_holds_every_score_and_the_means(tmp_path) -> None:
+    write_paired_folder(tmp_path / "data", count=2)
+    result = evaluate(Darken(3), tmp_path / "data", progress=False)
+    result.write_csv(tmp_path / "scores.csv")
+    rows = (tmp_path / "scores.csv").read_text().splitlines()
+    assert rows[0] == "image,psnr,ssim,mean_error"
+    assert [row.split(",")[0] for row in rows[1:]] == [*(row.stem for row in result.per_image), "mean"]
+    mean_error = sum(row.mean_error for row in result.per_image) / 2
+    assert float(rows[-1].split(",")[3]) == pytest.approx(mean_error, abs=1e-3)
+    assert float(rows[-1].split(",")[1]) == pytest.approx(result.psnr, abs=1e-4)
 
 
 def test_cropped_datasets_are_refused(tmp_path) -> None:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
 from derainzoo.backends import check_installed, load_backend, preferred_backend
-from derainzoo.evaluation import EvaluationResult, iter_scores
+from derainzoo.evaluation import EvaluationResult, ImageScore, iter_scores
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
     OUTPUT_FORMATS,
@@ -317,7 +317,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         if args.self_ensemble:
             model = SelfEnsemble(model)
     memory_budget = _memory_left(args, device)
-    scores: list[tuple[str, float, float]] = []
+    scores: list[ImageScore] = []
     interrupted = False
     try:
         for row in iter_scores(

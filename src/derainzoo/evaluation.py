@@ -6,6 +6,7 @@ import csv
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -16,7 +17,25 @@ from derainzoo.inference import eval_mode
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
-__all__ = ["EvaluationResult", "evaluate", "iter_scores"]
+__all__ = ["EvaluationResult", "ImageScore", "evaluate", "iter_scores"]
+
+
+class ImageScore(NamedTuple):
+    """Scores of one image.
+
+    Attributes:
+        stem: the image's file name without its suffix.
+        psnr: Y-channel PSNR in dB.
+        ssim: Y-channel SSIM.
+        mean_error: mean of (output - clean) over pixels and RGB channels, in levels of 255:
+            negative when the output is darker than the ground truth. A mean PSNR over a set
+            hides one image turned uniformly darker or brighter; this names it.
+    """
+
+    stem: str
+    psnr: float
+    ssim: float
+    mean_error: float
 
 
 @dataclass
@@ -26,35 +45,38 @@ class EvaluationResult:
     Attributes:
         psnr: mean Y-channel PSNR in dB.
         ssim: mean Y-channel SSIM.
-        per_image: ``(stem, psnr, ssim)`` of every image.
+        per_image: the [`ImageScore`][ImageScore] of every image.
         rounding: whether outputs were rounded (True) or truncated to 8 bits.
     """
 
     psnr: float
     ssim: float
-    per_image: list[tuple[str, float, float]] = field(default_factory=list)
+    per_image: list[ImageScore] = field(default_factory=list)
     rounding: bool = True
 
     @classmethod
-    def from_scores(cls, per_image: list[tuple[str, float, float]], rounding: bool = True) -> EvaluationResult:
-        """The means of ``(stem, psnr, ssim)`` rows, for instance those
-        [`iter_scores`][iter_scores] gave before it was stopped."""
+    def from_scores(cls, per_image: list[ImageScore], rounding: bool = True) -> EvaluationResult:
+        """The means of per-image scores, for instance those [`iter_scores`][iter_scores] gave
+        before it was stopped."""
         if not per_image:
             raise ValueError("no image was scored")
         return cls(
-            psnr=sum(row[1] for row in per_image) / len(per_image),
-            ssim=sum(row[2] for row in per_image) / len(per_image),
+            psnr=sum(row.psnr for row in per_image) / len(per_image),
+            ssim=sum(row.ssim for row in per_image) / len(per_image),
             per_image=list(per_image),
             rounding=rounding,
         )
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write one row per image (``image,psnr,ssim``) and a final ``mean`` row."""
+        """Write one row per image (``image,psnr,ssim,mean_error``) and a final ``mean`` row."""
+        mean_error = sum(row.mean_error for row in self.per_image) / len(self.per_image)
         with open(path, "w", newline="") as stream:
             writer = csv.writer(stream)
-            writer.writerow(["image", "psnr", "ssim"])
-            writer.writerows((stem, f"{p:.4f}", f"{s:.6f}") for stem, p, s in self.per_image)
-            writer.writerow(["mean", f"{self.psnr:.4f}", f"{self.ssim:.6f}"])
+            writer.writerow(["image", *ImageScore._fields[1:]])
+            writer.writerows(
+                (row.stem, f"{row.psnr:.4f}", f"{row.ssim:.6f}", f"{row.mean_error:.3f}") for row in self.per_image
+            )
+            writer.writerow(["mean", f"{self.psnr:.4f}", f"{self.ssim:.6f}", f"{mean_error:.3f}"])
 
 
 def evaluate(
@@ -112,8 +134,8 @@ def iter_scores(
     memory_budget: int | None = None,
     rounding: bool = True,
     progress: bool = True,
-) -> Iterator[tuple[str, float, float]]:
-    """[`evaluate`][evaluate] one image at a time: yields ``(stem, psnr, ssim)`` as each image is
+) -> Iterator[ImageScore]:
+    """[`evaluate`][evaluate] one image at a time: yields an [`ImageScore`][ImageScore] as each image is
     scored, so a caller can stop early and keep what was scored (the command line does on Ctrl-C).
     The arguments are those of ``evaluate``; they are checked before the first image.
     """
@@ -132,7 +154,7 @@ def _scores(
     memory_budget: int | None,
     rounding: bool,
     progress: bool,
-) -> Iterator[tuple[str, float, float]]:
+) -> Iterator[ImageScore]:
     with eval_mode(model), torch.inference_mode():
         for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=not progress):
             rainy, clean, stem = dataset[index]
@@ -143,4 +165,5 @@ def _scores(
                 plan = plan_tiles(model, *rainy.shape[-2:], tile_size, tile_overlap, memory_budget)
                 output = run_tiled(model, rainy, plan)
             output = quantize(output.float(), rounding=rounding)
-            yield stem, psnr_y(output, clean).item(), ssim_y(output, clean).item()
+            mean_error = float((output - clean).mean() * 255)
+            yield ImageScore(stem, psnr_y(output, clean).item(), ssim_y(output, clean).item(), mean_error)

@@ -13,6 +13,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import derainzoo
+from derainzoo.data import PairedImageFolder
+from derainzoo.evaluation import evaluate
+
 from .. import helpers
 from ..helpers import REPOSITORY, smooth_image, write_paired_folder
 
@@ -198,6 +202,16 @@ def test_keep_validated_writes_the_ema_of_every_validation(tmp_path) -> None:
     assert not all(torch.equal(first[key], final[key]) for key in final)
     with safe_open(out / "ema_step000002.safetensors", "pt") as weights:
         assert weights.metadata()["step"] == "2"
+    # Each validation logs every image's signed error, as evaluate() gives it for the kept weights.
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    validated = {record["step"]: record["val_error_each"] for record in records if "val_psnr" in record}
+    assert sorted(validated) == [2, 4]
+    val_set = PairedImageFolder(tmp_path / "data", stems=["003"])
+    for step, errors in validated.items():
+        model = derainzoo.create_model("dual_stage_derain_tiny", weights=out / f"ema_step{step:06d}.safetensors")
+        expected = {row.stem: row.mean_error for row in evaluate(model, val_set, progress=False).per_image}
+        assert errors.keys() == expected.keys() == {"003"}
+        assert errors["003"] == pytest.approx(expected["003"], abs=2e-3)
 
 
 def test_starting_weights_are_validated_as_step_zero_once(tmp_path) -> None:
