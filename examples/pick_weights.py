@@ -12,7 +12,12 @@ verdict of the rule on each, then the pick. A validation qualifies when
 * every ``--floor SET=DB`` holds (e.g. ``val=35.0``: Rain100L validation at 35 dB or more);
 * with ``--watch-photos`` in the run, the mean change on the photos is at least the start's, and no
   photo's change fell more than ``--photo-tolerance`` (a fraction) below its start: a mean can hold
-  while the photos with the heaviest rain lose streak removal (``rain_mix`` card, phase 11).
+  while the photos with the heaviest rain lose streak removal (``rain_mix`` card, phase 11);
+* with per-image errors in the log (``SET_error_each``: the mean of output - ground truth of each
+  validation image, in levels of 255), no image's |error| grew more than ``--error-tolerance``
+  levels over its start: a mean PSNR can hold while one bright scene turns uniformly darker
+  (``rain_mix`` card, phase 13: Rain100L val 199 went from -2.5 to -6.0 levels, and a test image
+  lost 3 dB to it).
 
 The pick is the qualifying validation with the best mean; if none qualifies the start stays (exit
 status 0 either way: refusing is an answer). ``--start-log`` reads the step-0 record from another
@@ -45,7 +50,27 @@ def mean_psnr(record: dict) -> float:
     return sum(record[f"{name}_psnr"] for name in names) / len(names)
 
 
-def refusals(record: dict, start: dict, floors: dict[str, float], photo_tolerance: float) -> list[str]:
+def error_keys(record: dict) -> list[str]:
+    """The record's per-image error entries, e.g. ``["val_error_each", "val_heavy_error_each"]``."""
+    return [key for key in record if key.endswith("_error_each")]
+
+
+def brightness_drifts(record: dict, start: dict, tolerance: float) -> list[str]:
+    """The validation images whose |mean error| grew more than ``tolerance`` levels over the start's,
+    as ``"SET/IMAGE darker/brighter (START -> NOW)"``; ``record`` logs every image the start does."""
+    drifts = []
+    for key in error_keys(start):
+        for image, before in start[key].items():
+            after = record[key][image]
+            if abs(after) > abs(before) + tolerance:
+                direction = "darker" if after < before else "brighter"
+                drifts.append(f"{key.removesuffix('_error_each')}/{image} {direction} ({before:+.1f} -> {after:+.1f})")
+    return drifts
+
+
+def refusals(
+    record: dict, start: dict, floors: dict[str, float], photo_tolerance: float, error_tolerance: float
+) -> list[str]:
     """Why the rule refuses ``record`` against ``start``; empty when it qualifies."""
     reasons = []
     if mean_psnr(record) <= mean_psnr(start):
@@ -66,6 +91,10 @@ def refusals(record: dict, start: dict, floors: dict[str, float], photo_toleranc
         ]
         if fallen:
             reasons.append(f"photo {', '.join(fallen)} fell > {photo_tolerance:.0%}")
+    if any(set(start[key]) - set(record.get(key, {})) for key in error_keys(start)):
+        reasons.append("per-image errors not logged")
+    elif drifts := brightness_drifts(record, start, error_tolerance):
+        reasons.append(f"error grew > {error_tolerance:g} levels: {', '.join(drifts)}")
     return reasons
 
 
@@ -86,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("run", type=Path, help="output folder of examples/train.py (with log.jsonl)")
     parser.add_argument("--floor", type=parse_floor, action="append", default=[], help="SET=DB, repeatable")
     parser.add_argument("--photo-tolerance", type=float, default=0.1, help="largest fall of one photo's change")
+    parser.add_argument(
+        "--error-tolerance",
+        type=float,
+        default=2.0,
+        help="largest growth of one validation image's |mean error| (output - ground truth), in levels of 255",
+    )
     parser.add_argument("--start-log", type=Path, help="read the step-0 record from this log instead")
     return parser.parse_args(argv)
 
@@ -122,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     best = None
     for record in [start, *(record for record in validations if record["step"] != 0)]:
         is_start = record is start
-        reasons = [] if is_start else refusals(record, start, floors, args.photo_tolerance)
+        reasons = [] if is_start else refusals(record, start, floors, args.photo_tolerance, args.error_tolerance)
         if not (is_start or reasons) and (best is None or mean_psnr(record) > mean_psnr(best)):
             best = record
         verdict = "start" if is_start else "; ".join(reasons) or "qualifies"
@@ -134,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
             verdict,
         ]
         print("| " + " | ".join(cells) + " |")
+    if not error_keys(start):
+        print("\nthe start logged no per-image errors (a train.py older than the guard): brightness not checked")
     if best is None:
         print("\npick: none qualifies; the starting weights stay")
     else:

@@ -67,6 +67,49 @@ def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, cap
     assert "pick: step 2000" in capsys.readouterr().out
 
 
+def with_errors(entry: dict, val: dict[str, float], heavy: dict[str, float] | None = None) -> dict:
+    """``entry`` with the per-image mean errors (levels) that train.py logs for each set."""
+    return entry | {"val_error_each": val, "val_heavy_error_each": heavy or {"h1": 20.0}}
+
+
+def test_an_image_whose_brightness_error_grows_is_refused(tmp_path, capsys) -> None:
+    # Phase 13 of the rain_mix card: Rain100L val 199 went from -2.5 to -6.0 levels while the mean
+    # PSNR rose; the other images moved by at most 0.5.
+    start_errors = {"191": 0.3, "199": -2.5, "200": -1.0}
+    run = write_log(
+        tmp_path / "run",
+        [
+            with_errors(record(0, 35.5, 25.5), start_errors),
+            with_errors(record(500, 35.6, 25.8), {"191": 0.7, "199": -6.0, "200": -1.2}),  # phase 13
+            with_errors(record(1000, 35.6, 25.7), {"191": 0.3, "199": -2.5, "200": 3.5}),  # 200 brighter
+            with_errors(record(1500, 35.6, 25.6), {"191": 2.0, "199": 1.5, "200": -2.9}),  # each within 2
+            with_errors(record(2000, 35.6, 25.9), start_errors, {"h1": 23.0}),  # the heavy set too
+            record(2500, 35.7, 25.9),  # logged without errors
+        ],
+    )
+    load_script().main([str(run)])
+    output = capsys.readouterr().out
+    found = verdicts(output)
+    assert found[500] == "error grew > 2 levels: val/199 darker (-2.5 -> -6.0)"
+    assert found[1000] == "error grew > 2 levels: val/200 brighter (-1.0 -> +3.5)"
+    # An error that changes sign but stays small is no drift: 199 ends closer to its ground truth.
+    assert found[1500] == "qualifies"
+    assert found[2000] == "error grew > 2 levels: val_heavy/h1 brighter (+20.0 -> +23.0)"
+    assert found[2500] == "per-image errors not logged"
+    assert "pick: step 1500" in output and "brightness not checked" not in output
+    load_script().main([str(run), "--error-tolerance", "4"])
+    found = verdicts(capsys.readouterr().out)
+    assert found[500] == found[1000] == found[2000] == "qualifies"
+
+
+def test_a_start_without_errors_says_brightness_is_not_checked(tmp_path, capsys) -> None:
+    run = write_log(tmp_path / "run", [record(0, 35.5, 25.5), with_errors(record(500, 35.6, 25.6), {"199": -9.0})])
+    load_script().main([str(run)])
+    output = capsys.readouterr().out
+    assert verdicts(output)[500] == "qualifies"
+    assert "brightness not checked" in output
+
+
 def test_the_start_stays_when_nothing_qualifies(tmp_path, capsys) -> None:
     run = write_log(tmp_path / "run", [record(0, 35.5, 25.5), record(500, 35.0, 25.0)])
     load_script().main([str(run)])
