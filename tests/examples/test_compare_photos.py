@@ -33,6 +33,8 @@ def test_compare_measures_change_shift_cast_and_hot_spot() -> None:
     expected_shift = (2 + 40 * patch_share, 40 * patch_share, 40 * patch_share)
     assert measured.shift == pytest.approx(expected_shift, abs=1e-3)
     assert measured.cast == pytest.approx(2.0, abs=1e-3)
+    # The patch covers a minority of the pixels: the median keeps the part that covers the photo.
+    assert measured.offset == pytest.approx(2 / 3, abs=1e-3)
     assert measured.hot_spot == (24, 40)
     assert measured.hot_spot_difference == pytest.approx(40 + 2 / 3, abs=1e-3)
 
@@ -44,6 +46,27 @@ def test_baseline_against_itself_shows_no_difference() -> None:
 
     assert measured.change == pytest.approx(0.1 * 255, rel=1e-4)
     assert measured.shift == (0.0, 0.0, 0.0) and measured.hot_spot_difference == 0.0
+    assert measured.offset == 0.0
+
+
+def test_offset_tells_a_uniform_darkening_from_streaks_removed() -> None:
+    rainy = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    baseline = rainy.clone()
+    # Streaks removed: 30 of the 96 columns, in thin vertical lines, 20 levels darker.
+    streaks_removed = baseline.clone()
+    streaks_removed[..., ::10] -= 20 / 255
+    streaks_removed[..., 1::10] -= 20 / 255
+    streaks_removed[..., 2::10] -= 20 / 255
+    darkened = baseline - 6 / 255
+
+    streaks = compare_photos.compare(rainy, streaks_removed, baseline, window=16)
+    uniform = compare_photos.compare(rainy, darkened, baseline, window=16)
+
+    # Alike in mean shift (about -6 levels each), told apart by the median.
+    assert sum(streaks.shift) / 3 == pytest.approx(-20 * 30 / 96, abs=1e-3)
+    assert sum(uniform.shift) / 3 == pytest.approx(-6.0, abs=1e-3)
+    assert streaks.offset == pytest.approx(0.0, abs=1e-4)
+    assert uniform.offset == pytest.approx(-6.0, abs=1e-3)
 
 
 def test_window_larger_than_the_photo_shrinks_to_it() -> None:
@@ -59,18 +82,25 @@ def test_window_larger_than_the_photo_shrinks_to_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "shift", "expected"),
+    ("change", "shift", "offset", "expected"),
     [
-        (9.5, (1.0, 1.0, 1.0), []),
-        (8.9, (1.0, 1.0, 1.0), ["change fell > 10%"]),
-        (9.5, (3.5, 1.0, 1.0), ["colour cast 2.5 > 2"]),
-        (8.0, (0.0, 0.0, -3.0), ["change fell > 10%", "colour cast 3.0 > 2"]),
+        (9.5, (1.0, 1.0, 1.0), 1.0, []),
+        (8.9, (1.0, 1.0, 1.0), 1.0, ["change fell > 10%"]),
+        (9.5, (3.5, 1.0, 1.0), 1.5, ["colour cast 2.5 > 2"]),
+        (9.5, (-4.0, -4.5, -4.5), -4.5, ["offset -4.5 beyond 3"]),
+        (9.5, (-5.0, -5.0, -5.0), -0.2, []),
+        (8.0, (0.0, 0.0, -3.0), 3.5, ["change fell > 10%", "colour cast 3.0 > 2", "offset +3.5 beyond 3"]),
     ],
 )
-def test_each_guard_refuses_on_its_own(change, shift, expected) -> None:
-    candidate = compare_photos.Comparison(change=change, shift=shift, hot_spot=(0, 0), hot_spot_difference=0.0)
+def test_each_guard_refuses_on_its_own(change, shift, offset, expected) -> None:
+    candidate = compare_photos.Comparison(
+        change=change, shift=shift, offset=offset, hot_spot=(0, 0), hot_spot_difference=0.0
+    )
 
-    assert compare_photos.refusals(candidate, baseline_change=10.0, photo_tolerance=0.1, max_cast=2.0) == expected
+    reasons = compare_photos.refusals(
+        candidate, baseline_change=10.0, photo_tolerance=0.1, max_cast=2.0, max_offset=3.0
+    )
+    assert reasons == expected
 
 
 def write_photos(folder, sizes: list[tuple[int, int]]) -> None:
@@ -101,7 +131,7 @@ def test_command_compares_weights_and_writes_a_sheet_per_photo(tmp_path, capsys)
     assert [row[0] for row in rows] == ["| 000", "| 001"]
     for row in rows:
         assert row[1] == row[3]  # the same weights change a photo alike
-        assert row[-3:] == ["+0.0/+0.0/+0.0", "0.0 at (0, 0)", "passes |"]
+        assert row[-4:] == ["+0.0/+0.0/+0.0", "+0.0", "0.0 at (0, 0)", "passes |"]
     assert f"{copy}: passes on every photo" in table
     sheet = Image.open(tmp_path / "sheets" / "000.png")
     # Four panels of 100 px (rainy and three outputs); under them, crops of max(16, 100 // 2) px.
