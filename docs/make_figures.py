@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from derainzoo.allocator import keep_freed_memory
 from derainzoo.data import PairedImageFolder, render_rain, sample_rain_params
 from derainzoo.data.rain_renderer import RAIN_STYLES
-from derainzoo.image_io import load_image, to_batch
+from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import DEFAULT_MODEL, default_model, derain
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
 
@@ -120,10 +120,6 @@ def stack_rows(rows: list[Image.Image]) -> Image.Image:
     return canvas
 
 
-def real_photo_paths(real_folder: Path) -> list[Path]:
-    return sorted(path for path in real_folder.iterdir() if path.suffix.lower() in {".webp", ".jpg", ".jpeg", ".png"})
-
-
 def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: Path) -> None:
     """A training background with Rain100L's rain, the three presets and heavy rain with a fast
     shutter and drizzle; medium rain with each style and with a random mix of styles; five real photos."""
@@ -160,7 +156,7 @@ def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: P
         )
         for start in range(0, len(styled), 4)
     ]
-    paths = real_photo_paths(real_folder)[: len(rendered) + 1]
+    paths = folder_images(real_folder).images[: len(rendered) + 1]
     bottom = labelled_row([load_image(path).convert("RGB") for path in paths], [f"real rain ({p.name})" for p in paths])
     stack_rows([top, *style_rows, bottom]).save(ASSETS / "rain_renderer.jpg", quality=85)
 
@@ -168,7 +164,7 @@ def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: P
 def real_rain_sheet(model, real_folder: Path) -> None:
     """Before/after pairs of every real rainy photo, derained at full resolution by the default model."""
     rows = []
-    for path in real_photo_paths(real_folder):
+    for path in folder_images(real_folder).images:
         photo = load_image(path).convert("RGB")
         # Tiles keep the 4-megapixel photo within a few GB; they are blended without seams.
         derained = derain(photo, model, tile_size=512 if photo.width * photo.height > 1_000_000 else None)
@@ -188,7 +184,7 @@ def real_rain_scales_sheet(model, real_folder: Path) -> None:
     original, whose rain is as many times wider and longer), derained by ``derain()`` with its
     default options, shown as 100 % crops from the middle: rainy | derained at each factor."""
     rows = []
-    for path in real_photo_paths(real_folder):
+    for path in folder_images(real_folder).images:
         photo = to_batch(load_image(path).convert("RGB"))[0]
         crops, labels = [], []
         for factor in SCALES_SHEET_FACTORS:

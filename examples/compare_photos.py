@@ -40,10 +40,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import derainzoo
-from derainzoo.image_io import load_image, to_batch
+from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import derain
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 LABEL_HEIGHT = 18
 
 
@@ -140,9 +139,9 @@ def contact_sheet(
 def photo_paths(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise SystemExit(f"{folder}: no such folder of photos")
-    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES)
+    paths = folder_images(folder).images
     if not paths:
-        raise SystemExit(f"{folder}: holds no photos ({', '.join(sorted(PHOTO_SUFFIXES))})")
+        raise SystemExit(f"{folder}: holds no image files")
     return paths
 
 

@@ -45,7 +45,7 @@ import derainzoo
 from derainzoo._helpers import save_weights
 from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
-from derainzoo.image_io import load_image, to_batch
+from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import derain
 from derainzoo.losses import PIXEL_LOSSES, DualStageLoss
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
@@ -320,9 +320,9 @@ def load_watch_photos(folder: Path) -> dict[str, torch.Tensor]:
     ``WATCH_LONG_SIDE``."""
     if not folder.is_dir():
         raise SystemExit(f"--watch-photos {folder}: not a folder")
-    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    paths = folder_images(folder).images
     if not paths:
-        raise SystemExit(f"--watch-photos {folder}: no .png/.jpg/.webp photos there")
+        raise SystemExit(f"--watch-photos {folder}: no image files there")
     photos = {}
     for path in paths:
         photo = load_image(path).convert("RGB")

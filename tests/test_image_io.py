@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from derainzoo.image_io import PrecisionLossWarning, load_image, output_format, save_image
+from derainzoo.image_io import PrecisionLossWarning, folder_images, load_image, output_format, save_image
 
 
 def photo(height: int = 40, width: int = 56, seed: int = 0) -> Image.Image:
@@ -145,3 +145,20 @@ def test_multi_frame_files_are_refused_with_the_way_out(tmp_path) -> None:
         load_image(tmp_path / "rain.gif")
     frames[0].save(tmp_path / "one.gif")  # a single frame is an ordinary image
     assert load_image(tmp_path / "one.gif").size == (8, 6)
+
+
+def test_folder_images_lists_every_format_pillow_reads_and_sets_the_rest_aside(tmp_path) -> None:
+    pixels = Image.new("RGB", (4, 4), "gray")
+    for name, image_format in [("b.PNG", "PNG"), ("a.jpg", "JPEG"), ("c.webp", "WEBP"), ("d.tif", "TIFF")]:
+        pixels.save(tmp_path / name, format=image_format)
+    pixels.save(tmp_path / "e.BMP", format="BMP")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    (tmp_path / "nested.png").mkdir()  # a folder, whatever its name
+
+    images, others = folder_images(tmp_path)
+
+    assert [path.name for path in images] == ["a.jpg", "b.PNG", "c.webp", "d.tif", "e.BMP"]
+    assert [path.name for path in others] == ["notes.txt"]
+    # Every listed image opens.
+    assert all(load_image(path).size == (4, 4) for path in images)

@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image
 from timm.models import get_pretrained_cfg
 from tqdm.auto import tqdm
 
@@ -28,6 +27,7 @@ from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, exp
 from derainzoo.image_io import (
     OUTPUT_FORMATS,
     check_quality,
+    folder_images,
     output_format,
     read_image,
     save_image,
@@ -48,13 +48,11 @@ def _collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str], list
     """Files to process, error messages for inputs that name nothing usable, and notes on
     files of input folders that were skipped as not images."""
     files, errors, notes = [], [], []
-    image_suffixes = Image.registered_extensions()
     for path in inputs:
         if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in entries if p.suffix.lower() in image_suffixes]
-            skipped = [p.name for p in entries if p.suffix.lower() not in image_suffixes]
-            if skipped:
+            images, others = folder_images(path)
+            if others:
+                skipped = [other.name for other in others]
                 notes.append(f"{path}: skipping {len(skipped)} file(s) that are not images: {preview_names(skipped)}")
             if not images:
                 errors.append(f"{path}: folder holds no image files")

@@ -145,7 +145,7 @@ def test_bad_arguments_are_named(tmp_path) -> None:
         compare_photos.parse_args([str(tmp_path), "--model", TINY, "--weights", str(weights), "--out", "o"])
     assert single.value.code == 2
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="holds no photos"):
+    with pytest.raises(SystemExit, match="holds no image files"):
         compare_photos.main(
             [str(tmp_path / "empty"), "--model", TINY, "--weights", str(weights), str(weights), "--out", "o"]
         )

@@ -181,7 +181,7 @@ def test_watched_photos_are_logged_and_do_not_select_weights(tmp_path) -> None:
     watched, plain = (load_file(tmp_path / run / "best_ema.safetensors") for run in ("watched", "plain"))
     assert watched.keys() == plain.keys() and all(torch.equal(watched[key], plain[key]) for key in plain)
     (tmp_path / "empty").mkdir()
-    for folder, message in (("empty", "no .png/.jpg/.webp photos"), ("missing", "not a folder")):
+    for folder, message in (("empty", "no image files there"), ("missing", "not a folder")):
         with pytest.raises(SystemExit, match=message):
             train([*common, "--out", str(tmp_path / "none"), "--watch-photos", str(tmp_path / folder)])
 
