@@ -16,7 +16,7 @@ verdict of the rule on each, then the pick. A validation qualifies when
 * with per-image errors in the log (``SET_error_each``: the mean of output - ground truth of each
   validation image, in levels of 255), no image of an ``--error-set`` (default ``val``, the
   held-out real pairs) has an |error| grown more than ``--error-tolerance`` levels over its start:
-  a mean PSNR can hold while one bright scene turns uniformly darker (``rain_mix`` card, phase 13:
+  a mean PSNR can hold while one flat scene turns uniformly darker (``rain_mix`` card, phase 13:
   Rain100L val 199 went from -2.5 to -6.0 levels, and a test image lost 3 dB to it). The rendered
   sets are left out by default: there an image's error is mostly rain left behind, and it swings
   by 5-7 levels between validations of one run, which their PSNR already scores.
