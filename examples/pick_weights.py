@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"--floor names sets the log does not score: {unknown}; it scores {names}")
     photos = "photos_change" in start
+    wanted_error_sets = args.error_sets or ["val"]
     # A start logged before train.py logged per-image errors has none: the guard cannot apply.
-    error_sets = [name for name in args.error_sets or ["val"] if f"{name}_error_each" in start]
+    error_sets = [name for name in wanted_error_sets if f"{name}_error_each" in start]
     if args.error_sets and set(args.error_sets) - set(error_sets):
         missing = sorted(set(args.error_sets) - set(error_sets))
         raise SystemExit(f"--error-set names sets without per-image errors at the start: {missing}")
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         print("| " + " | ".join(cells) + " |")
     if not error_sets:
         print(
-            f"\nno per-image errors at the start for {', '.join(args.error_sets or ['val'])} "
+            f"\nno per-image errors at the start for {', '.join(wanted_error_sets)} "
             "(a train.py older than the guard?): brightness not checked"
         )
     if best is None:

@@ -38,6 +38,13 @@ def verdicts(output: str) -> dict[int, str]:
     return {int(row[0].removeprefix("| ")): row[-1].removesuffix(" |") for row in rows}
 
 
+def pick(capsys, run: Path, *arguments: str) -> tuple[dict[int, str], str]:
+    """Run the script on ``run``; the verdict of each step and the whole output."""
+    load_script().main([str(run), *arguments])
+    output = capsys.readouterr().out
+    return verdicts(output), output
+
+
 def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, capsys) -> None:
     start = {"a": 20.0, "b": 2.0}
     run = write_log(
@@ -52,9 +59,7 @@ def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, cap
             record(3000, 35.7, 25.7, {"a": 20.5, "b": 2.0}),  # qualifies, best mean
         ],
     )
-    load_script().main([str(run), "--floor", "val=35.0"])
-    output = capsys.readouterr().out
-    found = verdicts(output)
+    found, output = pick(capsys, run, "--floor", "val=35.0")
     assert found[0] == "start"
     assert found[500] == "mean not above the start's"
     assert found[1000] == "val below 35"
@@ -63,8 +68,7 @@ def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, cap
     assert found[2500] == found[3000] == "qualifies"
     assert f"pick: step 3000 ({run / 'ema_step003000.safetensors'})" in output
     # A looser tolerance lets photo b through, and step 2000 has the best mean.
-    load_script().main([str(run), "--floor", "val=35.0", "--photo-tolerance", "0.2"])
-    assert "pick: step 2000" in capsys.readouterr().out
+    assert "pick: step 2000" in pick(capsys, run, "--floor", "val=35.0", "--photo-tolerance", "0.2")[1]
 
 
 def with_errors(entry: dict, val: dict[str, float], heavy: dict[str, float] | None = None) -> dict:
@@ -87,9 +91,7 @@ def test_an_image_whose_brightness_error_grows_is_refused(tmp_path, capsys) -> N
             record(2500, 35.7, 25.9),  # logged without errors
         ],
     )
-    load_script().main([str(run)])
-    output = capsys.readouterr().out
-    found = verdicts(output)
+    found, output = pick(capsys, run)
     assert found[500] == "error grew > 2 levels: val/199 darker (-2.5 -> -6.0)"
     assert found[1000] == "error grew > 2 levels: val/200 brighter (-1.0 -> +3.5)"
     # An error that changes sign but stays small is no drift: 199 ends closer to its ground truth.
@@ -98,11 +100,9 @@ def test_an_image_whose_brightness_error_grows_is_refused(tmp_path, capsys) -> N
     assert found[2000] == "qualifies"
     assert found[2500] == "per-image errors not logged"
     assert "pick: step 2000" in output and "brightness not checked" not in output
-    load_script().main([str(run), "--error-set", "val", "--error-set", "val_heavy"])
-    found = verdicts(capsys.readouterr().out)
+    found, _ = pick(capsys, run, "--error-set", "val", "--error-set", "val_heavy")
     assert found[2000] == "error grew > 2 levels: val_heavy/h1 brighter (+20.0 -> +23.0)"
-    load_script().main([str(run), "--error-tolerance", "4"])
-    found = verdicts(capsys.readouterr().out)
+    found, _ = pick(capsys, run, "--error-tolerance", "4")
     assert found[500] == found[1000] == "qualifies"
     with pytest.raises(SystemExit, match="sets without per-image errors at the start: \\['val_styles'\\]"):
         load_script().main([str(run), "--error-set", "val_styles"])
@@ -110,16 +110,14 @@ def test_an_image_whose_brightness_error_grows_is_refused(tmp_path, capsys) -> N
 
 def test_a_start_without_errors_says_brightness_is_not_checked(tmp_path, capsys) -> None:
     run = write_log(tmp_path / "run", [record(0, 35.5, 25.5), with_errors(record(500, 35.6, 25.6), {"199": -9.0})])
-    load_script().main([str(run)])
-    output = capsys.readouterr().out
-    assert verdicts(output)[500] == "qualifies"
+    found, output = pick(capsys, run)
+    assert found[500] == "qualifies"
     assert "brightness not checked" in output
 
 
 def test_the_start_stays_when_nothing_qualifies(tmp_path, capsys) -> None:
     run = write_log(tmp_path / "run", [record(0, 35.5, 25.5), record(500, 35.0, 25.0)])
-    load_script().main([str(run)])
-    output = capsys.readouterr().out
+    _, output = pick(capsys, run)
     assert "photos change" not in output.splitlines()[0]  # a run without --watch-photos
     assert "pick: none qualifies; the starting weights stay" in output
 
@@ -127,11 +125,9 @@ def test_the_start_stays_when_nothing_qualifies(tmp_path, capsys) -> None:
 def test_the_start_comes_from_another_log_for_older_runs(tmp_path, capsys) -> None:
     start = write_log(tmp_path / "start", [record(0, 35.5, 25.5, {"a": 20.0})])
     old_run = write_log(tmp_path / "old", [record(500, 35.6, 25.6, {"a": 21.0}), record(1000, 35.6, 25.6)])
-    pick = load_script().main
     with pytest.raises(SystemExit, match="no step-0 record"):
-        pick([str(old_run)])
-    pick([str(old_run), "--start-log", str(start / "log.jsonl")])
-    found = verdicts(capsys.readouterr().out)
+        load_script().main([str(old_run)])
+    found, _ = pick(capsys, old_run, "--start-log", str(start / "log.jsonl"))
     assert found[0] == "start" and found[500] == "qualifies"
     # Without the photos the photo guard cannot pass.
     assert found[1000] == "photos not watched"
