@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 import derainzoo
 from derainzoo._helpers import save_weights
-from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
+from derainzoo.data import RAIN_STYLES, MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
 from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import derain
@@ -149,6 +149,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "splashes, lens drops); above 0 also validates on a fixed set of medium rain with styles (val_styles)",
     )
     parser.add_argument(
+        "--rain-style",
+        type=style_probability_argument,
+        action="append",
+        default=[],
+        metavar="STYLE=P",
+        help="with --rain-mix: probability of one style instead of --rain-styles' (repeatable), "
+        "e.g. --rain-styles 0.25 --rain-style haze=0 draws every style but haze at 0.25",
+    )
+    parser.add_argument(
         "--render-on-device",
         action="store_true",
         help="with --rain-mix: render each batch's rain on the training device instead of in the data loader "
@@ -181,6 +190,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.render_on_device and not args.rain_mix:
         raise SystemExit("--render-on-device renders the rain of --rain-mix; add --rain-mix or drop it")
     return args
+
+
+def style_probability_argument(text: str) -> tuple[str, float]:
+    """``STYLE=P`` of ``--rain-style`` as ``(style, probability)``."""
+    style, _, probability = text.partition("=")
+    if style not in RAIN_STYLES:
+        raise argparse.ArgumentTypeError(f"unknown style {style!r} in {text!r}; styles: {', '.join(RAIN_STYLES)}")
+    try:
+        value = float(probability)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STYLE=P with P in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"the probability of {style} must be in [0, 1], got {text!r}")
+    return style, value
+
+
+def training_style_probabilities(args: argparse.Namespace) -> dict[str, float]:
+    """The probability of each style in the training rain: ``--rain-styles``, each ``--rain-style`` over it."""
+    return {**dict.fromkeys(RAIN_STYLES, args.rain_styles), **dict(args.rain_style)}
 
 
 WATCH_LONG_SIDE = 640
@@ -446,14 +474,14 @@ def build_data(
             short_exposure=args.short_exposure,
             drizzle=args.drizzle,
             downscaled=args.downscaled,
-            style_probability=args.rain_styles,
+            style_probability=training_style_probabilities(args),
             render_later=args.render_on_device,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}
     if val_stems and args.rain_mix:
         # Fixed rendered rain over the held-out clean images: the same files in every run and phase.
         rendered = {"val_heavy": {"strength": "heavy"}}
-        if args.rain_styles > 0:
+        if any(probability > 0 for probability in training_style_probabilities(args).values()):
             rendered["val_styles"] = {"strength": "medium", "style_probability": VAL_STYLE_PROBABILITY}
         for name, options in rendered.items():
             if is_main:

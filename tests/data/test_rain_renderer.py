@@ -19,6 +19,7 @@ from derainzoo.data import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_probabilities,
 )
 from derainzoo.data.rain_renderer import CROSSING_SPREAD, MAX_WIND_ANGLE, RAIN_STYLES, gaussian_blur
 
@@ -514,6 +515,21 @@ def test_random_style_sampler_mixes_every_style() -> None:
     assert 0 <= rendered.rainy.min() and rendered.rainy.max() <= 1
 
 
+def test_style_probabilities_per_style_leave_the_other_styles_draws_as_they_were() -> None:
+    for seed in range(40):
+        uniform = sample_rain_params(0.5, generator(seed), style_probability=0.3)
+        mapped = sample_rain_params(0.5, generator(seed), style_probability=dict.fromkeys(RAIN_STYLES, 0.3))
+        without_haze = sample_rain_params(
+            0.5, generator(seed), style_probability={**dict.fromkeys(RAIN_STYLES, 0.3), "haze": 0.0}
+        )
+        assert mapped == uniform
+        assert without_haze.styles == tuple(style for style in uniform.styles if style != "haze")
+        assert without_haze.contrast == 1.0 and without_haze.brightening == 0.0
+    only_haze = {sample_rain_params(0.5, generator(seed), style_probability={"haze": 1.0}).styles for seed in range(10)}
+    assert only_haze == {("haze",)}
+    assert style_probabilities({"opaque": 0.5}) == {**dict.fromkeys(RAIN_STYLES, 0.0), "opaque": 0.5}
+
+
 def test_bad_style_input_is_named() -> None:
     with pytest.raises(ValueError, match="styles must be a sequence of names from crossing"):
         sample_rain_params(0.5, styles=["fog"])
@@ -521,6 +537,10 @@ def test_bad_style_input_is_named() -> None:
         sample_rain_params(0.5, styles="haze")
     with pytest.raises(ValueError, match="style_probability"):
         sample_rain_params(0.5, style_probability=1.5)
+    with pytest.raises(ValueError, match=r"unknown styles \['fog'\]; styles: crossing"):
+        sample_rain_params(0.5, style_probability={"fog": 0.5})
+    with pytest.raises(ValueError, match=r"style_probability\['haze'\] must be a finite number in \[0.0, 1.0\]"):
+        sample_rain_params(0.5, style_probability={"haze": -0.1})
     with pytest.raises(ValueError, match="streak_blend must be 'light' or 'add'"):
         RainParams(streak_blend="screen")
     with pytest.raises(ValueError, match="min_brightness"):

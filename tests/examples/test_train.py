@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import derainzoo
-from derainzoo.data import PairedImageFolder
+from derainzoo.data import RAIN_STYLES, PairedImageFolder
 from derainzoo.evaluation import evaluate
 
 from .. import helpers
@@ -148,6 +148,20 @@ def test_resuming_with_changed_arguments_is_refused_unless_asked_for(tmp_path, c
     train([*out, "--steps", "3", "--lr", "5e-4", "--resume-changed"])
     assert "with changed arguments: --lr: 0.001 -> 0.0005" in capsys.readouterr().out
     assert final_state(tmp_path / "run")["step"] == 3
+
+
+def test_rain_style_sets_one_styles_probability_over_rain_styles(capsys) -> None:
+    script = load_script()
+    args = script.parse_args(
+        ["--data", "d", "--out", "o", "--rain-mix", "--rain-styles", "0.25", "--rain-style", "haze=0"]
+    )
+    assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.25), "haze": 0.0}
+    args = script.parse_args(["--data", "d", "--out", "o", "--rain-mix", "--rain-style", "opaque=1"])
+    assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.0), "opaque": 1.0}
+    for bad, message in (("fog=0.5", "unknown style 'fog'"), ("haze=2", "must be in [0, 1]"), ("haze", "STYLE=P")):
+        with pytest.raises(SystemExit):
+            script.parse_args(["--data", "d", "--out", "o", "--rain-style", bad])
+        assert message in capsys.readouterr().err
 
 
 def test_epoch_samples_must_be_positive(tmp_path) -> None:

@@ -13,6 +13,7 @@ from derainzoo.data.rain_renderer import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_probabilities,
 )
 from derainzoo.data.synthetic import synthesize_rain
 from derainzoo.data.transforms import paired_augment, paired_random_crop
@@ -33,6 +34,7 @@ __all__ = [
     "render_rain",
     "render_rain_per_image",
     "sample_rain_params",
+    "style_probabilities",
     "synthesize_rain",
     "write_rendered_pairs",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from derainzoo.data.rain_renderer import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_probabilities,
 )
 
 __all__ = ["MixedRainDataset", "write_rendered_pairs"]
@@ -59,7 +61,9 @@ class MixedRainDataset(Dataset):
         style_probability: probability of each style of
             [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (crossing families, opaque
             streaks, curtains, haze, scene light, splashes, lens drops) on top of the physical
-            rain: domain randomisation (0 renders the rain of earlier releases).
+            rain: domain randomisation (0 renders the rain of earlier releases); a mapping gives
+            each style its own probability (see
+            [`style_probabilities`][derainzoo.data.rain_renderer.style_probabilities]).
         render_later: return the rain's seed instead of rendering it (see above).
 
     Items:
@@ -83,7 +87,7 @@ class MixedRainDataset(Dataset):
         short_exposure: float = 0.0,
         drizzle: float = 0.0,
         downscaled: float = 0.0,
-        style_probability: float = 0.0,
+        style_probability: float | Mapping[str, float] = 0.0,
         render_later: bool = False,
     ) -> None:
         for name, probability in (
@@ -91,7 +95,6 @@ class MixedRainDataset(Dataset):
             ("short_exposure", short_exposure),
             ("drizzle", drizzle),
             ("downscaled", downscaled),
-            ("style_probability", style_probability),
         ):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
@@ -108,7 +111,7 @@ class MixedRainDataset(Dataset):
         self.short_exposure = short_exposure
         self.drizzle = drizzle
         self.downscaled = downscaled
-        self.style_probability = style_probability
+        self.style_probability = style_probabilities(style_probability)
         self.render_later = render_later
         self.epoch = 0
 
@@ -195,7 +198,7 @@ def write_rendered_pairs(
     strength: float | RainPreset = "heavy",
     seed: int = 0,
     camera_effects: bool = False,
-    style_probability: float = 0.0,
+    style_probability: float | Mapping[str, float] = 0.0,
 ) -> Path:
     """Render rain over the clean images of ``pairs`` and write a paired folder of PNG files.
 
@@ -212,8 +215,8 @@ def write_rendered_pairs(
         seed: seed of the rain of the first image.
         camera_effects: add camera blur, noise and JPEG compression.
         style_probability: probability of each renderer style (see
-            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES]); 0 renders the sets of
-            earlier releases.
+            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES]), or a mapping of one per
+            style; 0 renders the sets of earlier releases.
 
     Returns:
         ``folder`` as a `Path`.

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
@@ -60,6 +60,7 @@ __all__ = [
     "render_rain",
     "render_rain_per_image",
     "sample_rain_params",
+    "style_probabilities",
 ]
 
 RainPreset = Literal["light", "medium", "heavy"]
@@ -268,7 +269,7 @@ def sample_rain_params(
     drizzle: float = 0.0,
     downscaled: float = 0.0,
     styles: Sequence[RainStyle] = (),
-    style_probability: float = 0.0,
+    style_probability: float | Mapping[str, float] = 0.0,
 ) -> RainParams:
     """Draw random rain of a given strength.
 
@@ -295,7 +296,9 @@ def sample_rain_params(
             pixel, so most streaks are faint lines thinner than a pixel.
         styles: styles of [`RAIN_STYLES`][RAIN_STYLES] to add to the rain, whatever the strength.
         style_probability: probability, in ``[0, 1]``, that each of the other styles is added
-            too: the random-style sampler of domain randomisation.
+            too: the random-style sampler of domain randomisation. A mapping gives each style
+            its own probability (styles it leaves out get 0; see
+            [`style_probabilities`][style_probabilities]).
 
     The options draw their random numbers after all others and only when they are non-zero
     (or non-empty), so with none (the default) the parameters are exactly those of earlier
@@ -318,7 +321,7 @@ def sample_rain_params(
     _check_range("short_exposure", short_exposure, 0.0, 1.0)
     _check_range("drizzle", drizzle, 0.0, 1.0)
     _check_range("downscaled", downscaled, 0.0, 1.0)
-    _check_range("style_probability", style_probability, 0.0, 1.0)
+    probabilities = style_probabilities(style_probability)
     if isinstance(styles, str) or not set(styles) <= set(RAIN_STYLES):
         raise ValueError(f"styles must be a sequence of names from {', '.join(RAIN_STYLES)}; got {styles!r}")
     s = float(strength)
@@ -382,14 +385,45 @@ def sample_rain_params(
         factor = uniform(0.35, 0.7)
         layers = [layer.resized(factor) for layer in layers]
     chosen = set(styles)
-    if style_probability > 0:
-        chosen |= {style for style in RAIN_STYLES if _uniform(generator) < style_probability}
+    # One draw per style whatever its probability, so that changing one style's probability
+    # leaves the others' draws as they were.
+    if any(probability > 0 for probability in probabilities.values()):
+        chosen |= {style for style in RAIN_STYLES if _uniform(generator) < probabilities[style]}
     for style in RAIN_STYLES:
         if style in chosen:
             layers = _add_style(style, layers, params, uniform, wind)
     params["layers"] = tuple(layers)
     params["styles"] = tuple(style for style in RAIN_STYLES if style in chosen)
     return RainParams(**params)
+
+
+def style_probabilities(style_probability: float | Mapping[str, float]) -> dict[str, float]:
+    """The probability of each style of [`RAIN_STYLES`][RAIN_STYLES], checked.
+
+    Args:
+        style_probability: one probability in ``[0, 1]`` for every style, or a mapping from
+            style names to probabilities (styles it leaves out get 0), e.g. every style at 0.25
+            but ``haze`` at 0: ``{**dict.fromkeys(RAIN_STYLES, 0.25), "haze": 0.0}``.
+
+    Returns:
+        ``{style: probability}`` over every style of [`RAIN_STYLES`][RAIN_STYLES], in its order.
+
+    Raises:
+        ValueError: a probability outside ``[0, 1]`` or an unknown style name.
+
+    Examples:
+        >>> style_probabilities({"haze": 0.5})["haze"], style_probabilities(0.2)["opaque"]
+        (0.5, 0.2)
+    """
+    if not isinstance(style_probability, Mapping):
+        _check_range("style_probability", style_probability, 0.0, 1.0)
+        return dict.fromkeys(RAIN_STYLES, float(style_probability))
+    unknown = sorted(set(style_probability) - set(RAIN_STYLES))
+    if unknown:
+        raise ValueError(f"style_probability names unknown styles {unknown}; styles: {', '.join(RAIN_STYLES)}")
+    for style, probability in style_probability.items():
+        _check_range(f"style_probability[{style!r}]", probability, 0.0, 1.0)
+    return {style: float(style_probability.get(style, 0.0)) for style in RAIN_STYLES}
 
 
 CROSSING_SPREAD = 60.0
