@@ -225,6 +225,8 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
     assert "| dual_stage_derain_tiny" in out and "PSNR (Y)" in out
     rows = csv_path.read_text().splitlines()
     assert rows[0] == "image,psnr,ssim,mean_error" and len(rows) == 5 and rows[-1].startswith("mean,")
+    printed_mean_error = float(out.splitlines()[-1].split("|")[5])
+    assert printed_mean_error == pytest.approx(float(rows[-1].split(",")[3]), abs=0.006)
     assert main(["eval", "--data", str(tmp_path / "pairs"), "--input-baseline"]) == 0
     assert "rainy input" in capsys.readouterr().out
     assert main(["eval", "--data", str(tmp_path / "nothing"), "--input-baseline"]) == 2

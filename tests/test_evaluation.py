@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from derainzoo.data import PairedImageFolder
-from derainzoo.evaluation import evaluate
+from derainzoo.evaluation import EvaluationResult, evaluate
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 
 from .helpers import tiny_model, write_paired_folder
@@ -63,7 +63,10 @@ def test_csv_holds_every_score_and_the_means(tmp_path) -> None:
     assert rows[0] == "image,psnr,ssim,mean_error"
     assert [row.split(",")[0] for row in rows[1:]] == [*(row.stem for row in result.per_image), "mean"]
     mean_error = sum(row.mean_error for row in result.per_image) / 2
+    assert result.mean_error == pytest.approx(mean_error)
     assert float(rows[-1].split(",")[3]) == pytest.approx(mean_error, abs=1e-3)
+    with pytest.raises(ValueError, match="no per-image scores"):
+        _ = EvaluationResult(psnr=30.0, ssim=0.9).mean_error
     assert float(rows[-1].split(",")[1]) == pytest.approx(result.psnr, abs=1e-4)
 
 

@@ -340,8 +340,8 @@ def _eval_command(args: argparse.Namespace) -> int:
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
     if args.self_ensemble:
         name += ", x8 self-ensemble"
-    print("| model | images | PSNR (Y) | SSIM (Y) |\n|---|---|---|---|")
-    print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} |")
+    print("| model | images | PSNR (Y) | SSIM (Y) | mean error (levels) |\n|---|---|---|---|---|")
+    print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} | {result.mean_error:+.2f} |")
     if args.csv is not None:
         result.write_csv(args.csv)
     return 130 if interrupted else 0

@@ -54,6 +54,18 @@ class EvaluationResult:
     per_image: list[ImageScore] = field(default_factory=list)
     rounding: bool = True
 
+    @property
+    def mean_error(self) -> float:
+        """Mean over the images of [`ImageScore.mean_error`][ImageScore]: the output's signed
+        brightness error in levels of 255 (negative: darker than the ground truth).
+
+        Raises:
+            ValueError: the result holds no per-image scores.
+        """
+        if not self.per_image:
+            raise ValueError("this EvaluationResult holds no per-image scores, so it has no mean_error")
+        return sum(row.mean_error for row in self.per_image) / len(self.per_image)
+
     @classmethod
     def from_scores(cls, per_image: list[ImageScore], rounding: bool = True) -> EvaluationResult:
         """The means of per-image scores, for instance those [`iter_scores`][iter_scores] gave
@@ -69,14 +81,13 @@ class EvaluationResult:
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per image (``image,psnr,ssim,mean_error``) and a final ``mean`` row."""
-        mean_error = sum(row.mean_error for row in self.per_image) / len(self.per_image)
         with open(path, "w", newline="") as stream:
             writer = csv.writer(stream)
             writer.writerow(["image", *ImageScore._fields[1:]])
             writer.writerows(
                 (row.stem, f"{row.psnr:.4f}", f"{row.ssim:.6f}", f"{row.mean_error:.3f}") for row in self.per_image
             )
-            writer.writerow(["mean", f"{self.psnr:.4f}", f"{self.ssim:.6f}", f"{mean_error:.3f}"])
+            writer.writerow(["mean", f"{self.psnr:.4f}", f"{self.ssim:.6f}", f"{self.mean_error:.3f}"])
 
 
 def evaluate(
