@@ -158,6 +158,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "e.g. --rain-styles 0.25 --rain-style haze=0 draws every style but haze at 0.25",
     )
     parser.add_argument(
+        "--flat-scenes",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --rain-mix: probability that a pair's scene is made flatter and brighter or darker in both "
+        "images alike (paired_tone_change), so the model keeps a flat scene's tone instead of darkening it",
+    )
+    parser.add_argument(
         "--render-on-device",
         action="store_true",
         help="with --rain-mix: render each batch's rain on the training device instead of in the data loader "
@@ -475,6 +483,7 @@ def build_data(
             drizzle=args.drizzle,
             downscaled=args.downscaled,
             style_probability=training_style_probabilities(args),
+            flat_scenes=args.flat_scenes,
             render_later=args.render_on_device,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}

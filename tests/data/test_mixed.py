@@ -78,18 +78,38 @@ def test_short_exposure_drizzle_downscaled_and_styles_reach_the_renderer(pairs) 
     options = {"real_fraction": 0.0, "strength": "heavy", "camera_effects": False, "seed": 4}
     default = MixedRainDataset(pairs, **options)
     explicit_zero = MixedRainDataset(
-        pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, style_probability=0.0, **options
+        pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, style_probability=0.0, flat_scenes=0.0, **options
     )
     changed = [
         MixedRainDataset(pairs, short_exposure=1.0, **options),
         MixedRainDataset(pairs, drizzle=1.0, **options),
         MixedRainDataset(pairs, downscaled=1.0, **options),
         MixedRainDataset(pairs, style_probability=1.0, **options),
+        MixedRainDataset(pairs, flat_scenes=1.0, **options),
     ]
     for index in range(4):
         rainy = default[index][0]
         torch.testing.assert_close(explicit_zero[index][0], rainy, rtol=0, atol=0)
         assert not any(torch.equal(data[index][0], rainy) for data in changed)
+
+
+def test_flat_scenes_change_real_pairs_alike_and_leave_the_other_draws(pairs) -> None:
+    options = {"real_fraction": 0.5, "seed": 3, "style_probability": 0.3}
+    plain, flat = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, flat_scenes=1.0, **options)
+    real_items = 0
+    for index in range(len(pairs)):
+        (rainy, clean, _), (flat_rainy, flat_clean, _) = plain[index], flat[index]
+        assert flat_clean.std() < clean.std()
+        if torch.equal(plain.pairs[index][0], rainy):  # a real pair: the rain is scaled by the contrast
+            real_items += 1
+            contrast = float(flat_clean.std() / clean.std())
+            inside = (flat_rainy > 0) & (flat_rainy < 1) & (flat_clean > 0) & (flat_clean < 1)
+            torch.testing.assert_close(
+                (flat_rainy - flat_clean)[inside], contrast * (rainy - clean)[inside], rtol=0, atol=1e-4
+            )
+    assert real_items > 0
+    with pytest.raises(ValueError, match="flat_scenes must be in"):
+        MixedRainDataset(pairs, flat_scenes=1.5)
 
 
 def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
@@ -118,7 +138,14 @@ def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
 
 def test_rendering_later_gives_the_same_batches_bit_for_bit(pairs) -> None:
     """render_later items + render_batch on the CPU = the items rendered in the loader, real pairs kept."""
-    options = {"real_fraction": 0.4, "seed": 7, "style_probability": 0.5, "drizzle": 0.3, "downscaled": 0.3}
+    options = {
+        "real_fraction": 0.4,
+        "seed": 7,
+        "style_probability": 0.5,
+        "drizzle": 0.3,
+        "downscaled": 0.3,
+        "flat_scenes": 0.5,
+    }
     now, later = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, render_later=True, **options)
     for data in (now, later):
         data.set_epoch(2)

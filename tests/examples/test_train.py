@@ -55,7 +55,19 @@ def final_state(out: Path, rank: int = 0) -> dict:
     [
         [],
         ["--epoch-samples", "6"],
-        ["--rain-mix", "--short-exposure", "0.5", "--drizzle", "0.5", "--downscaled", "0.5", "--rain-styles", "0.5"],
+        [
+            "--rain-mix",
+            "--short-exposure",
+            "0.5",
+            "--drizzle",
+            "0.5",
+            "--downscaled",
+            "0.5",
+            "--rain-styles",
+            "0.5",
+            "--flat-scenes",
+            "0.5",
+        ],
     ],
     ids=["one_crop_per_pair", "six_crops_per_epoch", "rendered_rain"],
 )

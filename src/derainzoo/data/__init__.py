@@ -16,7 +16,7 @@ from derainzoo.data.rain_renderer import (
     style_probabilities,
 )
 from derainzoo.data.synthetic import synthesize_rain
-from derainzoo.data.transforms import paired_augment, paired_random_crop
+from derainzoo.data.transforms import paired_augment, paired_random_crop, paired_tone_change
 
 __all__ = [
     "RAIN_PRESETS",
@@ -31,6 +31,7 @@ __all__ = [
     "image_to_tensor",
     "paired_augment",
     "paired_random_crop",
+    "paired_tone_change",
     "render_rain",
     "render_rain_per_image",
     "sample_rain_params",

@@ -21,6 +21,7 @@ from derainzoo.data.rain_renderer import (
     sample_rain_params,
     style_probabilities,
 )
+from derainzoo.data.transforms import paired_tone_change
 
 __all__ = ["MixedRainDataset", "write_rendered_pairs"]
 
@@ -64,6 +65,11 @@ class MixedRainDataset(Dataset):
             rain: domain randomisation (0 renders the rain of earlier releases); a mapping gives
             each style its own probability (see
             [`style_probabilities`][derainzoo.data.rain_renderer.style_probabilities]).
+        flat_scenes: probability that an item's scene is made flatter and brighter or darker,
+            the same in both images (see
+            [`paired_tone_change`][derainzoo.data.transforms.paired_tone_change]), so that the
+            model learns to keep a flat scene's tone and take off only the veil of the rain; drawn
+            from a stream of its own, so 0 leaves every other draw as in earlier releases.
         render_later: return the rain's seed instead of rendering it (see above).
 
     Items:
@@ -88,6 +94,7 @@ class MixedRainDataset(Dataset):
         drizzle: float = 0.0,
         downscaled: float = 0.0,
         style_probability: float | Mapping[str, float] = 0.0,
+        flat_scenes: float = 0.0,
         render_later: bool = False,
     ) -> None:
         for name, probability in (
@@ -95,6 +102,7 @@ class MixedRainDataset(Dataset):
             ("short_exposure", short_exposure),
             ("drizzle", drizzle),
             ("downscaled", downscaled),
+            ("flat_scenes", flat_scenes),
         ):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
@@ -112,6 +120,7 @@ class MixedRainDataset(Dataset):
         self.drizzle = drizzle
         self.downscaled = downscaled
         self.style_probability = style_probabilities(style_probability)
+        self.flat_scenes = flat_scenes
         self.render_later = render_later
         self.epoch = 0
 
@@ -127,6 +136,10 @@ class MixedRainDataset(Dataset):
         rainy, clean, stem = self.pairs[index]
         # Integers only: Python's hash of a tuple of ints is the same in every process.
         rain_seed = hash((self.seed, self.epoch, index, 1)) % 2**63
+        if self.flat_scenes > 0:
+            tone_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 2)) % 2**63)
+            if float(torch.rand((), generator=tone_generator)) < self.flat_scenes:
+                rainy, clean = paired_tone_change(rainy, clean, tone_generator)
         generator, is_real = self._first_draw(rain_seed)
         if self.render_later:
             return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)

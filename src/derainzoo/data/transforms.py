@@ -1,4 +1,4 @@
-"""Random crops and dihedral augmentations applied identically to an image pair."""
+"""Random crops, dihedral augmentations and tone changes applied identically to an image pair."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import Tensor
 
 from derainzoo.dihedral import dihedral_transform
 
-__all__ = ["paired_augment", "paired_random_crop"]
+__all__ = ["paired_augment", "paired_random_crop", "paired_tone_change"]
 
 
 def paired_random_crop(
@@ -35,3 +35,40 @@ def paired_augment(first: Tensor, second: Tensor, generator: torch.Generator) ->
     """
     choice = int(torch.randint(0, 8, (1,), generator=generator))
     return dihedral_transform(first, choice), dihedral_transform(second, choice)
+
+
+def paired_tone_change(
+    rainy: Tensor,
+    clean: Tensor,
+    generator: torch.Generator,
+    contrast: tuple[float, float] = (0.5, 1.0),
+    shift: tuple[float, float] = (-0.1, 0.1),
+) -> tuple[Tensor, Tensor]:
+    """The same random loss of contrast and brightness shift of a rainy image and its clean one.
+
+    Both become ``m + c * (x - m) + b``, clipped to ``[0, 1]``, with ``m`` the mean of the clean
+    image, ``c ~ U(contrast)`` and ``b ~ U(shift)``. The pair then shows a flatter, brighter or
+    darker *scene* under fainter rain, with that scene as the target: a counter-example to the
+    rendered veil and haze, where a loss of contrast and a brightening are rain to take off.
+    Without it a model learns to darken and stretch every flat scene.
+
+    Args:
+        rainy: ``(C, H, W)`` rainy image in ``[0, 1]``.
+        clean: ``(C, H, W)`` its clean image in ``[0, 1]``.
+        generator: draws ``c`` then ``b``.
+        contrast: ``(low, high)`` range of ``c``, within ``(0, 1]``.
+        shift: ``(low, high)`` range of ``b`` on the 0-1 scale.
+
+    Returns:
+        ``(rainy, clean)`` changed alike.
+    """
+    low_contrast, high_contrast = contrast
+    if not 0.0 < low_contrast <= high_contrast <= 1.0:
+        raise ValueError(f"contrast must be a range (low, high) with 0 < low <= high <= 1, got {contrast}")
+    if not -1.0 <= shift[0] <= shift[1] <= 1.0:
+        raise ValueError(f"shift must be a range (low, high) with -1 <= low <= high <= 1, got {shift}")
+    draws = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+    scale = low_contrast + (high_contrast - low_contrast) * draws[0]
+    offset = shift[0] + (shift[1] - shift[0]) * draws[1]
+    mean = float(clean.mean())
+    return tuple((mean + scale * (image - mean) + offset).clamp(0.0, 1.0) for image in (rainy, clean))
