@@ -113,7 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rain-mix", action="store_true", help="mix the real pairs with rain rendered over their clean images"
     )
-    parser.add_argument("--real-fraction", type=float, default=0.25, help="with --rain-mix: share of real pairs")
+    parser.add_argument(
+        "--real-fraction", type=probability_argument, default=0.25, help="with --rain-mix: share of real pairs"
+    )
     parser.add_argument(
         "--rain-strength",
         type=float,
@@ -124,25 +126,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--short-exposure",
-        type=float,
+        type=probability_argument,
         default=0.0,
         help="with --rain-mix: probability of fast-shutter rain (short streaks)",
     )
     parser.add_argument(
         "--drizzle",
-        type=float,
+        type=probability_argument,
         default=0.0,
         help="with --rain-mix: probability of an extra thin, dim, very dense far streak layer",
     )
     parser.add_argument(
         "--downscaled",
-        type=float,
+        type=probability_argument,
         default=0.0,
         help="with --rain-mix: probability of rain as in a photo downscaled from a larger one (sub-pixel streaks)",
     )
     parser.add_argument(
         "--rain-styles",
-        type=float,
+        type=probability_argument,
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
@@ -159,7 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--flat-scenes",
-        type=float,
+        type=probability_argument,
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability that a pair's scene is made flatter and brighter or darker in both "
@@ -200,18 +202,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def probability_argument(text: str) -> float:
+    """A probability in ``[0, 1]``, refused by argparse (with the option's name) otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability must be in [0, 1], got {text!r}")
+    return value
+
+
 def style_probability_argument(text: str) -> tuple[str, float]:
     """``STYLE=P`` of ``--rain-style`` as ``(style, probability)``."""
     style, _, probability = text.partition("=")
     if style not in RAIN_STYLES:
         raise argparse.ArgumentTypeError(f"unknown style {style!r} in {text!r}; styles: {', '.join(RAIN_STYLES)}")
     try:
-        value = float(probability)
-    except ValueError:
+        return style, probability_argument(probability)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected STYLE=P with P in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"the probability of {style} must be in [0, 1], got {text!r}")
-    return style, value
 
 
 def training_style_probabilities(args: argparse.Namespace) -> dict[str, float]:

@@ -162,7 +162,7 @@ def test_resuming_with_changed_arguments_is_refused_unless_asked_for(tmp_path, c
     assert final_state(tmp_path / "run")["step"] == 3
 
 
-def test_rain_style_sets_one_styles_probability_over_rain_styles(capsys) -> None:
+def test_rain_style_sets_one_style_over_rain_styles_and_probabilities_are_checked(capsys) -> None:
     script = load_script()
     args = script.parse_args(
         ["--data", "d", "--out", "o", "--rain-mix", "--rain-styles", "0.25", "--rain-style", "haze=0"]
@@ -170,10 +170,14 @@ def test_rain_style_sets_one_styles_probability_over_rain_styles(capsys) -> None
     assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.25), "haze": 0.0}
     args = script.parse_args(["--data", "d", "--out", "o", "--rain-mix", "--rain-style", "opaque=1"])
     assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.0), "opaque": 1.0}
-    for bad, message in (("fog=0.5", "unknown style 'fog'"), ("haze=2", "must be in [0, 1]"), ("haze", "STYLE=P")):
+    for bad, message in (("fog=0.5", "unknown style 'fog'"), ("haze=2", "STYLE=P"), ("haze", "STYLE=P")):
         with pytest.raises(SystemExit):
             script.parse_args(["--data", "d", "--out", "o", "--rain-style", bad])
         assert message in capsys.readouterr().err
+    for option in ("--real-fraction", "--drizzle", "--flat-scenes"):
+        with pytest.raises(SystemExit):
+            script.parse_args(["--data", "d", "--out", "o", option, "1.5"])
+        assert f"argument {option}: a probability must be in [0, 1], got '1.5'" in capsys.readouterr().err
 
 
 def test_epoch_samples_must_be_positive(tmp_path) -> None:
