@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     wanted_error_sets = args.error_sets or ["val"]
     # A start logged before train.py logged per-image errors has none: the guard cannot apply.
     error_sets = [name for name in wanted_error_sets if f"{name}_error_each" in start]
-    if args.error_sets and set(args.error_sets) - set(error_sets):
-        missing = sorted(set(args.error_sets) - set(error_sets))
+    missing = sorted(set(wanted_error_sets) - set(error_sets))
+    if args.error_sets and missing:
         raise SystemExit(f"--error-set names sets without per-image errors at the start: {missing}")
     for record in validations:
         if set_names(record) != names:

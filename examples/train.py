@@ -468,6 +468,7 @@ def build_data(
     """The training set, its sampler and loader, and the validation sets (held-out pairs, and
     with ``--rain-mix`` heavy rain rendered over them)."""
     stems = PairedImageFolder(args.data).stems
+    style_probability = training_style_probabilities(args)
     if not 0 <= args.val_count < len(stems):
         raise SystemExit(f"--val-count must be in [0, {len(stems) - 1}], got {args.val_count}")
     train_stems, val_stems = stems[: len(stems) - args.val_count], stems[len(stems) - args.val_count :]
@@ -492,7 +493,7 @@ def build_data(
             short_exposure=args.short_exposure,
             drizzle=args.drizzle,
             downscaled=args.downscaled,
-            style_probability=training_style_probabilities(args),
+            style_probability=style_probability,
             flat_scenes=args.flat_scenes,
             render_later=args.render_on_device,
         )
@@ -500,7 +501,7 @@ def build_data(
     if val_stems and args.rain_mix:
         # Fixed rendered rain over the held-out clean images: the same files in every run and phase.
         rendered = {"val_heavy": {"strength": "heavy"}}
-        if any(probability > 0 for probability in training_style_probabilities(args).values()):
+        if any(probability > 0 for probability in style_probability.values()):
             rendered["val_styles"] = {"strength": "medium", "style_probability": VAL_STYLE_PROBABILITY}
         for name, options in rendered.items():
             if is_main:
