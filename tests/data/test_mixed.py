@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
-from derainzoo.data import MixedRainDataset, PairedImageFolder, write_rendered_pairs
+from derainzoo.data import (
+    RAIN_PARAMS_FILE,
+    MixedRainDataset,
+    PairedImageFolder,
+    sample_rain_params,
+    write_rendered_pairs,
+)
 from derainzoo.evaluation import evaluate
 
 from ..helpers import write_paired_folder
@@ -134,6 +143,21 @@ def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
         assert (styled / "rain" / name).read_bytes() != (first / "rain" / name).read_bytes()
     with pytest.raises(ValueError, match="whole images"):
         write_rendered_pairs(PairedImageFolder(tmp_path / "source", crop_size=16), tmp_path / "x")
+
+
+def test_write_rendered_pairs_records_the_rain_of_each_image(tmp_path) -> None:
+    """rain_params.json holds, per stem, the RainParams drawn for that image (styles included)."""
+    write_paired_folder(tmp_path / "source", count=3)
+    source = PairedImageFolder(tmp_path / "source")
+    folder = write_rendered_pairs(source, tmp_path / "styled", strength="medium", seed=7, style_probability=0.5)
+    recorded = json.loads((folder / RAIN_PARAMS_FILE).read_text())
+    assert list(recorded) == ["000", "001", "002"]
+    for index, stem in enumerate(recorded):
+        generator = torch.Generator().manual_seed(7 + index)
+        drawn = sample_rain_params("medium", generator, camera_effects=False, style_probability=0.5)
+        assert recorded[stem] == json.loads(json.dumps(dataclasses.asdict(drawn)))
+    assert len({tuple(params["styles"]) for params in recorded.values()}) > 1
+    assert len(PairedImageFolder(folder)) == 3  # the record beside rain/ and norain/ is not an image
 
 
 def test_rendering_later_gives_the_same_batches_bit_for_bit(pairs) -> None:

@@ -1,6 +1,6 @@
 """Data: paired rainy/clean folders, paired augmentations, the rain renderer and mixed real/rendered rain."""
 
-from derainzoo.data.mixed import MixedRainDataset, write_rendered_pairs
+from derainzoo.data.mixed import RAIN_PARAMS_FILE, MixedRainDataset, write_rendered_pairs
 from derainzoo.data.paired import PairedImageFolder, image_to_tensor
 from derainzoo.data.rain_renderer import (
     RAIN_PRESETS,
@@ -19,6 +19,7 @@ from derainzoo.data.synthetic import synthesize_rain
 from derainzoo.data.transforms import paired_augment, paired_random_crop, paired_tone_change
 
 __all__ = [
+    "RAIN_PARAMS_FILE",
     "RAIN_PRESETS",
     "RAIN_STYLES",
     "MixedRainDataset",

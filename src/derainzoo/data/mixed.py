@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +25,12 @@ from derainzoo.data.rain_renderer import (
 )
 from derainzoo.data.transforms import paired_tone_change
 
-__all__ = ["MixedRainDataset", "write_rendered_pairs"]
+__all__ = ["RAIN_PARAMS_FILE", "MixedRainDataset", "write_rendered_pairs"]
+
+RAIN_PARAMS_FILE = "rain_params.json"
+"""Name of the record [`write_rendered_pairs`][write_rendered_pairs] writes beside ``rain/`` and ``norain/``:
+a JSON object mapping each image's stem to the fields of its [`RainParams`][RainParams] (its
+``styles`` among them), so that a score can be read against the rain that produced it."""
 
 
 class MixedRainDataset(Dataset):
@@ -219,7 +226,8 @@ def write_rendered_pairs(
     ``folder/norain``, lossless) that [`derainzoo.evaluation.evaluate`][derainzoo.evaluation.evaluate] and
     ``derainzoo eval --data`` read. Image ``k`` gets the rain of
     ``sample_rain_params(strength, Generator().manual_seed(seed + k), camera_effects,
-    style_probability=style_probability)``.
+    style_probability=style_probability)``, recorded in ``folder/rain_params.json``
+    ([`RAIN_PARAMS_FILE`][RAIN_PARAMS_FILE]).
 
     Args:
         pairs: whole images (no crop, no augmentation); only their clean images are used.
@@ -238,6 +246,7 @@ def write_rendered_pairs(
     folder = Path(folder)
     for side in ("rain", "norain"):
         (folder / side).mkdir(parents=True, exist_ok=True)
+    rain_of_each_image = {}
     for index in range(len(pairs)):
         _, clean, stem = pairs[index]
         generator = torch.Generator().manual_seed(seed + index)
@@ -248,4 +257,6 @@ def write_rendered_pairs(
         for side, image in (("rain", rainy), ("norain", clean)):
             pixels = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
             Image.fromarray(pixels).save(folder / side / f"{stem}.png")
+        rain_of_each_image[stem] = dataclasses.asdict(params)
+    (folder / RAIN_PARAMS_FILE).write_text(json.dumps(rain_of_each_image, indent=1) + "\n")
     return folder
