@@ -148,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     derain_parser.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
 
     eval_parser = commands.add_parser("eval", help="score a model on a paired rain/norain folder (Y-channel PSNR/SSIM)")
-    eval_parser.add_argument("--data", type=Path, required=True, help="folder with rain/ and norain/")
+    eval_parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with rain/ and norain/; with the rain_params.json of rendered rain, also one row per style",
+    )
     _add_model_arguments(eval_parser)
     # Scores as the papers compute them: PyTorch in float32 unless asked otherwise.
     _add_backend_argument(eval_parser, default="torch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -231,6 +232,30 @@ def test_eval_prints_a_table_and_writes_csv(tmp_path, weights, capsys) -> None:
     assert "rainy input" in capsys.readouterr().out
     assert main(["eval", "--data", str(tmp_path / "nothing"), "--input-baseline"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_eval_of_rendered_rain_adds_a_row_per_style(tmp_path, capsys) -> None:
+    from derainzoo.data import RAIN_PARAMS_FILE, PairedImageFolder, write_rendered_pairs
+    from derainzoo.evaluation import evaluate, scores_by_style
+
+    from .helpers import write_paired_folder
+
+    write_paired_folder(tmp_path / "pairs", count=4)
+    rendered = write_rendered_pairs(PairedImageFolder(tmp_path / "pairs"), tmp_path / "styled", style_probability=0.5)
+    assert main(["eval", "--data", str(rendered), "--input-baseline"]) == 0
+    printed = {line.split("|")[1].strip(): line.split("|")[2:6] for line in capsys.readouterr().out.splitlines()[2:]}
+    groups = scores_by_style(
+        evaluate(None, rendered, progress=False), json.loads((rendered / RAIN_PARAMS_FILE).read_text())
+    )
+    assert groups and len(printed) == 1 + len(groups)
+    for style, scores in groups.items():
+        label = "images without styles" if style == "none" else f"images with {style}"
+        images, psnr = printed[label][:2]
+        assert int(images) == len(scores.per_image) and float(psnr) == pytest.approx(scores.psnr, abs=0.006)
+    (rendered / RAIN_PARAMS_FILE).write_text("{not json")
+    assert main(["eval", "--data", str(rendered), "--input-baseline"]) == 0
+    captured = capsys.readouterr()
+    assert "no rows per style" in captured.err and len(captured.out.splitlines()) == 3
 
 
 def test_self_ensemble_in_eval_and_derain(tmp_path, weights, capsys) -> None:

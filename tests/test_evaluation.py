@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from derainzoo.data import PairedImageFolder
-from derainzoo.evaluation import EvaluationResult, evaluate
+from derainzoo.evaluation import EvaluationResult, ImageScore, evaluate, scores_by_style
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 
 from .helpers import tiny_model, write_paired_folder
@@ -74,3 +74,16 @@ def test_cropped_datasets_are_refused(tmp_path) -> None:
     write_paired_folder(tmp_path, count=1)
     with pytest.raises(ValueError, match="whole images"):
         evaluate(None, PairedImageFolder(tmp_path, crop_size=16), progress=False)
+
+
+def test_scores_by_style_are_the_means_over_the_images_of_each_style() -> None:
+    rows = [ImageScore("a", 30.0, 0.9, 2.0), ImageScore("b", 20.0, 0.7, 10.0), ImageScore("c", 40.0, 0.95, -1.0)]
+    rain = {"a": {"styles": ["haze"]}, "b": {"styles": ["opaque", "haze"]}, "c": {"styles": []}}
+    groups = scores_by_style(EvaluationResult.from_scores(rows), rain)
+    # RAIN_STYLES order, then the images without a style; styles no image has are left out.
+    assert list(groups) == ["opaque", "haze", "none"]
+    assert groups["haze"].psnr == pytest.approx(25.0) and groups["haze"].mean_error == pytest.approx(6.0)
+    assert [row.stem for row in groups["opaque"].per_image] == ["b"]
+    assert [row.stem for row in groups["none"].per_image] == ["c"]
+    with pytest.raises(ValueError, match="no styles for image 'c'"):
+        scores_by_style(EvaluationResult.from_scores(rows), {"a": rain["a"], "b": rain["b"]})

@@ -8,6 +8,7 @@ The console script's arguments are parsed in the torch-free launcher ``derainzoo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -22,7 +23,8 @@ from tqdm.auto import tqdm
 from derainzoo._factory import create_model, list_models, list_pretrained
 from derainzoo._helpers import PretrainedWeightsUnavailableError, preview_names
 from derainzoo.backends import check_installed, load_backend, preferred_backend
-from derainzoo.evaluation import EvaluationResult, ImageScore, iter_scores
+from derainzoo.data import RAIN_PARAMS_FILE
+from derainzoo.evaluation import EvaluationResult, ImageScore, iter_scores, scores_by_style
 from derainzoo.export import ONNX_CHECK_TOLERANCE, compare_with_onnxruntime, export_onnx, judge_onnx_differences
 from derainzoo.image_io import (
     OUTPUT_FORMATS,
@@ -342,9 +344,25 @@ def _eval_command(args: argparse.Namespace) -> int:
         name += ", x8 self-ensemble"
     print("| model | images | PSNR (Y) | SSIM (Y) | mean error (levels) |\n|---|---|---|---|---|")
     print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} | {result.mean_error:+.2f} |")
+    _print_rows_by_style(result, args.data / RAIN_PARAMS_FILE)
     if args.csv is not None:
         result.write_csv(args.csv)
     return 130 if interrupted else 0
+
+
+def _print_rows_by_style(result: EvaluationResult, record: Path) -> None:
+    """For a folder of rendered rain with its record, one more row per renderer style."""
+    if not record.is_file():
+        return
+    try:
+        groups = scores_by_style(result, json.loads(record.read_text()))
+    except ValueError as error:  # json.JSONDecodeError included
+        _error(f"{record}: {error}; no rows per style")
+        return
+    for style, scores in groups.items():
+        label = "images without styles" if style == "none" else f"images with {style}"
+        row = f"{len(scores.per_image)} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.mean_error:+.2f}"
+        print(f"| {label} | {row} |")
 
 
 def _export_command(args: argparse.Namespace) -> int:

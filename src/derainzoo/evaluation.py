@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -13,11 +13,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from derainzoo.data.paired import PairedImageFolder
+from derainzoo.data.rain_renderer import RAIN_STYLES
 from derainzoo.inference import eval_mode
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
-__all__ = ["EvaluationResult", "ImageScore", "evaluate", "iter_scores"]
+__all__ = ["EvaluationResult", "ImageScore", "evaluate", "iter_scores", "scores_by_style"]
 
 
 class ImageScore(NamedTuple):
@@ -88,6 +89,35 @@ class EvaluationResult:
                 (row.stem, f"{row.psnr:.4f}", f"{row.ssim:.6f}", f"{row.mean_error:.3f}") for row in self.per_image
             )
             writer.writerow(["mean", f"{self.psnr:.4f}", f"{self.ssim:.6f}", f"{self.mean_error:.3f}"])
+
+
+def scores_by_style(result: EvaluationResult, rain_params: Mapping[str, Mapping]) -> dict[str, EvaluationResult]:
+    """The scores of a rendered set grouped by renderer style: which rain the model leaves behind.
+
+    Args:
+        result: the evaluation of a folder that
+            [`write_rendered_pairs`][derainzoo.data.write_rendered_pairs] wrote.
+        rain_params: that folder's record ([`RAIN_PARAMS_FILE`][derainzoo.data.RAIN_PARAMS_FILE],
+            parsed): each stem's rain, with its ``styles``.
+
+    Returns:
+        For each style of [`RAIN_STYLES`][derainzoo.data.RAIN_STYLES] that some scored image has,
+        in that order, the means over those images (an image with several styles counts in each),
+        then ``"none"`` for the images rendered without any style, if there are.
+
+    Raises:
+        ValueError: a scored image has no entry in ``rain_params``, or an entry without its
+            ``styles`` list (a record of another folder, or of an older release).
+    """
+    styles_of = {}
+    for row in result.per_image:
+        params = rain_params.get(row.stem)
+        if not isinstance(params, Mapping) or not isinstance(params.get("styles"), list):
+            raise ValueError(f"the rain record has no styles for image {row.stem!r}: is it the record of this folder?")
+        styles_of[row.stem] = set(params["styles"])
+    groups = {style: [row for row in result.per_image if style in styles_of[row.stem]] for style in RAIN_STYLES}
+    groups["none"] = [row for row in result.per_image if not styles_of[row.stem]]
+    return {style: EvaluationResult.from_scores(rows, result.rounding) for style, rows in groups.items() if rows}
 
 
 def evaluate(
