@@ -343,7 +343,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.self_ensemble:
         name += ", x8 self-ensemble"
     print("| model | images | PSNR (Y) | SSIM (Y) | mean error (levels) |\n|---|---|---|---|---|")
-    print(f"| {name} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} | {result.mean_error:+.2f} |")
+    print(_table_row(name, result))
     _print_rows_by_style(result, args.data / RAIN_PARAMS_FILE)
     if args.csv is not None:
         result.write_csv(args.csv)
@@ -360,9 +360,12 @@ def _print_rows_by_style(result: EvaluationResult, record: Path) -> None:
         _error(f"{record}: {error}; no rows per style")
         return
     for style, scores in groups.items():
-        label = "images without styles" if style == "none" else f"images with {style}"
-        row = f"{len(scores.per_image)} | {scores.psnr:.2f} | {scores.ssim:.4f} | {scores.mean_error:+.2f}"
-        print(f"| {label} | {row} |")
+        print(_table_row("images without styles" if style == "none" else f"images with {style}", scores))
+
+
+def _table_row(label: str, result: EvaluationResult) -> str:
+    """One row of the ``eval`` table: label, images, PSNR, SSIM, mean error."""
+    return f"| {label} | {len(result.per_image)} | {result.psnr:.2f} | {result.ssim:.4f} | {result.mean_error:+.2f} |"
 
 
 def _export_command(args: argparse.Namespace) -> int:
