@@ -44,10 +44,11 @@ def offset_corrected(output: Tensor, clean: Tensor) -> Tensor:
 
 def tone_scores(output: Tensor, clean: Tensor) -> dict[str, float]:
     """PSNR, PSNR of the offset oracle and mean error (levels of 255) of one ``(1, 3, H, W)`` output."""
-    rounded = quantize(output.float())
+    output = output.float()
+    rounded = quantize(output)
     return {
         "psnr": psnr_y(rounded, clean).item(),
-        "psnr offset oracle": psnr_y(quantize(offset_corrected(output.float(), clean)), clean).item(),
+        "psnr offset oracle": psnr_y(quantize(offset_corrected(output, clean)), clean).item(),
         "mean error": float((rounded - clean).mean() * 255),
     }
 
@@ -68,7 +69,8 @@ def main() -> int:
     rows = []
     for index in tqdm(range(len(pairs)), desc="derain", unit="image"):
         rainy, clean, stem = pairs[index]
-        scores = tone_scores(derain(rainy[None], model, scale=None), clean[None])
+        # Whole images at their own size, as `derainzoo eval` scores them (derain() would tile big ones).
+        scores = tone_scores(derain(rainy[None], model, tile_size=0, scale=None), clean[None])
         row = {"image": stem, **{name: round(value, 2) for name, value in scores.items()}}
         if rain_params:
             row["styles"] = " ".join(rain_params.get(stem, {}).get("styles", [])) or "none"
