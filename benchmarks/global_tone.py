@@ -29,7 +29,7 @@ from tqdm import tqdm
 import derainzoo
 from derainzoo.data import RAIN_PARAMS_FILE, PairedImageFolder
 from derainzoo.inference import derain
-from derainzoo.metrics import psnr_y, quantize
+from derainzoo.metrics import mean_error, psnr_y, quantize
 
 
 def offset_corrected(output: Tensor, clean: Tensor) -> Tensor:
@@ -49,7 +49,7 @@ def tone_scores(output: Tensor, clean: Tensor) -> dict[str, float]:
     return {
         "psnr": psnr_y(rounded, clean).item(),
         "psnr offset oracle": psnr_y(quantize(offset_corrected(output, clean)), clean).item(),
-        "mean error": float((rounded - clean).mean() * 255),
+        "mean error": mean_error(rounded, clean).item(),
     }
 
 

@@ -9,7 +9,7 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from derainzoo.evaluation import evaluate
-from derainzoo.metrics import psnr_y, quantize, rgb_to_studio_swing_y, ssim_y
+from derainzoo.metrics import mean_error, psnr_y, quantize, rgb_to_studio_swing_y, ssim_y
 
 
 def random_pair(seed: int = 0, size: tuple[int, int] = (37, 52)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +61,19 @@ def test_quantize_rounds_or_truncates() -> None:
     assert (quantize(values, rounding=False) * 255).round().tolist() == [0.0, 0.0, 0.0, 255.0, 0.0]
 
 
+def test_mean_error_is_the_signed_numpy_mean_per_image_in_levels() -> None:
+    generator = torch.Generator().manual_seed(0)
+    prediction = quantize(torch.rand(2, 3, 16, 12, generator=generator))
+    target = quantize(torch.rand(2, 3, 16, 12, generator=generator))
+    expected = [(p.numpy().astype(np.float64) - t.numpy()).mean() * 255 for p, t in zip(prediction, target)]
+    assert mean_error(prediction, target).tolist() == pytest.approx(expected, abs=1e-4)
+    darker = (target - 10 / 255).clamp(0, 1)
+    assert mean_error(darker, target)[0].item() < 0
+
+
 def test_mismatched_shapes_and_tiny_images_are_refused() -> None:
+    with pytest.raises(ValueError, match="shapes differ"):
+        mean_error(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError, match="shapes differ"):
         psnr_y(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError, match="at least 11x11"):

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from derainzoo.data.paired import PairedImageFolder
 from derainzoo.data.rain_renderer import RAIN_STYLES
 from derainzoo.inference import eval_mode
-from derainzoo.metrics import psnr_y, quantize, ssim_y
+from derainzoo.metrics import mean_error, psnr_y, quantize, ssim_y
 from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
 __all__ = ["EvaluationResult", "ImageScore", "evaluate", "iter_scores", "scores_by_style"]
@@ -206,5 +206,6 @@ def _scores(
                 plan = plan_tiles(model, *rainy.shape[-2:], tile_size, tile_overlap, memory_budget)
                 output = run_tiled(model, rainy, plan)
             output = quantize(output.float(), rounding=rounding)
-            mean_error = float((output - clean).mean() * 255)
-            yield ImageScore(stem, psnr_y(output, clean).item(), ssim_y(output, clean).item(), mean_error)
+            yield ImageScore(
+                stem, psnr_y(output, clean).item(), ssim_y(output, clean).item(), mean_error(output, clean).item()
+            )

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psnr_y", "quantize", "rgb_to_studio_swing_y", "ssim_y"]
+__all__ = ["mean_error", "psnr_y", "quantize", "rgb_to_studio_swing_y", "ssim_y"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
@@ -75,6 +75,24 @@ def psnr_y(prediction: Tensor, target: Tensor) -> Tensor:
     _check_pair(prediction, target)
     mse = (rgb_to_studio_swing_y(prediction) - rgb_to_studio_swing_y(target)).square().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(255.0**2 / mse)
+
+
+def mean_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Signed mean error per image, in levels of 255: negative when the prediction is darker.
+
+    PSNR hides a global brightness offset among the rain left behind; this number shows it
+    (``derainzoo eval``'s ``mean_error``).
+
+    Args:
+        prediction: ``(B, 3, H, W)`` RGB in ``[0, 1]``, already on the 8-bit grid (see
+            [`quantize`][quantize]).
+        target: ``(B, 3, H, W)`` RGB in ``[0, 1]``.
+
+    Returns:
+        ``(B,)`` mean of ``prediction - target`` over pixels and RGB channels, times 255.
+    """
+    _check_pair(prediction, target)
+    return (prediction - target).mean(dim=(1, 2, 3)) * 255
 
 
 def _gaussian_profile(size: int, sigma: float, device: torch.device) -> Tensor:
