@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -52,6 +54,17 @@ def test_every_bundled_weight_has_a_model_card_and_a_checksum() -> None:
         text = card.read_text()
         assert weights.stem in text and "## Limitations" in text and "derainzoo eval" in text
         assert weights.with_name(weights.name + ".sha256").is_file()
+
+
+def test_every_model_card_is_a_page_of_the_site() -> None:
+    # The site includes the packaged card rather than a copy, so the two cannot drift apart.
+    repo = Path(__file__).resolve().parents[1]
+    navigation = (repo / "mkdocs.yml").read_text()
+    for card in BUNDLED_WEIGHTS_DIR.glob("*.md"):
+        page = repo / "docs" / "cards" / card.name
+        assert page.is_file(), f"{card.name} has no page: add docs/cards/{card.name} and list it in mkdocs.yml"
+        assert f'--8<-- "src/derainzoo/weights/{card.name}"' in page.read_text()
+        assert f"cards/{card.name}" in navigation, f"docs/cards/{card.name} is not in mkdocs.yml's nav"
 
 
 def test_unknown_name_is_repeated_with_suggestions() -> None:
