@@ -75,13 +75,23 @@ def main() -> int:
         default=["off"],
         help="time with activation checkpointing too (models that have set_grad_checkpointing)",
     )
+    parser.add_argument(
+        "--rain-styles",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability of each renderer style in the timed rain (as train.py's --rain-styles)",
+    )
     add_timing_arguments(parser)
     args = parser.parse_args()
 
     device, header = start(args)
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(args.batch_size, 3, args.crop, args.crop, generator=generator)
-    params = [sample_rain_params(float(s), generator) for s in torch.rand(args.batch_size, generator=generator)]
+    params = [
+        sample_rain_params(float(strength), generator, style_probability=args.rain_styles)
+        for strength in torch.rand(args.batch_size, generator=generator)
+    ]
     render_devices = {"loader": torch.device("cpu"), "device": device} if device.type != "cpu" else {"": device}
     render_ms = {
         where: time_call(
@@ -139,7 +149,8 @@ def main() -> int:
         f"batch {args.batch_size} x {args.crop}x{args.crop} crops, AdamW, DualStageLoss (Charbonnier on both stages, "
         "frequency and mask terms), median of "
         f"{args.repeats} steps after {args.warmup}",
-        "rendering the rain of one such batch image by image (random strengths, camera effects): "
+        "rendering the rain of one such batch image by image (random strengths, camera effects, "
+        f"each style at p = {args.rain_styles:g}): "
         + ", ".join(f"{ms:.0f} ms on {render_devices[where]}" for where, ms in render_ms.items()),
     ]
     tag = args.tag or f"training_{device.type}_{datetime.date.today():%Y%m%d}"

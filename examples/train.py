@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 import derainzoo
 from derainzoo._helpers import save_weights
-from derainzoo.data import RAIN_STYLES, MixedRainDataset, PairedImageFolder, write_rendered_pairs
+from derainzoo.data import FIRST_RELEASE_STYLES, RAIN_STYLES, MixedRainDataset, PairedImageFolder, write_rendered_pairs
 from derainzoo.evaluation import evaluate
 from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import derain
@@ -148,7 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
-        "splashes, lens drops); above 0 also validates on a fixed set of medium rain with styles (val_styles)",
+        "splashes, lens drops, noise streaks); above 0 also validates on a fixed set of medium rain with the "
+        "first seven styles (val_styles). Runs from before noise streaks existed drew their rain as "
+        "--rain-style noise_streaks=0 does",
     )
     parser.add_argument(
         "--rain-style",
@@ -232,8 +234,9 @@ def training_style_probabilities(args: argparse.Namespace) -> dict[str, float]:
 WATCH_LONG_SIDE = 640
 """Long side the photos of ``--watch-photos`` are brought down to (so the guard costs seconds)."""
 
-VAL_STYLE_PROBABILITY = 0.5
-"""Share of each renderer style in the fixed ``val_styles`` set (medium rain) of ``--rain-styles`` runs."""
+VAL_STYLE_PROBABILITY = dict.fromkeys(FIRST_RELEASE_STYLES, 0.5)
+"""Share of each renderer style in the fixed ``val_styles`` set (medium rain) of ``--rain-styles`` runs:
+the styles of the first release only, so that every run validates on the same images."""
 
 # Arguments that only steer bookkeeping; every other argument defines the run and must not change on resume.
 BOOKKEEPING_ARGUMENTS = frozenset(

@@ -21,7 +21,13 @@ from derainzoo.data import (
     sample_rain_params,
     style_probabilities,
 )
-from derainzoo.data.rain_renderer import CROSSING_SPREAD, MAX_WIND_ANGLE, RAIN_STYLES, gaussian_blur
+from derainzoo.data.rain_renderer import (
+    CROSSING_SPREAD,
+    FIRST_RELEASE_STYLES,
+    MAX_WIND_ANGLE,
+    RAIN_STYLES,
+    gaussian_blur,
+)
 
 from ..helpers import smooth_image
 
@@ -500,6 +506,74 @@ def test_lens_drops_show_the_scene_blurred_and_upside_down() -> None:
     torch.testing.assert_close(rendered.rainy[0, :, untouched], ramp[0, :, untouched], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("strength", ["light", 0.5, "heavy"])
+def test_noise_streaks_add_one_to_three_averaged_families_over_the_same_rain(strength: float | str) -> None:
+    family_counts = set()
+    for seed in range(30):
+        default = sample_rain_params(strength, generator(seed))
+        styled = sample_rain_params(strength, generator(seed), styles=["noise_streaks"])
+        added = styled.layers[len(default.layers) :]
+        assert styled.layers[: len(default.layers)] == default.layers and 1 <= len(added) <= 3
+        family_counts.add(len(added))
+        for layer in added:
+            black, white = layer.levels
+            assert 0.8 <= black <= 1.6 and 1.0 <= white - black <= 3.0 and layer.min_brightness == 0.0
+            assert 20.0 <= layer.length <= 80.0 and 1.0 <= layer.width <= 3.0 and abs(layer.angle) <= CROSSING_SPREAD
+            # A dense noise layer: 5-30% of the canvas cells (width x width pixels) hold a drop.
+            assert 0.05 <= layer.density * layer.width**2 <= 0.3
+        angles = sorted(layer.angle for layer in added)
+        assert all(20.0 - 4.0 <= b - a <= 40.0 + 4.0 for a, b in zip(angles, angles[1:])), angles
+    assert family_counts == {1, 2, 3}
+
+
+def test_noise_streaks_average_the_drops_so_overlaps_add_up_instead_of_saturating() -> None:
+    """The same drops as a plain layer: where the plain layer's smear stays below 1, the averaged
+    layer is it scaled by one constant; where overlapping streaks saturate the plain layer, the
+    averaged one keeps growing with the number of drops."""
+    plain = StreakLayer(angle=0.0, length=30.0, width=1.0, density=0.08, opacity=1.0, min_brightness=0.0)
+    averaged = replace(plain, levels=(0.0, 50.0))  # a white point no pixel reaches: no clipping
+
+    def streaks(layer: StreakLayer) -> torch.Tensor:
+        return render_rain(torch.zeros(1, 3, 96, 96), RainParams(layers=(layer,)), generator(8)).streaks[0, 0]
+
+    summed, mean = streaks(plain), streaks(averaged)
+    unsaturated = (summed > 0.05) & (summed < 0.95)
+    ratio = mean[unsaturated] / summed[unsaturated]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio.median())), rtol=1e-4, atol=0)
+    saturated = summed == 1.0
+    assert float(saturated.float().mean()) > 0.2  # dense enough for streaks to overlap
+    assert float((mean[saturated] / float(ratio.median())).median()) > 1.5
+    assert float(mean.max()) < 1.0
+
+
+def test_noise_streak_levels_stretch_the_average_from_black_to_white() -> None:
+    """Every cell a drop of brightness 1: the average is its expected value (1 in the units of
+    ``levels``) everywhere, so the layer is ``(1 - black) / (white - black)`` times its opacity."""
+    full = StreakLayer(angle=15.0, length=25.0, width=1.5, density=1.0, opacity=0.8, min_brightness=1.0)
+    for levels, expected in (((0.5, 1.5), 0.5), ((0.0, 4.0), 0.25), ((0.9, 1.0), 1.0), ((1.2, 2.0), 0.0)):
+        rendered = render_rain(torch.zeros(1, 3, 48, 64), RainParams(layers=(replace(full, levels=levels),)))
+        torch.testing.assert_close(rendered.streaks, torch.full_like(rendered.streaks, 0.8 * expected))
+    plain = render_rain(torch.zeros(1, 3, 48, 64), RainParams(layers=(full,))).streaks
+    torch.testing.assert_close(plain, torch.full_like(plain, 0.8))  # the plain smear saturates
+
+
+def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() -> None:
+    """Values recorded with the seven styles of the first release; the fixed ``val_styles`` sets
+    of training runs rely on them."""
+    first_release = dict.fromkeys(FIRST_RELEASE_STYLES, 0.5)
+    params = sample_rain_params(0.6, generator(0), style_probability=first_release)
+    assert params.styles == ("crossing", "opaque", "curtain", "haze")
+    expected = [(-25.579, 42.897, 0.969), (-2.911, 28.816, 0.922), (-27.362, 47.855, 1.0), (-3.112, 358.811, 0.106)]
+    np.testing.assert_allclose([(la.angle, la.length, la.opacity) for la in params.layers], expected, atol=1e-3)
+    assert params.contrast == pytest.approx(0.8042, abs=1e-4)
+    for seed in range(20):
+        without = sample_rain_params(0.6, generator(seed), style_probability=first_release)
+        explicit_zero = sample_rain_params(
+            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0}
+        )
+        assert explicit_zero == without and "noise_streaks" not in without.styles
+
+
 def test_random_style_sampler_mixes_every_style() -> None:
     seen = {style: 0 for style in RAIN_STYLES}
     for seed in range(200):
@@ -549,6 +623,10 @@ def test_bad_style_input_is_named() -> None:
         RainParams(lens_drops=2.5)
     with pytest.raises(ValueError, match="contrast"):
         RainParams(contrast=0.0)
+    with pytest.raises(ValueError, match=r"levels must be None or a pair \(black, white\)"):
+        StreakLayer(levels=1.0)
+    with pytest.raises(ValueError, match=r"levels\[1\] \(white\)"):
+        StreakLayer(levels=(1.0, 0.5))
 
 
 def test_rendering_per_image_is_each_image_rendered_alone_and_checks_its_lengths() -> None:

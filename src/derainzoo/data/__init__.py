@@ -3,6 +3,7 @@
 from derainzoo.data.mixed import RAIN_PARAMS_FILE, MixedRainDataset, write_rendered_pairs
 from derainzoo.data.paired import PairedImageFolder, image_to_tensor
 from derainzoo.data.rain_renderer import (
+    FIRST_RELEASE_STYLES,
     RAIN_PRESETS,
     RAIN_STYLES,
     RainParams,
@@ -19,6 +20,7 @@ from derainzoo.data.synthetic import synthesize_rain
 from derainzoo.data.transforms import paired_augment, paired_random_crop, paired_tone_change
 
 __all__ = [
+    "FIRST_RELEASE_STYLES",
     "RAIN_PARAMS_FILE",
     "RAIN_PRESETS",
     "RAIN_STYLES",

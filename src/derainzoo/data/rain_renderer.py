@@ -30,11 +30,13 @@ named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][rende
 Its ``styles`` and ``style_probability`` widen the physical presets for domain randomisation
 (see [`RAIN_STYLES`][RAIN_STYLES]): streak families crossing at clearly different angles, opaque
 saturated streaks, long soft low-contrast curtains, a global haze, rain coloured by the scene
-light, splashes and drops on the lens.
+light, splashes, drops on the lens, and the motion-blurred noise of the Photoshop recipe that
+synthetic heavy-rain sets are drawn with.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +50,7 @@ from PIL import Image
 from torch import Tensor
 
 __all__ = [
+    "FIRST_RELEASE_STYLES",
     "RAIN_PRESETS",
     "RAIN_STYLES",
     "RainStyle",
@@ -74,9 +77,20 @@ RAIN_PRESETS: dict[str, tuple[float, float]] = {
 about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (about 40-60/255,
 several directions plus a veil); ``medium`` lies between."""
 
-RainStyle = Literal["crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops"]
+RainStyle = Literal[
+    "crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops", "noise_streaks"
+]
 
-RAIN_STYLES: tuple[str, ...] = ("crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops")
+RAIN_STYLES: tuple[str, ...] = (
+    "crossing",
+    "opaque",
+    "curtain",
+    "haze",
+    "scene_light",
+    "splashes",
+    "lens_drops",
+    "noise_streaks",
+)
 """The styles [`sample_rain_params`][sample_rain_params] can add to the physical rain of a strength, each
 aimed at rain that the physical presets miss:
 
@@ -89,8 +103,18 @@ aimed at rain that the physical presets miss:
   0.05-0.2, 13-50 levels), independent of the veil;
 * ``scene_light``: drops that take the colour of the scene's light (``streak_tint`` 0.5-1);
 * ``splashes``: bright splashes of drops hitting the ground, in the lower half of the image;
-* ``lens_drops``: 2-12 drops on the lens, each a blurred, upside-down view of what lies behind it.
+* ``lens_drops``: 2-12 drops on the lens, each a blurred, upside-down view of what lies behind it;
+* ``noise_streaks``: one to three families (20-40 degrees apart) of streaks drawn as synthetic
+  heavy-rain sets draw them: a dense noise layer, motion-blurred (averaged along 20-80 px), then
+  stretched by a levels adjustment (see ``StreakLayer.levels``), so overlapping streaks add up to
+  a continuous range of brightness instead of saturating.
 """
+
+FIRST_RELEASE_STYLES: tuple[str, ...] = RAIN_STYLES[:7]
+"""The styles of the first release. They draw their random number whatever their probability;
+a later style draws its number only when its probability is above 0, so a sampler that leaves
+the later styles out keeps the draws of the first release (the fixed ``val_styles`` sets of
+training runs rely on it)."""
 
 MIN_STREAK_WIDTH = 0.25
 """Thinnest streak, in pixels, a [`StreakLayer`][StreakLayer] may have (rendered at up to 4x4 samples per pixel)."""
@@ -98,6 +122,9 @@ MIN_STREAK_WIDTH = 0.25
 MAX_STREAK_LENGTH = 1e4
 MAX_STREAK_WIDTH = 64.0
 MAX_DEFOCUS = 32.0
+
+MAX_LEVEL = 100.0
+"""Largest ``StreakLayer.levels`` value, in units of the layer's expected averaged drop light."""
 
 MAX_WIND_ANGLE = 35.0
 """Largest streak angle from the vertical, in degrees, that [`sample_rain_params`][sample_rain_params] draws."""
@@ -120,6 +147,13 @@ class StreakLayer:
             streaks; 0 keeps them sharp.
         min_brightness: the drops' brightness is drawn in ``U(min_brightness, 1)``; near 1,
             every streak reaches its full opacity (the ``opaque`` style).
+        levels: ``None`` smears every drop into a streak of the drop's brightness, and where
+            streaks overlap they saturate at 1. A pair ``(black, white)`` draws the streaks of the
+            Photoshop recipe instead (the ``noise_streaks`` style): the drops are *averaged*
+            along the streak (a motion blur of a noise layer), so overlapping streaks add up to
+            a continuous brightness, and that average, in units of its expected value
+            (drops per cell x mean brightness), is stretched from ``[black, white]`` to
+            ``[0, 1]`` (a levels adjustment), before the opacity scales it.
     """
 
     angle: float = 0.0
@@ -129,6 +163,7 @@ class StreakLayer:
     opacity: float = 0.6
     defocus: float = 0.0
     min_brightness: float = 0.4
+    levels: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _check_range("angle", self.angle, -90.0, 90.0)
@@ -138,6 +173,11 @@ class StreakLayer:
         _check_range("opacity", self.opacity, 0.0, 1.0)
         _check_range("defocus", self.defocus, 0.0, MAX_DEFOCUS)
         _check_range("min_brightness", self.min_brightness, 0.0, 1.0)
+        if self.levels is not None:
+            if not (isinstance(self.levels, tuple) and len(self.levels) == 2):
+                raise ValueError(f"levels must be None or a pair (black, white), got {self.levels!r}")
+            _check_range("levels[0] (black)", self.levels[0], 0.0, MAX_LEVEL)
+            _check_range("levels[1] (white)", self.levels[1], self.levels[0] + 1e-3, MAX_LEVEL)
 
     def resized(self, factor: float) -> StreakLayer:
         """The same layer in an image ``factor`` times as large (a photo downscaled for
@@ -386,9 +426,14 @@ def sample_rain_params(
         layers = [layer.resized(factor) for layer in layers]
     chosen = set(styles)
     # One draw per style whatever its probability, so that changing one style's probability
-    # leaves the others' draws as they were.
+    # leaves the others' draws as they were (later styles: see FIRST_RELEASE_STYLES).
     if any(probability > 0 for probability in probabilities.values()):
-        chosen |= {style for style in RAIN_STYLES if _uniform(generator) < probabilities[style]}
+        chosen |= {
+            style
+            for style in RAIN_STYLES
+            if (style in FIRST_RELEASE_STYLES or probabilities[style] > 0)
+            and _uniform(generator) < probabilities[style]
+        }
     for style in RAIN_STYLES:
         if style in chosen:
             layers = _add_style(style, layers, params, uniform, wind)
@@ -440,9 +485,7 @@ def _add_style(
     """Add one style of [`RAIN_STYLES`][RAIN_STYLES]: the layers it returns, ``params`` updated in place."""
     if style == "crossing":
         families = 2 if uniform(0.0, 1.0) < 0.6 else 3
-        spacing = uniform(20.0, 40.0)
-        centre = max(-CROSSING_SPREAD + spacing, min(CROSSING_SPREAD - spacing, wind))
-        angles = [centre + (family - (families - 1) / 2) * spacing for family in range(families)]
+        angles = _family_angles(families, uniform, wind)
         # Light rain has one layer: the other families are copies of it, as sparse or sparser.
         while len(layers) < families:
             layers = [*layers, replace(layers[0], density=layers[0].density * uniform(0.5, 1.0))]
@@ -481,7 +524,36 @@ def _add_style(
     elif style == "lens_drops":
         params["lens_drops"] = int(uniform(2.0, 12.99))
         params["lens_drop_radius"] = uniform(6.0, 30.0)
+    elif style == "noise_streaks":
+        draw = uniform(0.0, 1.0)
+        families = 1 if draw < 0.5 else 2 if draw < 0.8 else 3
+        noise_layers = []
+        for angle in _family_angles(families, uniform, wind):
+            width = uniform(1.0, 3.0)
+            black = uniform(0.8, 1.6)
+            noise_layers.append(
+                StreakLayer(
+                    angle=max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angle + uniform(-2.0, 2.0))),
+                    length=uniform(20.0, 80.0),
+                    width=width,
+                    # 5-30% of the canvas cells hold a drop: a dense noise layer.
+                    density=uniform(0.05, 0.3) / width**2,
+                    opacity=uniform(0.6, 1.0),
+                    defocus=uniform(0.0, 1.0),
+                    min_brightness=0.0,
+                    levels=(black, black + uniform(1.0, 3.0)),
+                )
+            )
+        return [*layers, *noise_layers]
     return layers
+
+
+def _family_angles(families: int, uniform: Callable[[float, float], float], wind: float) -> list[float]:
+    """Directions of ``families`` streak families 20-40 degrees apart, centred on the wind where
+    the spread allows."""
+    spacing = uniform(20.0, 40.0)
+    centre = max(-CROSSING_SPREAD + spacing, min(CROSSING_SPREAD - spacing, wind))
+    return [centre + (family - (families - 1) / 2) * spacing for family in range(families)]
 
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
@@ -651,7 +723,8 @@ def _streak_opacity(
     half_length = lengths_in_cells.view(batch, 1) / 2
     inside = (half_length + 0.5 - position.abs()).clamp(0.0, 1.0)
     taper = (1.0 - (position.abs() / (half_length + 0.5)).clamp(max=1.0) ** 4).clamp_min(0.0)
-    column_filter = (inside * taper).to(dtype=dtype, device=device).view(batch, 1, kernel_size, 1)
+    column_weights = inside * taper
+    column_filter = column_weights.to(dtype=dtype, device=device).view(batch, 1, kernel_size, 1)
     smeared = F.conv2d(seeds.view(1, batch, canvas, canvas), column_filter, padding=(kernel_size // 2, 0), groups=batch)
     smeared = smeared.view(batch, 1, canvas, canvas)
 
@@ -678,12 +751,36 @@ def _streak_opacity(
         [batch, 1, height * supersample, width * supersample],
         align_corners=False,
     )
-    streaks = F.grid_sample(smeared, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0.0, 1.0)
+    streaks = F.grid_sample(smeared, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if any(layer.levels is not None for layer in layers):
+        streaks = _apply_levels(streaks, layers, column_weights.sum(dim=1), drop_probability)
+    streaks = streaks.clamp(0.0, 1.0)
     if supersample > 1:
         streaks = F.avg_pool2d(streaks, supersample)
     streaks = gaussian_blur(streaks, torch.tensor([layer.defocus for layer in layers], dtype=dtype))
     opacity = torch.tensor([layer.opacity for layer in layers], dtype=dtype, device=device)
     return streaks.clamp(0.0, 1.0) * opacity.view(batch, 1, 1, 1)
+
+
+def _apply_levels(
+    smeared: Tensor, layers: Sequence[StreakLayer], filter_sums: Tensor, drop_probability: Tensor
+) -> Tensor:
+    """``(B, 1, H, W)`` streaks of the layers with ``levels`` averaged and stretched (see
+    [`StreakLayer`][StreakLayer]); the other layers' streaks as they were."""
+    gain, offset = [], []
+    for layer, filter_sum, probability in zip(layers, filter_sums.tolist(), drop_probability.tolist()):
+        if layer.levels is None:
+            gain.append(1.0)
+            offset.append(0.0)
+            continue
+        black, white = layer.levels
+        # The smear sums the drops under the filter; its expected value is the filter's sum
+        # times the drops per cell times their mean brightness.
+        expected = max(filter_sum * probability * (1.0 + layer.min_brightness) / 2, 1e-12)
+        gain.append(1.0 / (expected * (white - black)))
+        offset.append(black / (white - black))
+    as_tensor = functools.partial(torch.tensor, dtype=smeared.dtype, device=smeared.device)
+    return smeared * as_tensor(gain).view(-1, 1, 1, 1) - as_tensor(offset).view(-1, 1, 1, 1)
 
 
 def _drop_light(image: Tensor, params: Sequence[RainParams], per_image: Callable[[Sequence[float]], Tensor]) -> Tensor:
