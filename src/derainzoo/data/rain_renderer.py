@@ -77,9 +77,7 @@ RAIN_PRESETS: dict[str, tuple[float, float]] = {
 about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (about 40-60/255,
 several directions plus a veil); ``medium`` lies between."""
 
-RainStyle = Literal[
-    "crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops", "noise_streaks"
-]
+RainStyle = Literal["crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops", "noise_streaks"]
 
 RAIN_STYLES: tuple[str, ...] = (
     "crossing",
