@@ -149,12 +149,13 @@ def rendered_rain_figure(train_set: PairedImageFolder, stem: str, real_folder: P
         ).rainy[0]
         for _, options in styles
     ]
+    per_row = len(renders) + 1  # as wide as the top row
     style_rows = [
         labelled_row(
-            [to_image(r) for r in styled[start : start + 4]],
-            [f"medium + {label}" for label, _ in styles[start : start + 4]],
+            [to_image(r) for r in styled[start : start + per_row]],
+            [f"medium + {label}" for label, _ in styles[start : start + per_row]],
         )
-        for start in range(0, len(styled), 4)
+        for start in range(0, len(styled), per_row)
     ]
     paths = folder_images(real_folder).images[: len(rendered) + 1]
     bottom = labelled_row([load_image(path).convert("RGB") for path in paths], [f"real rain ({p.name})" for p in paths])
