@@ -24,16 +24,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from derainzoo.data import PairedImageFolder
+from derainzoo.image_io import load_image
+
 RESIDUAL_FOLDER = "residual"
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 pixels of an image file; a file that is no image is named."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError) as error:
-        raise SystemExit(f"{path}: not a readable image ({error})") from error
+    """``(H, W, 3)`` uint8 pixels of an image file, decoded as training decodes it."""
+    return np.asarray(load_image(path).convert("RGB"))
 
 
 def image_files(folder: Path) -> dict[str, Path]:
@@ -45,15 +44,13 @@ def image_files(folder: Path) -> dict[str, Path]:
 
 def pack(source: Path, destination: Path) -> None:
     """Copy ``source/norain`` to ``destination/norain`` and write the residual of every
-    ``source/rain`` image to ``destination/residual``."""
-    rainy_files, clean_files = image_files(source / "rain"), image_files(source / "norain")
-    if set(rainy_files) != set(clean_files):
-        unmatched = sorted(set(rainy_files) ^ set(clean_files))
-        raise SystemExit(f"{source}: rain/ and norain/ must hold the same stems; unmatched: {unmatched[:10]}")
+    ``source/rain`` image to ``destination/residual``; the pairs are matched as training matches
+    them ([`PairedImageFolder`][derainzoo.data.PairedImageFolder])."""
+    pairs = PairedImageFolder(source).pairs
     shutil.copytree(source / "norain", destination / "norain", dirs_exist_ok=True)
     (destination / RESIDUAL_FOLDER).mkdir(parents=True, exist_ok=True)
-    for stem, rainy_path in tqdm(rainy_files.items(), desc="pack", unit="pair"):
-        rainy, clean = read_rgb(rainy_path), read_rgb(clean_files[stem])
+    for stem, (rainy_path, clean_path) in tqdm(pairs.items(), desc="pack", unit="pair"):
+        rainy, clean = read_rgb(rainy_path), read_rgb(clean_path)
         if rainy.shape != clean.shape:
             raise SystemExit(f"{stem}: rainy {rainy.shape} and clean {clean.shape} differ in size")
         # uint8 arithmetic wraps around: (rainy - clean) mod 256, undone exactly by clean + residual.
@@ -83,10 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     unpacking = commands.add_parser("unpack", help="FOLDER (norain/, residual/) -> FOLDER/rain/")
     unpacking.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "pack":
-        pack(args.source, args.destination)
-    else:
-        unpack(args.folder)
+    try:
+        if args.command == "pack":
+            pack(args.source, args.destination)
+        else:
+            unpack(args.folder)
+    except ValueError as error:  # a bad folder or file, named by the library
+        raise SystemExit(str(error)) from error
 
 
 if __name__ == "__main__":

@@ -488,8 +488,7 @@ def _add_style(
         while len(layers) < families:
             layers = [*layers, replace(layers[0], density=layers[0].density * uniform(0.5, 1.0))]
         return [
-            replace(layer, angle=max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angles[index % families] + uniform(-2, 2))))
-            for index, layer in enumerate(layers)
+            replace(layer, angle=_jittered(angles[index % families], uniform)) for index, layer in enumerate(layers)
         ]
     if style == "opaque":
         params["streak_light"] = uniform(0.95, 1.0)
@@ -531,7 +530,7 @@ def _add_style(
             black = uniform(0.8, 1.6)
             noise_layers.append(
                 StreakLayer(
-                    angle=max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angle + uniform(-2.0, 2.0))),
+                    angle=_jittered(angle, uniform),
                     length=uniform(20.0, 80.0),
                     width=width,
                     # 5-30% of the canvas cells hold a drop: a dense noise layer.
@@ -552,6 +551,11 @@ def _family_angles(families: int, uniform: Callable[[float, float], float], wind
     spacing = uniform(20.0, 40.0)
     centre = max(-CROSSING_SPREAD + spacing, min(CROSSING_SPREAD - spacing, wind))
     return [centre + (family - (families - 1) / 2) * spacing for family in range(families)]
+
+
+def _jittered(angle: float, uniform: Callable[[float, float], float]) -> float:
+    """``angle`` give or take 2 degrees, within the families' spread."""
+    return max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angle + uniform(-2.0, 2.0)))
 
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
