@@ -24,8 +24,10 @@ from derainzoo.data import (
 from derainzoo.data.rain_renderer import (
     CROSSING_SPREAD,
     FIRST_RELEASE_STYLES,
+    MAX_STEEP_ANGLE,
     MAX_WIND_ANGLE,
     RAIN_STYLES,
+    STEEP_WIND,
     gaussian_blur,
 )
 
@@ -557,6 +559,44 @@ def test_noise_streak_levels_stretch_the_average_from_black_to_white() -> None:
     torch.testing.assert_close(plain, torch.full_like(plain, 0.8))  # the plain smear saturates
 
 
+@pytest.mark.parametrize("strength", ["light", 0.5, "heavy"])
+def test_steep_turns_the_whole_rain_by_one_angle_to_the_winds_side(strength: float | str) -> None:
+    """The same layers, every one turned by the same angle, so that the wind ends in 40-75 degrees;
+    crossing families keep their spacing."""
+    low, high = STEEP_WIND
+    for seed in range(30):
+        for others in ([], ["crossing"], ["curtain", "noise_streaks"]):
+            upright = sample_rain_params(strength, generator(seed), styles=others)
+            steep = sample_rain_params(strength, generator(seed), styles=[*others, "steep"])
+            assert len(steep.layers) == len(upright.layers) and steep.styles == (*upright.styles, "steep")
+            for before, after in zip(upright.layers, steep.layers, strict=True):
+                assert replace(after, angle=before.angle) == before
+            turns = [after.angle - before.angle for before, after in zip(upright.layers, steep.layers, strict=True)]
+            unclamped = [
+                turn for turn, layer in zip(turns, steep.layers, strict=True) if abs(layer.angle) < MAX_STEEP_ANGLE
+            ]
+            assert unclamped and max(unclamped) - min(unclamped) < 1e-9
+            if not others:
+                # Plain rain: the layers lean within 2 + 6 x strength degrees of the wind.
+                spread = 8.0
+                angles = [layer.angle for layer in steep.layers]
+                side = math.copysign(1.0, angles[0])
+                assert all(math.copysign(1.0, angle) == side for angle in angles)
+                assert all(low - spread <= abs(angle) <= min(high + spread, MAX_STEEP_ANGLE) for angle in angles)
+            assert all(abs(layer.angle) <= MAX_STEEP_ANGLE for layer in steep.layers)
+
+
+def test_steep_winds_cover_their_interval_on_both_sides() -> None:
+    winds = [sample_rain_params(0.0, generator(seed), styles=["steep"]).layers[0].angle for seed in range(200)]
+    low, high = STEEP_WIND
+    # Strength 0: one layer, the wind give or take 2 degrees.
+    assert all(low - 2.0 <= abs(wind) <= high + 2.0 for wind in winds)
+    negative = [wind for wind in winds if wind < 0]
+    positive = [wind for wind in winds if wind > 0]
+    assert min(negative) < -(high - 5.0) and max(negative) > -(low + 5.0)
+    assert max(positive) > high - 5.0 and min(positive) < low + 5.0
+
+
 def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() -> None:
     """Values recorded with the seven styles of the first release; the fixed ``val_styles`` sets
     of training runs rely on them."""
@@ -569,9 +609,9 @@ def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() 
     for seed in range(20):
         without = sample_rain_params(0.6, generator(seed), style_probability=first_release)
         explicit_zero = sample_rain_params(
-            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0}
+            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0}
         )
-        assert explicit_zero == without and "noise_streaks" not in without.styles
+        assert explicit_zero == without and not {"noise_streaks", "steep"} & set(without.styles)
 
 
 def test_random_style_sampler_mixes_every_style() -> None:
