@@ -148,9 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
-        "splashes, lens drops, noise streaks); above 0 also validates on a fixed set of medium rain with the "
-        "first seven styles (val_styles). Runs from before noise streaks existed drew their rain as "
-        "--rain-style noise_streaks=0 does",
+        "splashes, lens drops, noise streaks, steep); above 0 also validates on a fixed set of medium rain with "
+        "the first seven styles (val_styles). Runs from before a later style existed drew their rain as "
+        "--rain-style noise_streaks=0 --rain-style steep=0 does",
     )
     parser.add_argument(
         "--rain-style",
