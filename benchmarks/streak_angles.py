@@ -102,6 +102,7 @@ def main() -> int:
     model = derainzoo.create_model(args.model, pretrained=args.weights is None, weights=args.weights).eval()
     pairs = PairedImageFolder(args.data, stems=args.stems)
     pairs.check_whole_images("streak_angles.py")
+    cleans = [pairs[index][1][None] for index in range(len(pairs))]  # read once, rained on once per row
     styles = dict.fromkeys(args.style, 1.0)
     drawn = [
         sample_rain_params(
@@ -110,19 +111,17 @@ def main() -> int:
             camera_effects=False,
             style_probability=styles,
         )
-        for index in range(len(pairs))
+        for index in range(len(cleans))
     ]
     rows = []
     for angles in tqdm(families, desc="direction sets", unit="set"):
         scores = {"input psnr": [], "psnr": [], "mean error": []}
-        for index in range(len(pairs)):
-            _, clean, _ = pairs[index]
-            clean = clean[None]
+        for index, clean in enumerate(cleans):
             # The drops are drawn from the same generator for every row: only the directions change.
             rendered = render_rain(
                 clean, turned(drawn[index], angles), torch.Generator().manual_seed(args.seed + index)
             )
-            rainy = quantize(rendered.rainy.clamp(0, 1))
+            rainy = quantize(rendered.rainy)
             with torch.inference_mode():
                 output = quantize(derain(rainy, model, tile_size=0, scale=None).float())
             scores["input psnr"].append(psnr_y(rainy, clean).item())

@@ -381,7 +381,7 @@ def sample_rain_params(
 
     def layer_angle(spread: float) -> float:
         """The wind angle give or take up to ``spread`` degrees: layers lean slightly differently."""
-        return max(-MAX_WIND_ANGLE, min(MAX_WIND_ANGLE, wind + uniform(-1.0, 1.0) * spread))
+        return _clamped_angle(wind + uniform(-1.0, 1.0) * spread, MAX_WIND_ANGLE)
 
     layers = []
     for depth in depths:
@@ -479,6 +479,12 @@ def style_probabilities(style_probability: float | Mapping[str, float]) -> dict[
 CROSSING_SPREAD = 60.0
 """Largest angle from the vertical, in degrees, of a family of the ``crossing`` style."""
 
+STEEP_WIND = (40.0, 75.0)
+"""Interval of the wind angle from the vertical, in degrees, of the ``steep`` style."""
+
+MAX_STEEP_ANGLE = 85.0
+"""Largest angle from the vertical, in degrees, of a layer the ``steep`` style turns."""
+
 
 def _add_style(
     style: str,
@@ -553,30 +559,26 @@ def _add_style(
         # Turn everything by one angle so that crossing families keep their spacing and layers
         # their spread; the side stays the wind's.
         turn = math.copysign(uniform(*STEEP_WIND), wind) - wind
-        return [
-            replace(layer, angle=max(-MAX_STEEP_ANGLE, min(MAX_STEEP_ANGLE, layer.angle + turn))) for layer in layers
-        ]
+        return [replace(layer, angle=_clamped_angle(layer.angle + turn, MAX_STEEP_ANGLE)) for layer in layers]
     return layers
-
-
-STEEP_WIND = (40.0, 75.0)
-"""Interval of the wind angle from the vertical, in degrees, of the ``steep`` style."""
-
-MAX_STEEP_ANGLE = 85.0
-"""Largest angle from the vertical, in degrees, of a layer the ``steep`` style turns."""
 
 
 def _family_angles(families: int, uniform: Callable[[float, float], float], wind: float) -> list[float]:
     """Directions of ``families`` streak families 20-40 degrees apart, centred on the wind where
     the spread allows."""
     spacing = uniform(20.0, 40.0)
-    centre = max(-CROSSING_SPREAD + spacing, min(CROSSING_SPREAD - spacing, wind))
+    centre = _clamped_angle(wind, CROSSING_SPREAD - spacing)
     return [centre + (family - (families - 1) / 2) * spacing for family in range(families)]
 
 
 def _jittered(angle: float, uniform: Callable[[float, float], float]) -> float:
     """``angle`` give or take 2 degrees, within the families' spread."""
-    return max(-CROSSING_SPREAD, min(CROSSING_SPREAD, angle + uniform(-2.0, 2.0)))
+    return _clamped_angle(angle + uniform(-2.0, 2.0), CROSSING_SPREAD)
+
+
+def _clamped_angle(angle: float, limit: float) -> float:
+    """``angle`` brought into ``[-limit, limit]`` degrees."""
+    return max(-limit, min(limit, angle))
 
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
