@@ -148,9 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
-        "splashes, lens drops, noise streaks, steep); above 0 also validates on a fixed set of medium rain with "
-        "the first seven styles (val_styles). Runs from before a later style existed drew their rain as "
-        "--rain-style noise_streaks=0 --rain-style steep=0 does",
+        "splashes, lens drops, noise streaks, steep, wide); above 0 also validates on a fixed set of medium rain "
+        "with the first seven styles (val_styles). Runs from before a later style existed drew their rain as "
+        "--rain-style STYLE=0 for each later style does",
     )
     parser.add_argument(
         "--rain-style",
@@ -183,6 +183,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "photos_change (per photo as photos_change_each), a guard against a model that stops removing real rain; "
         "best_ema never depends on it "
         "(an export rule may refuse weights whose change fell)",
+    )
+    parser.add_argument(
+        "--val-set",
+        type=val_set_argument,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="one more validation set (repeatable): a paired folder (rain/ + norain/), e.g. rain of a new style "
+        "written by derainzoo.data.write_rendered_pairs; scored and logged as NAME at every validation and "
+        "counted in the mean that picks best_ema like the built-in sets",
     )
     parser.add_argument(
         "--keep-validated",
@@ -224,6 +234,19 @@ def style_probability_argument(text: str) -> tuple[str, float]:
         return style, probability_argument(probability)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected STYLE=P with P in [0, 1], got {text!r}") from None
+
+
+BUILT_IN_VAL_SETS = ("val", "val_heavy", "val_styles")
+
+
+def val_set_argument(text: str) -> tuple[str, Path]:
+    """``NAME=DIR`` of ``--val-set`` as ``(name, folder)``."""
+    name, _, folder = text.partition("=")
+    if not (name.isidentifier() and folder):
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR with NAME a word such as val_wide, got {text!r}")
+    if name in BUILT_IN_VAL_SETS:
+        raise argparse.ArgumentTypeError(f"{name!r} is a built-in validation set; choose another name")
+    return name, Path(folder)
 
 
 def training_style_probabilities(args: argparse.Namespace) -> dict[str, float]:
@@ -513,6 +536,13 @@ def build_data(
             dist.barrier()
         for name in rendered:
             val_sets[name] = PairedImageFolder(args.out / name, cache=True)
+    for name, folder in args.val_set:
+        if name in val_sets:
+            raise SystemExit(f"--val-set {name}={folder}: the name {name!r} is taken; give each set its own")
+        try:
+            val_sets[name] = PairedImageFolder(folder, cache=True)
+        except ValueError as error:
+            raise SystemExit(f"--val-set {name}={folder}: {error}") from None
     sampler = DistributedSampler(
         train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True
     )

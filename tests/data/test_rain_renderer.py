@@ -28,6 +28,7 @@ from derainzoo.data.rain_renderer import (
     MAX_WIND_ANGLE,
     RAIN_STYLES,
     STEEP_WIND,
+    WIDE_FACTOR,
     gaussian_blur,
 )
 
@@ -597,6 +598,51 @@ def test_steep_winds_cover_their_interval_on_both_sides() -> None:
     assert max(positive) > high - 5.0 and min(positive) < low + 5.0
 
 
+@pytest.mark.parametrize("strength", ["light", 0.5, "heavy"])
+def test_wide_enlarges_the_whole_rain_by_one_factor(strength: float | str) -> None:
+    """The same layers (crossing families and curtains included), every one resized by one factor
+    in ``WIDE_FACTOR``: longer, wider and more defocused streaks, fewer of them per pixel."""
+    low, high = WIDE_FACTOR
+    factors = []
+    for seed in range(30):
+        for others in ([], ["crossing"], ["curtain", "noise_streaks", "steep"]):
+            plain = sample_rain_params(strength, generator(seed), styles=others)
+            wide = sample_rain_params(strength, generator(seed), styles=[*others, "wide"])
+            assert wide.styles == (*plain.styles, "wide")
+            assert replace(wide, layers=plain.layers, styles=plain.styles) == plain
+            factor = wide.layers[0].width / plain.layers[0].width
+            assert low <= factor <= high
+            for after, expected in zip(wide.layers, (layer.resized(factor) for layer in plain.layers), strict=True):
+                sizes = ("length", "width", "density", "defocus")
+                assert replace(after, **{name: getattr(expected, name) for name in sizes}) == expected
+                assert [getattr(after, name) for name in sizes] == pytest.approx(
+                    [getattr(expected, name) for name in sizes]
+                )
+            factors.append(factor)
+    assert max(factors) - min(factors) > 0.5 * (high - low)
+
+
+def test_wide_streaks_cover_the_same_share_of_the_frame_with_thicker_streaks() -> None:
+    """What the style claims on rendered images: about the same mean added brightness (within
+    30 %: the thin streaks, more of them, overlap and saturate more), made of streaks that are
+    wider across their direction (the autocorrelation of the rain layer across vertical streaks
+    falls off over more columns)."""
+    clean = torch.zeros(1, 3, 256, 256)
+    layer = StreakLayer(angle=0.0, length=30.0, width=1.5, density=0.004, opacity=0.9, min_brightness=0.9)
+    params = RainParams(layers=(layer,), streak_light=1.0)
+    thin = render_rain(clean, params, generator(3)).rainy[0, 0]
+    thick = render_rain(clean, replace(params, layers=(layer.resized(3.0),)), generator(3)).rainy[0, 0]
+    assert thick.mean().item() == pytest.approx(thin.mean().item(), rel=0.3)
+
+    def width_of_streaks(rain: torch.Tensor) -> int:
+        """Columns over which the horizontal autocorrelation stays above half its peak."""
+        rows = rain - rain.mean(dim=1, keepdim=True)
+        correlation = [(rows[:, : rows.shape[1] - shift] * rows[:, shift:]).mean().item() for shift in range(20)]
+        return next(shift for shift, value in enumerate(correlation) if value < 0.5 * correlation[0])
+
+    assert width_of_streaks(thick) >= 2 * width_of_streaks(thin)
+
+
 def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() -> None:
     """Values recorded with the seven styles of the first release; the fixed ``val_styles`` sets
     of training runs rely on them."""
@@ -609,9 +655,9 @@ def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() 
     for seed in range(20):
         without = sample_rain_params(0.6, generator(seed), style_probability=first_release)
         explicit_zero = sample_rain_params(
-            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0}
+            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0, "wide": 0.0}
         )
-        assert explicit_zero == without and not {"noise_streaks", "steep"} & set(without.styles)
+        assert explicit_zero == without and not {"noise_streaks", "steep", "wide"} & set(without.styles)
 
 
 def test_random_style_sampler_mixes_every_style() -> None:

@@ -244,6 +244,29 @@ def test_keep_validated_writes_the_ema_of_every_validation(tmp_path) -> None:
         assert errors["003"] == pytest.approx(expected["003"], abs=2e-3)
 
 
+def test_extra_val_sets_are_scored_and_logged_and_bad_ones_named(tmp_path, capsys) -> None:
+    write_paired_folder(tmp_path / "data", count=4)
+    write_paired_folder(tmp_path / "wide", count=2)
+    out = tmp_path / "run"
+    arguments = ["--data", str(tmp_path / "data"), "--out", str(out), "--steps", "2", *COMMON, "--val-every", "2"]
+    load_script().main([*arguments, "--keep-validated", "--val-set", f"val_wide={tmp_path / 'wide'}"])
+    (record,) = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val_psnr" in line]
+    model = derainzoo.create_model("dual_stage_derain_tiny", weights=out / "ema_step000002.safetensors")
+    expected = evaluate(model, PairedImageFolder(tmp_path / "wide"), progress=False)
+    assert record["val_wide_psnr"] == pytest.approx(expected.psnr, abs=1e-3)
+    assert record["val_wide_error_each"].keys() == {"000", "001"}
+    script = load_script()
+    for bad, message in (("val=x", "built-in"), ("2x=dir", "NAME=DIR"), ("wide", "NAME=DIR")):
+        with pytest.raises(SystemExit):
+            script.parse_args(["--data", "d", "--out", "o", "--val-set", bad])
+        assert message in capsys.readouterr().err
+    taken = [f"val_wide={tmp_path / 'wide'}", f"val_wide={tmp_path / 'data'}"]
+    with pytest.raises(SystemExit, match="the name 'val_wide' is taken"):
+        script.main([*arguments, "--out", str(tmp_path / "taken"), *(f"--val-set={value}" for value in taken)])
+    with pytest.raises(SystemExit, match="--val-set val_none=.*not a folder"):
+        script.main([*arguments, "--out", str(tmp_path / "none"), "--val-set", f"val_none={tmp_path / 'missing'}"])
+
+
 def test_starting_weights_are_validated_as_step_zero_once(tmp_path) -> None:
     write_paired_folder(tmp_path / "data", count=4)
     common = ["--data", str(tmp_path / "data"), "--steps", "2", *COMMON]

@@ -30,8 +30,8 @@ named preset (``"light"``, ``"medium"``, ``"heavy"``), and [`render_rain`][rende
 Its ``styles`` and ``style_probability`` widen the physical presets for domain randomisation
 (see [`RAIN_STYLES`][RAIN_STYLES]): streak families crossing at clearly different angles, opaque
 saturated streaks, long soft low-contrast curtains, a global haze, rain coloured by the scene
-light, splashes, drops on the lens, and the motion-blurred noise of the Photoshop recipe that
-synthetic heavy-rain sets are drawn with.
+light, splashes, drops on the lens, the motion-blurred noise of the Photoshop recipe that
+synthetic heavy-rain sets are drawn with, steep wind-driven rain, and thick streaks.
 """
 
 from __future__ import annotations
@@ -78,7 +78,16 @@ about 5-6/255, one direction, no veil); ``heavy`` matches the Rain100H family (a
 several directions plus a veil); ``medium`` lies between."""
 
 RainStyle = Literal[
-    "crossing", "opaque", "curtain", "haze", "scene_light", "splashes", "lens_drops", "noise_streaks", "steep"
+    "crossing",
+    "opaque",
+    "curtain",
+    "haze",
+    "scene_light",
+    "splashes",
+    "lens_drops",
+    "noise_streaks",
+    "steep",
+    "wide",
 ]
 
 RAIN_STYLES: tuple[str, ...] = (
@@ -91,6 +100,7 @@ RAIN_STYLES: tuple[str, ...] = (
     "lens_drops",
     "noise_streaks",
     "steep",
+    "wide",
 )
 """The styles [`sample_rain_params`][sample_rain_params] can add to the physical rain of a strength, each
 aimed at rain that the physical presets miss:
@@ -112,7 +122,12 @@ aimed at rain that the physical presets miss:
 * ``steep``: the whole rain (every streak layer, crossing families and curtains included) turned
   so that the wind blows at 40-75 degrees from the vertical instead of the physical presets'
   ``+-MAX_WIND_ANGLE``, on the side the wind was drawn: wind-driven rain, which the
-  ``streak_angles.py`` benchmark showed a model trained without it leaves in place.
+  ``streak_angles.py`` benchmark showed a model trained without it leaves in place;
+* ``wide``: the whole rain drawn ``f = U(1.5, 4)`` times as large (every streak layer ``f`` times
+  as long, wide and defocused, ``1 / f^2`` times as many drops per pixel, so the same share of
+  the frame is covered; see ``StreakLayer.resized``): the thick streaks, several pixels wide,
+  of synthetic heavy sets drawn over small images, which a model trained without it leaves
+  partly in place, their added brightness with them.
 """
 
 FIRST_RELEASE_STYLES: tuple[str, ...] = RAIN_STYLES[:7]
@@ -485,6 +500,9 @@ STEEP_WIND = (40.0, 75.0)
 MAX_STEEP_ANGLE = 85.0
 """Largest angle from the vertical, in degrees, of a layer the ``steep`` style turns."""
 
+WIDE_FACTOR = (1.5, 4.0)
+"""Interval of the factor by which the ``wide`` style enlarges the whole rain."""
+
 
 def _add_style(
     style: str,
@@ -560,6 +578,9 @@ def _add_style(
         # their spread; the side stays the wind's.
         turn = math.copysign(uniform(*STEEP_WIND), wind) - wind
         return [replace(layer, angle=_clamped_angle(layer.angle + turn, MAX_STEEP_ANGLE)) for layer in layers]
+    if style == "wide":
+        factor = uniform(*WIDE_FACTOR)
+        return [layer.resized(factor) for layer in layers]
     return layers
 
 
