@@ -1,7 +1,10 @@
-"""Which streak directions a model takes out: the same rain, turned to each direction in turn.
+"""Which streak directions and sizes a model takes out: the same rain, turned to each direction
+and enlarged to each size in turn.
 
     python benchmarks/streak_angles.py --data ../shared/data/Rain100L_train --style opaque
     python benchmarks/streak_angles.py --data Rain100L_train --weights ckpt.safetensors --family 0 --family=-30,5
+    python benchmarks/streak_angles.py --data Rain100L_train --strength medium --style opaque \
+        --family=-20,15 --size 1 --size 2 --size 3
 
 Rain is drawn once per background (``sample_rain_params(--strength, seed + k, styles at
 probability 1)``, no camera effects) and rendered once per direction set of ``--family``: every
@@ -11,7 +14,10 @@ where the rain has fewer layers than the set has angles (as the ``crossing`` sty
 directions change between rows: the drops, their brightness and the veil are the same, so a row
 that scores lower shows directions the model has not learned, not harder rain. The rain renderer
 draws the wind in ``+-MAX_WIND_ANGLE`` degrees and the ``crossing`` families in
-``+-CROSSING_SPREAD`` (the note under the table gives both).
+``+-CROSSING_SPREAD`` (the note under the table gives both). With ``--size``, each direction set is
+also rendered with every layer enlarged by each factor (``StreakLayer.resized``: as many times as
+long, wide and defocused, with fewer drops so that the same share of the frame is covered; the
+``wide`` style draws it in ``WIDE_FACTOR``).
 
 Per row: the Y-channel PSNR of the rainy input and of the output as ``derainzoo eval`` computes it
 (8-bit rounding, whole image) and the mean error (output - clean, levels of 255, negative =
@@ -59,14 +65,26 @@ def parse_family(text: str) -> tuple[float, ...]:
     return angles
 
 
-def turned(params: RainParams, angles: tuple[float, ...]) -> RainParams:
+def positive_factor(text: str) -> float:
+    """A size factor of ``--size``: a number above 0."""
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        raise argparse.ArgumentTypeError(f"a size is a factor above 0, e.g. 2; got {text!r}")
+    return factor
+
+
+def turned(params: RainParams, angles: tuple[float, ...], size: float = 1.0) -> RainParams:
     """``params`` with streak layer ``i`` turned to ``angles[i % len(angles)]``, the first layer copied
-    until there is one layer per angle."""
+    until there is one layer per angle, and every layer ``size`` times as large."""
     layers = list(params.layers)
     while len(layers) < len(angles):
         layers.append(layers[0])
     return replace(
-        params, layers=tuple(replace(layer, angle=angles[i % len(angles)]) for i, layer in enumerate(layers))
+        params,
+        layers=tuple(replace(layer, angle=angles[i % len(angles)]).resized(size) for i, layer in enumerate(layers)),
     )
 
 
@@ -91,6 +109,14 @@ def main() -> int:
         help="a direction set, one row, repeatable: an angle, or angles joined by commas for crossing families; "
         f"write a negative one as --family=-30,5 (default: {' '.join(DEFAULT_FAMILIES)})",
     )
+    parser.add_argument(
+        "--size",
+        action="append",
+        dest="sizes",
+        type=positive_factor,
+        help="a size factor, repeatable: every direction set is also rendered with its layers this many times as "
+        "large (default: 1, the rain as drawn)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the first background's rain")
     parser.add_argument("--model", default="dual_stage_derain")
     parser.add_argument("--weights", type=Path, help="a safetensors file (default: the bundled weights)")
@@ -114,12 +140,13 @@ def main() -> int:
         for index in range(len(cleans))
     ]
     rows = []
-    for angles in tqdm(families, desc="direction sets", unit="set"):
+    sizes = args.sizes or [1.0]
+    for angles, size in tqdm([(a, f) for a in families for f in sizes], desc="direction sets x sizes", unit="row"):
         scores = {"input psnr": [], "psnr": [], "mean error": []}
         for index, clean in enumerate(cleans):
-            # The drops are drawn from the same generator for every row: only the directions change.
+            # The drops are drawn from the same generator for every row: only the directions and sizes change.
             rendered = render_rain(
-                clean, turned(drawn[index], angles), torch.Generator().manual_seed(args.seed + index)
+                clean, turned(drawn[index], angles, size), torch.Generator().manual_seed(args.seed + index)
             )
             rainy = quantize(rendered.rainy)
             with torch.inference_mode():
@@ -130,6 +157,7 @@ def main() -> int:
         rows.append(
             {
                 "directions": " / ".join(f"{angle:+g}" for angle in angles),
+                "size": size,
                 **{name: round(float(np.mean(values)), 2) for name, values in scores.items()},
             }
         )

@@ -1,4 +1,4 @@
-"""streak_angles.py turns every streak layer, and only the directions change."""
+"""streak_angles.py turns and resizes every streak layer, and only the directions and sizes change."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from derainzoo.data.rain_renderer import RainParams, StreakLayer, render_rain, sample_rain_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from streak_angles import parse_family, turned  # noqa: E402
+from streak_angles import parse_family, positive_factor, turned  # noqa: E402
 
 
 def test_parse_family() -> None:
@@ -32,6 +32,19 @@ def test_turned_sets_directions_cyclically_and_nothing_else() -> None:
     for before, after in zip(params.layers, result.layers, strict=True):
         assert dataclasses.replace(after, angle=before.angle) == before
     assert dataclasses.replace(result, layers=params.layers) == params
+
+
+def test_turned_to_a_size_resizes_every_layer_and_nothing_else() -> None:
+    params = sample_rain_params("heavy", torch.Generator().manual_seed(3), camera_effects=False)
+    result = turned(params, (-20.0, 15.0), size=2.5)
+    plain = turned(params, (-20.0, 15.0))
+    assert result.layers == tuple(layer.resized(2.5) for layer in plain.layers)
+    assert [layer.width for layer in result.layers] == pytest.approx([2.5 * layer.width for layer in plain.layers])
+    assert dataclasses.replace(result, layers=params.layers) == params
+    assert positive_factor("2") == 2.0
+    for bad in ("0", "-1", "x", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="a size is a factor above 0"):
+            positive_factor(bad)
 
 
 def test_light_rain_gets_one_layer_per_angle() -> None:
