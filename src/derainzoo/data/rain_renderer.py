@@ -41,7 +41,7 @@ import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -90,18 +90,7 @@ RainStyle = Literal[
     "wide",
 ]
 
-RAIN_STYLES: tuple[str, ...] = (
-    "crossing",
-    "opaque",
-    "curtain",
-    "haze",
-    "scene_light",
-    "splashes",
-    "lens_drops",
-    "noise_streaks",
-    "steep",
-    "wide",
-)
+RAIN_STYLES: tuple[str, ...] = get_args(RainStyle)
 """The styles [`sample_rain_params`][sample_rain_params] can add to the physical rain of a strength, each
 aimed at rain that the physical presets miss:
 
