@@ -23,7 +23,10 @@ verdict of the rule on each, then the pick. A validation qualifies when
 
 The pick is the qualifying validation with the best mean; if none qualifies the start stays (exit
 status 0 either way: refusing is an answer). ``--start-log`` reads the step-0 record from another
-log, for a run started before ``train.py`` logged one.
+log: for a run started before ``train.py`` logged one, or to judge the weights a run started from
+(a blend scored by a one-step run, ``rain_mix`` card, phases 30-34) against the weights before
+them. The run's own step 0 is then a candidate like its other validations, and the start's row
+reads ``0 (start)``.
 """
 
 from __future__ import annotations
@@ -169,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     best = None
-    for record in [start, *(record for record in validations if record["step"] != 0)]:
+    # The run's own step 0 is its start, unless the start comes from another log.
+    candidates = [record for record in validations if args.start_log or record["step"] != 0]
+    for record in [start, *candidates]:
         is_start = record is start
         reasons = (
             [] if is_start else refusals(record, start, floors, args.photo_tolerance, error_sets, args.error_tolerance)
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             best = record
         verdict = "start" if is_start else "; ".join(reasons) or "qualifies"
         cells = [
-            str(record["step"]),
+            f"{record['step']} (start)" if is_start else str(record["step"]),
             *(f"{record[f'{name}_psnr']:.2f}" for name in names),
             *([f"{record['photos_change']:.2f}" if "photos_change" in record else "-"] if photos else []),
             f"{mean_psnr(record):.2f}",

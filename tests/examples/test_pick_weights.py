@@ -31,11 +31,15 @@ def write_log(folder: Path, records: list[dict]) -> Path:
     return folder
 
 
-def verdicts(output: str) -> dict[int, str]:
+def verdicts(output: str) -> dict[int | str, str]:
+    """The verdict of each row: keyed by step, the start's row by ``"start"``."""
     rows = [
         line.split(" | ") for line in output.splitlines() if line.startswith("| ") and not line.startswith("| step")
     ]
-    return {int(row[0].removeprefix("| ")): row[-1].removesuffix(" |") for row in rows}
+    steps = [row[0].removeprefix("| ") for row in rows]
+    return {
+        "start" if step.endswith("(start)") else int(step): row[-1].removesuffix(" |") for step, row in zip(steps, rows)
+    }
 
 
 def pick(capsys, run: Path, *arguments: str) -> tuple[dict[int, str], str]:
@@ -60,7 +64,7 @@ def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, cap
         ],
     )
     found, output = pick(capsys, run, "--floor", "val=35.0")
-    assert found[0] == "start"
+    assert found["start"] == "start" and 0 not in found
     assert found[500] == "mean not above the start's"
     assert found[1000] == "val below 35"
     assert found[1500] == "photos change below the start's"
@@ -128,9 +132,19 @@ def test_the_start_comes_from_another_log_for_older_runs(tmp_path, capsys) -> No
     with pytest.raises(SystemExit, match="no step-0 record"):
         load_script().main([str(old_run)])
     found, _ = pick(capsys, old_run, "--start-log", str(start / "log.jsonl"))
-    assert found[0] == "start" and found[500] == "qualifies"
+    assert found["start"] == "start" and found[500] == "qualifies"
     # Without the photos the photo guard cannot pass.
     assert found[1000] == "photos not watched"
+
+
+def test_a_blend_is_judged_by_the_step_0_of_its_one_step_run(tmp_path, capsys) -> None:
+    start = write_log(tmp_path / "start", [record(0, 35.5, 25.5, {"a": 20.0})])
+    # A one-step run from a blend: its step 0 is the blend itself, step 1 one update later.
+    blend = write_log(tmp_path / "blend", [record(0, 35.4, 25.7, {"a": 19.0}), record(1, 35.6, 25.7, {"a": 21.0})])
+    found, output = pick(capsys, blend, "--start-log", str(start / "log.jsonl"))
+    assert found == {"start": "start", 0: found[0], 1: "qualifies"}
+    assert "photos change below the start's" in found[0]
+    assert "pick: step 1 " in output
 
 
 @pytest.mark.parametrize(
