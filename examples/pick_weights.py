@@ -24,7 +24,7 @@ verdict of the rule on each, then the pick. A validation qualifies when
 The pick is the qualifying validation with the best mean; if none qualifies the start stays (exit
 status 0 either way: refusing is an answer). ``--start-log`` reads the step-0 record from another
 log: for a run started before ``train.py`` logged one, or to judge the weights a run started from
-(a blend scored by a one-step run, ``rain_mix`` card, phases 30-34) against the weights before
+(a blend scored by a one-step run, ``rain_mix`` card, phases 27, 30 and 34) against the weights before
 them. The run's own step 0 is then a candidate like its other validations, and the start's row
 reads ``0 (start)``.
 """
