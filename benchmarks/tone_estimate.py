@@ -13,8 +13,10 @@ with haze, heavy with haze and curtains, medium with every style at 0.5), each o
 per-channel offset ``mean(clean - output)`` is the target, and the features are the mean and
 standard deviation over pixels of every channel of the bottleneck (the last ``feature_info``
 stage) and of the last head's input (``forward_features``): what a head on pooled features
-sees. A ridge regression per ``--ridge`` strength (features standardised, intercept free) maps
-features to offsets; each held-out set is scored with the estimated offset added to every output
+sees. A weighted ridge regression per ``--ridge`` strength and ``--own-weight`` (the weight of
+each of the data's own rainy images against 1 for a rendered one; 5 gives the own rain half the
+fit, as ``examples/train.py --real-fraction 0.5`` trains; features standardised, intercept free)
+maps features to offsets; each held-out set is scored with the estimated offset added to every output
 (then clamped and rounded, as ``derainzoo eval`` scores; the last ``--holdout`` pairs of ``--data``
 are always one of them, ``own val``): Y PSNR and the mean absolute mean error (levels of
 255) before -> after, and the image whose brightness the estimate moves most. Outputs come from
@@ -25,6 +27,7 @@ of fp32 here). Writes ``benchmarks/results/<tag>.{csv,md}``.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +82,26 @@ def derain_folder(model: nn.Module, hooks: PooledFeatures, folder: Path, stems: 
     return rows
 
 
-def fit_ridge(features: Tensor, targets: Tensor, strength: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Ridge regression on standardised features with a free intercept: ``(weights, mean, std)``."""
+def fit_ridge(
+    features: Tensor, targets: Tensor, strength: float, sample_weights: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Weighted ridge regression on standardised features with a free intercept.
+
+    Args:
+        features: ``(N, F)``.
+        targets: ``(N, 3)``.
+        strength: the ridge penalty on every weight but the intercept.
+        sample_weights: ``(N,)`` weight of each sample in the squared error; default all 1.
+
+    Returns:
+        ``(weights, mean, std)`` for [`estimate_offsets`][estimate_offsets].
+    """
     mean, std = features.mean(0), features.std(0) + 1e-6
     design = torch.cat([(features - mean) / std, torch.ones(len(features), 1, dtype=features.dtype)], 1)
+    weighted = design if sample_weights is None else design * sample_weights[:, None]
     penalty = strength * torch.eye(design.shape[1], dtype=design.dtype)
     penalty[-1, -1] = 0
-    return torch.linalg.solve(design.T @ design + penalty, design.T @ targets), mean, std
+    return torch.linalg.solve(weighted.T @ design + penalty, weighted.T @ targets), mean, std
 
 
 def estimate_offsets(features: Tensor, weights: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -116,6 +132,9 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=10, help="the last N pairs of --data: the own val set")
     parser.add_argument("--val-set", action="append", default=[], metavar="NAME=FOLDER", help="more held-out sets")
     parser.add_argument("--ridge", type=float, nargs="+", default=[30.0, 300.0, 3000.0], help="ridge strengths")
+    parser.add_argument(
+        "--own-weight", type=float, nargs="+", default=[1.0, 5.0], help="fit weights of the data's own rainy images"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/tone_estimate"), help="where fit sets are rendered")
     parser.add_argument("--model", default="dual_stage_derain")
     parser.add_argument("--weights", type=Path, help="a safetensors file (default: the bundled weights)")
@@ -135,7 +154,11 @@ def main() -> int:
         clean_pairs = PairedImageFolder(args.data, stems=stems)
         write_rendered_pairs(clean_pairs, folder, strength, seed=1000 * (index + 1), style_probability=styles)
         fit_folders[name] = folder
-    fit_rows = [row for folder in fit_folders.values() for row in derain_folder(model, hooks, folder, stems)]
+    fit_rows = [
+        dict(row, own=folder == args.data)
+        for folder in fit_folders.values()
+        for row in derain_folder(model, hooks, folder, stems)
+    ]
     for row in fit_rows:
         row["target"] = (row["clean"] - row["output"].clamp(0, 1)).mean((0, 2, 3)).double()
         del row["output"], row["clean"]
@@ -148,14 +171,16 @@ def main() -> int:
         name, _, folder = entry.partition("=")
         val_rows[name] = derain_folder(model, hooks, Path(folder), None)
     results = []
-    for strength in args.ridge:
-        weights, mean, std = fit_ridge(features, targets, strength)
+    own = torch.tensor([row["own"] for row in fit_rows])
+    for own_weight, strength in itertools.product(args.own_weight, args.ridge):
+        weights, mean, std = fit_ridge(features, targets, strength, torch.where(own, own_weight, 1.0).double())
         fit_error = (estimate_offsets(features, weights, mean, std) - targets).abs().mean().item() * 255
         for name, rows in val_rows.items():
             offsets = estimate_offsets(torch.stack([row["features"] for row in rows]), weights, mean, std)
             psnr_before, psnr_after, error_before, error_after, moved_most = score(rows, offsets)
             results.append(
                 {
+                    "own weight": own_weight,
                     "ridge": strength,
                     "fit offset error": f"{fit_error:.1f} of {targets.abs().mean().item() * 255:.1f}",
                     "set": name,

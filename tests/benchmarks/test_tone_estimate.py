@@ -62,3 +62,20 @@ def test_the_right_offset_removes_the_brightness_error_and_none_changes_nothing(
     assert moved_most.startswith("001: +15.")
     unchanged = score(rows, torch.zeros(1, 3, dtype=torch.float64))
     assert unchanged[0] == unchanged[1] and unchanged[2] == unchanged[3]
+
+
+def test_a_sample_weight_of_two_counts_the_sample_twice() -> None:
+    generator = torch.Generator().manual_seed(5)
+    features = torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    targets = torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    sample_weights = torch.ones(12, dtype=torch.float64)
+    sample_weights[:4] = 2.0
+    weights, mean, std = fit_ridge(features, targets, 0.0, sample_weights)
+    repeated_weights, repeated_mean, repeated_std = fit_ridge(
+        torch.cat([features, features[:4]]), torch.cat([targets, targets[:4]]), 0.0
+    )
+    # The standardisation differs (it sees the repeats), the least-squares estimates do not.
+    torch.testing.assert_close(
+        estimate_offsets(features, weights, mean, std),
+        estimate_offsets(features, repeated_weights, repeated_mean, repeated_std),
+    )
