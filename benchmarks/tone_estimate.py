@@ -82,6 +82,11 @@ def derain_folder(model: nn.Module, hooks: PooledFeatures, folder: Path, stems: 
     return rows
 
 
+def _design(features: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Standardised features with a column of ones for the intercept: ``(N, F + 1)``."""
+    return torch.cat([(features - mean) / std, torch.ones(len(features), 1, dtype=features.dtype)], 1)
+
+
 def fit_ridge(
     features: Tensor, targets: Tensor, strength: float, sample_weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -97,7 +102,7 @@ def fit_ridge(
         ``(weights, mean, std)`` for [`estimate_offsets`][estimate_offsets].
     """
     mean, std = features.mean(0), features.std(0) + 1e-6
-    design = torch.cat([(features - mean) / std, torch.ones(len(features), 1, dtype=features.dtype)], 1)
+    design = _design(features, mean, std)
     weighted = design if sample_weights is None else design * sample_weights[:, None]
     penalty = strength * torch.eye(design.shape[1], dtype=design.dtype)
     penalty[-1, -1] = 0
@@ -106,8 +111,7 @@ def fit_ridge(
 
 def estimate_offsets(features: Tensor, weights: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """``(N, 3)`` offsets for ``(N, F)`` features."""
-    design = torch.cat([(features - mean) / std, torch.ones(len(features), 1, dtype=features.dtype)], 1)
-    return design @ weights
+    return _design(features, mean, std) @ weights
 
 
 def score(rows: list[dict], offsets: Tensor) -> tuple[float, float, float, float, str]:
@@ -149,19 +153,21 @@ def main() -> int:
     if args.fit_count > len(all_stems) - args.holdout:
         parser.error(f"--fit-count {args.fit_count} reaches into the last {args.holdout} pairs (the own val set)")
     fit_folders = {"own rain": args.data}
+    clean_pairs = PairedImageFolder(args.data, stems=stems)
     for index, (name, (strength, styles)) in enumerate(FIT_RAIN.items()):
         folder = args.work / f"fit_{name}"
-        clean_pairs = PairedImageFolder(args.data, stems=stems)
         write_rendered_pairs(clean_pairs, folder, strength, seed=1000 * (index + 1), style_probability=styles)
         fit_folders[name] = folder
+    # Only features and offsets are kept of the fit outputs, not the images.
     fit_rows = [
-        dict(row, own=folder == args.data)
+        dict(
+            features=row["features"],
+            target=(row["clean"] - row["output"].clamp(0, 1)).mean((0, 2, 3)).double(),
+            own=folder == args.data,
+        )
         for folder in fit_folders.values()
         for row in derain_folder(model, hooks, folder, stems)
     ]
-    for row in fit_rows:
-        row["target"] = (row["clean"] - row["output"].clamp(0, 1)).mean((0, 2, 3)).double()
-        del row["output"], row["clean"]
     features, targets = (
         torch.stack([row["features"] for row in fit_rows]),
         torch.stack([row["target"] for row in fit_rows]),
