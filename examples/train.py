@@ -154,12 +154,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rain-style",
-        type=style_probability_argument,
+        type=style_value_argument,
         action="append",
         default=[],
         metavar="STYLE=P",
         help="with --rain-mix: probability of one style instead of --rain-styles' (repeatable), "
         "e.g. --rain-styles 0.25 --rain-style haze=0 draws every style but haze at 0.25",
+    )
+    parser.add_argument(
+        "--style-min-strength",
+        type=style_value_argument,
+        action="append",
+        default=[],
+        metavar="STYLE=S",
+        help="with --rain-mix: add STYLE only to rain of strength S or more (repeatable), e.g. haze=0.4 ties the "
+        "haze to dense rain, as a downpour's rain accumulation is",
     )
     parser.add_argument(
         "--flat-scenes",
@@ -225,15 +234,16 @@ def probability_argument(text: str) -> float:
     return value
 
 
-def style_probability_argument(text: str) -> tuple[str, float]:
-    """``STYLE=P`` of ``--rain-style`` as ``(style, probability)``."""
-    style, _, probability = text.partition("=")
+def style_value_argument(text: str) -> tuple[str, float]:
+    """``STYLE=X`` of ``--rain-style`` (a probability) and ``--style-min-strength`` (a strength)
+    as ``(style, X)``, with ``X`` in ``[0, 1]``."""
+    style, _, value = text.partition("=")
     if style not in RAIN_STYLES:
         raise argparse.ArgumentTypeError(f"unknown style {style!r} in {text!r}; styles: {', '.join(RAIN_STYLES)}")
     try:
-        return style, probability_argument(probability)
+        return style, probability_argument(value)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected STYLE=P with P in [0, 1], got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected STYLE=X with X in [0, 1], got {text!r}") from None
 
 
 BUILT_IN_VAL_SETS = ("val", "val_heavy", "val_styles")
@@ -520,6 +530,7 @@ def build_data(
             drizzle=args.drizzle,
             downscaled=args.downscaled,
             style_probability=style_probability,
+            style_min_strength=dict(args.style_min_strength),
             flat_scenes=args.flat_scenes,
             render_later=args.render_on_device,
         )

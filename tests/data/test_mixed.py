@@ -102,6 +102,20 @@ def test_short_exposure_drizzle_downscaled_and_styles_reach_the_renderer(pairs) 
         assert not any(torch.equal(data[index][0], rainy) for data in changed)
 
 
+def test_style_min_strength_reaches_the_renderer(pairs) -> None:
+    """Haze tied to rain of strength 0.5 or more leaves light rain as if haze were off."""
+    options = {"real_fraction": 0.0, "strength": (0.0, 0.3), "camera_effects": False, "seed": 5}
+    with_haze = {"crossing": 0.5, "haze": 1.0}
+    tied = MixedRainDataset(pairs, style_probability=with_haze, style_min_strength={"haze": 0.5}, **options)
+    without = MixedRainDataset(pairs, style_probability={**with_haze, "haze": 0.0}, **options)
+    hazy = MixedRainDataset(pairs, style_probability=with_haze, **options)
+    for index in range(3):
+        torch.testing.assert_close(tied[index][0], without[index][0], rtol=0, atol=0)
+        assert not torch.equal(hazy[index][0], without[index][0])
+    with pytest.raises(ValueError, match="style_min_strength"):
+        MixedRainDataset(pairs, style_min_strength={"haze": -1.0})
+
+
 def test_flat_scenes_change_real_pairs_alike_and_leave_the_other_draws(pairs) -> None:
     options = {"real_fraction": 0.5, "seed": 3, "style_probability": 0.3}
     plain, flat = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, flat_scenes=1.0, **options)

@@ -19,6 +19,7 @@ from derainzoo.data import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_min_strengths,
     style_probabilities,
 )
 from derainzoo.data.rain_renderer import (
@@ -690,6 +691,22 @@ def test_style_probabilities_per_style_leave_the_other_styles_draws_as_they_were
     assert style_probabilities({"opaque": 0.5}) == {**dict.fromkeys(RAIN_STYLES, 0.0), "opaque": 0.5}
 
 
+def test_a_style_below_its_least_strength_is_left_out_and_the_other_draws_kept() -> None:
+    probabilities = {"haze": 1.0, "crossing": 0.5, "opaque": 0.5}
+    for seed in range(20):
+        tied = sample_rain_params(
+            0.3, generator(seed), style_probability=probabilities, style_min_strength={"haze": 0.4}
+        )
+        without_haze = sample_rain_params(0.3, generator(seed), style_probability={**probabilities, "haze": 0.0})
+        assert tied == without_haze
+        dense = sample_rain_params(
+            0.4, generator(seed), style_probability=probabilities, style_min_strength={"haze": 0.4}
+        )
+        assert "haze" in dense.styles
+        assert dense == sample_rain_params(0.4, generator(seed), style_probability=probabilities)
+    assert style_min_strengths(None) == dict.fromkeys(RAIN_STYLES, 0.0)
+
+
 def test_bad_style_input_is_named() -> None:
     with pytest.raises(ValueError, match="styles must be a sequence of names from crossing"):
         sample_rain_params(0.5, styles=["fog"])
@@ -701,6 +718,10 @@ def test_bad_style_input_is_named() -> None:
         sample_rain_params(0.5, style_probability={"fog": 0.5})
     with pytest.raises(ValueError, match=r"style_probability\['haze'\] must be a finite number in \[0.0, 1.0\]"):
         sample_rain_params(0.5, style_probability={"haze": -0.1})
+    with pytest.raises(ValueError, match=r"style_min_strength names unknown styles \['fog'\]"):
+        sample_rain_params(0.5, style_min_strength={"fog": 0.5})
+    with pytest.raises(ValueError, match=r"style_min_strength\['haze'\] must be a finite number in \[0.0, 1.0\]"):
+        sample_rain_params(0.5, style_min_strength={"haze": 1.5})
     with pytest.raises(ValueError, match="streak_blend must be 'light' or 'add'"):
         RainParams(streak_blend="screen")
     with pytest.raises(ValueError, match="min_brightness"):

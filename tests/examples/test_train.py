@@ -170,10 +170,13 @@ def test_rain_style_sets_one_style_over_rain_styles_and_probabilities_are_checke
     assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.25), "haze": 0.0}
     args = script.parse_args(["--data", "d", "--out", "o", "--rain-mix", "--rain-style", "opaque=1"])
     assert script.training_style_probabilities(args) == {**dict.fromkeys(RAIN_STYLES, 0.0), "opaque": 1.0}
-    for bad, message in (("fog=0.5", "unknown style 'fog'"), ("haze=2", "STYLE=P"), ("haze", "STYLE=P")):
-        with pytest.raises(SystemExit):
-            script.parse_args(["--data", "d", "--out", "o", "--rain-style", bad])
-        assert message in capsys.readouterr().err
+    args = script.parse_args(["--data", "d", "--out", "o", "--rain-mix", "--style-min-strength", "haze=0.4"])
+    assert args.style_min_strength == [("haze", 0.4)]
+    for option in ("--rain-style", "--style-min-strength"):
+        for bad, message in (("fog=0.5", "unknown style 'fog'"), ("haze=2", "STYLE=X"), ("haze", "STYLE=X")):
+            with pytest.raises(SystemExit):
+                script.parse_args(["--data", "d", "--out", "o", option, bad])
+            assert message in capsys.readouterr().err
     for option in ("--real-fraction", "--drizzle", "--flat-scenes"):
         with pytest.raises(SystemExit):
             script.parse_args(["--data", "d", "--out", "o", option, "1.5"])

@@ -14,6 +14,7 @@ from derainzoo.data.rain_renderer import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_min_strengths,
     style_probabilities,
 )
 from derainzoo.data.synthetic import synthesize_rain
@@ -38,6 +39,7 @@ __all__ = [
     "render_rain",
     "render_rain_per_image",
     "sample_rain_params",
+    "style_min_strengths",
     "style_probabilities",
     "synthesize_rain",
     "write_rendered_pairs",

@@ -21,6 +21,7 @@ from derainzoo.data.rain_renderer import (
     render_rain,
     render_rain_per_image,
     sample_rain_params,
+    style_min_strengths,
     style_probabilities,
 )
 from derainzoo.data.transforms import paired_tone_change
@@ -72,6 +73,8 @@ class MixedRainDataset(Dataset):
             rain: domain randomisation (0 renders the rain of earlier releases); a mapping gives
             each style its own probability (see
             [`style_probabilities`][derainzoo.data.rain_renderer.style_probabilities]).
+        style_min_strength: ``{style: strength}``: a style is added only to rain of at least that
+            strength (see [`sample_rain_params`][sample_rain_params]; ``None`` for none).
         flat_scenes: probability that an item's scene is made flatter and brighter or darker,
             the same in both images (see
             [`paired_tone_change`][derainzoo.data.transforms.paired_tone_change]), so that the
@@ -101,6 +104,7 @@ class MixedRainDataset(Dataset):
         drizzle: float = 0.0,
         downscaled: float = 0.0,
         style_probability: float | Mapping[str, float] = 0.0,
+        style_min_strength: Mapping[str, float] | None = None,
         flat_scenes: float = 0.0,
         render_later: bool = False,
     ) -> None:
@@ -127,6 +131,7 @@ class MixedRainDataset(Dataset):
         self.drizzle = drizzle
         self.downscaled = downscaled
         self.style_probability = style_probabilities(style_probability)
+        self.style_min_strength = style_min_strengths(style_min_strength)
         self.flat_scenes = flat_scenes
         self.render_later = render_later
         self.epoch = 0
@@ -171,6 +176,7 @@ class MixedRainDataset(Dataset):
             drizzle=self.drizzle,
             downscaled=self.downscaled,
             style_probability=self.style_probability,
+            style_min_strength=self.style_min_strength,
         )
 
     def render_batch(self, rainy: Tensor, clean: Tensor, rain_seeds: Tensor) -> Tensor:

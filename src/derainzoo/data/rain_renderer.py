@@ -63,6 +63,7 @@ __all__ = [
     "render_rain",
     "render_rain_per_image",
     "sample_rain_params",
+    "style_min_strengths",
     "style_probabilities",
 ]
 
@@ -319,6 +320,7 @@ def sample_rain_params(
     downscaled: float = 0.0,
     styles: Sequence[RainStyle] = (),
     style_probability: float | Mapping[str, float] = 0.0,
+    style_min_strength: Mapping[str, float] | None = None,
 ) -> RainParams:
     """Draw random rain of a given strength.
 
@@ -348,6 +350,10 @@ def sample_rain_params(
             too: the random-style sampler of domain randomisation. A mapping gives each style
             its own probability (styles it leaves out get 0; see
             [`style_probabilities`][style_probabilities]).
+        style_min_strength: ``{style: strength}``: a style of ``style_probability`` is added
+            only to rain of at least that strength, e.g. ``{"haze": 0.4}`` ties the haze to
+            dense rain, as the rain accumulation of real downpours is (its draw is made all the
+            same, so the other styles' draws do not change).
 
     The options draw their random numbers after all others and only when they are non-zero
     (or non-empty), so with none (the default) the parameters are exactly those of earlier
@@ -371,6 +377,7 @@ def sample_rain_params(
     _check_range("drizzle", drizzle, 0.0, 1.0)
     _check_range("downscaled", downscaled, 0.0, 1.0)
     probabilities = style_probabilities(style_probability)
+    min_strength = style_min_strengths(style_min_strength)
     if isinstance(styles, str) or not set(styles) <= set(RAIN_STYLES):
         raise ValueError(f"styles must be a sequence of names from {', '.join(RAIN_STYLES)}; got {styles!r}")
     s = float(strength)
@@ -442,6 +449,7 @@ def sample_rain_params(
             for style in RAIN_STYLES
             if (style in FIRST_RELEASE_STYLES or probabilities[style] > 0)
             and _uniform(generator) < probabilities[style]
+            and s >= min_strength[style]
         }
     for style in RAIN_STYLES:
         if style in chosen:
@@ -478,6 +486,32 @@ def style_probabilities(style_probability: float | Mapping[str, float]) -> dict[
     for style, probability in style_probability.items():
         _check_range(f"style_probability[{style!r}]", probability, 0.0, 1.0)
     return {style: float(style_probability.get(style, 0.0)) for style in RAIN_STYLES}
+
+
+def style_min_strengths(style_min_strength: Mapping[str, float] | None) -> dict[str, float]:
+    """The least rain strength of each style of [`RAIN_STYLES`][RAIN_STYLES], checked.
+
+    Args:
+        style_min_strength: a mapping from style names to strengths in ``[0, 1]`` (styles it
+            leaves out get 0: any strength), or ``None`` for none.
+
+    Returns:
+        ``{style: strength}`` over every style of [`RAIN_STYLES`][RAIN_STYLES], in its order.
+
+    Raises:
+        ValueError: a strength outside ``[0, 1]`` or an unknown style name.
+
+    Examples:
+        >>> style_min_strengths({"haze": 0.4})["haze"], style_min_strengths(None)["haze"]
+        (0.4, 0.0)
+    """
+    style_min_strength = style_min_strength or {}
+    unknown = sorted(set(style_min_strength) - set(RAIN_STYLES))
+    if unknown:
+        raise ValueError(f"style_min_strength names unknown styles {unknown}; styles: {', '.join(RAIN_STYLES)}")
+    for style, strength in style_min_strength.items():
+        _check_range(f"style_min_strength[{style!r}]", strength, 0.0, 1.0)
+    return {style: float(style_min_strength.get(style, 0.0)) for style in RAIN_STYLES}
 
 
 CROSSING_SPREAD = 60.0
