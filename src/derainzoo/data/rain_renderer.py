@@ -480,12 +480,7 @@ def style_probabilities(style_probability: float | Mapping[str, float]) -> dict[
     if not isinstance(style_probability, Mapping):
         _check_range("style_probability", style_probability, 0.0, 1.0)
         return dict.fromkeys(RAIN_STYLES, float(style_probability))
-    unknown = sorted(set(style_probability) - set(RAIN_STYLES))
-    if unknown:
-        raise ValueError(f"style_probability names unknown styles {unknown}; styles: {', '.join(RAIN_STYLES)}")
-    for style, probability in style_probability.items():
-        _check_range(f"style_probability[{style!r}]", probability, 0.0, 1.0)
-    return {style: float(style_probability.get(style, 0.0)) for style in RAIN_STYLES}
+    return _per_style("style_probability", style_probability)
 
 
 def style_min_strengths(style_min_strength: Mapping[str, float] | None) -> dict[str, float]:
@@ -505,13 +500,18 @@ def style_min_strengths(style_min_strength: Mapping[str, float] | None) -> dict[
         >>> style_min_strengths({"haze": 0.4})["haze"], style_min_strengths(None)["haze"]
         (0.4, 0.0)
     """
-    style_min_strength = style_min_strength or {}
-    unknown = sorted(set(style_min_strength) - set(RAIN_STYLES))
+    return _per_style("style_min_strength", style_min_strength or {})
+
+
+def _per_style(name: str, values: Mapping[str, float]) -> dict[str, float]:
+    """``values`` over every style of [`RAIN_STYLES`][RAIN_STYLES] (0 for the styles it leaves
+    out), each checked to lie in ``[0, 1]``; ``name`` is the argument the errors name."""
+    unknown = sorted(set(values) - set(RAIN_STYLES))
     if unknown:
-        raise ValueError(f"style_min_strength names unknown styles {unknown}; styles: {', '.join(RAIN_STYLES)}")
-    for style, strength in style_min_strength.items():
-        _check_range(f"style_min_strength[{style!r}]", strength, 0.0, 1.0)
-    return {style: float(style_min_strength.get(style, 0.0)) for style in RAIN_STYLES}
+        raise ValueError(f"{name} names unknown styles {unknown}; styles: {', '.join(RAIN_STYLES)}")
+    for style, value in values.items():
+        _check_range(f"{name}[{style!r}]", value, 0.0, 1.0)
+    return {style: float(values.get(style, 0.0)) for style in RAIN_STYLES}
 
 
 CROSSING_SPREAD = 60.0
