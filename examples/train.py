@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="P",
         help="with --rain-mix: probability of each renderer style (crossing, opaque, curtain, haze, scene light, "
-        "splashes, lens drops, noise streaks, steep, wide); above 0 also validates on a fixed set of medium rain "
+        "splashes, lens drops, noise streaks, steep, wide, spray); above 0 also validates on a fixed set of medium rain "
         "with the first seven styles (val_styles). Runs from before a later style existed drew their rain as "
         "--rain-style STYLE=0 for each later style does",
     )

@@ -28,6 +28,7 @@ from derainzoo.data.rain_renderer import (
     MAX_STEEP_ANGLE,
     MAX_WIND_ANGLE,
     RAIN_STYLES,
+    SPRAY_DENSITY,
     STEEP_WIND,
     WIDE_FACTOR,
     gaussian_blur,
@@ -355,10 +356,11 @@ STYLE_FIELDS = {
     "scene_light": ("streak_tint",),
     "splashes": ("splash_density", "splash_size"),
     "lens_drops": ("lens_drops", "lens_drop_radius"),
+    "spray": ("splash_density", "splash_size", "splash_horizon"),
 }
 
 
-@pytest.mark.parametrize("style", ["haze", "scene_light", "splashes", "lens_drops"])
+@pytest.mark.parametrize("style", list(STYLE_FIELDS))
 @pytest.mark.parametrize("strength", ["light", 0.6, "heavy"])
 def test_a_style_sets_only_its_fields_over_the_same_rain(style: str, strength: float | str) -> None:
     defaults = RainParams()
@@ -493,6 +495,47 @@ def test_splashes_lie_in_the_lower_half() -> None:
     # Composited as light, like the streaks (drop radiance 0.9 by default).
     alpha = rendered.streaks.expand(1, 3, 160, 120)
     torch.testing.assert_close(rendered.rainy, (1 - alpha) * 0.2 + alpha * 0.9)
+
+
+def test_spray_is_dense_pixel_sized_specks_below_its_horizon() -> None:
+    """Below the horizon the share of speck pixels rises linearly from 0 to twice the density at
+    the bottom edge; a speck is one pixel tall."""
+    height, width, density, horizon = 200, 300, 0.03, 0.4
+    params = RainParams(layers=NO_STREAKS, splash_density=density, splash_size=1.2, splash_horizon=horizon)
+    opacity = render_rain(torch.full((1, 3, height, width), 0.2), params, generator(4)).streaks[0, 0]
+    assert float(opacity[: int(horizon * height) - 1].max()) == 0.0
+    # Seeds have brightness >= 0.5; a neighbour gets under 0.25 of it across, under 0.01 above or below.
+    specks = (opacity > 0.45).float()
+    rows = (torch.arange(height) + 0.5) / height
+    expected = (2 * density * (rows - horizon) / (1 - horizon)).clamp_min(0.0)
+    for band in (slice(100, 150), slice(150, 200)):
+        assert float(specks[band].mean()) == pytest.approx(float(expected[band].mean()), rel=0.15)
+    labels, count = ndimage.label(specks.numpy())
+    sizes = ndimage.find_objects(labels)
+    isolated = [box for box in sizes if box[0].stop - box[0].start == 1]
+    # Vertically adjacent seeds (a few % at this density) are the only taller specks.
+    assert count > 500 and len(isolated) > 0.85 * count
+
+
+def test_spray_draws_fall_in_their_stated_intervals_and_replace_the_splashes() -> None:
+    for seed in range(40):
+        params = sample_rain_params(0.6, generator(seed), styles=["spray"])
+        assert SPRAY_DENSITY[0] <= params.splash_density <= SPRAY_DENSITY[1]
+        assert 0.6 <= params.splash_size <= 1.5 and 0.3 <= params.splash_horizon <= 0.7
+        both = sample_rain_params(0.6, generator(seed), styles=["splashes", "spray"])
+        assert both.styles == ("splashes", "spray")
+        assert SPRAY_DENSITY[0] <= both.splash_density <= SPRAY_DENSITY[1] and both.splash_size <= 1.5
+
+
+def test_the_default_splash_horizon_keeps_the_splashes_of_earlier_releases() -> None:
+    """Values recorded before ``splash_horizon`` existed (splashes in the lower half)."""
+    params = RainParams(layers=NO_STREAKS, splash_density=0.004, splash_size=3.0)
+    assert params.splash_horizon == 0.5
+    opacity = render_rain(torch.full((1, 3, 64, 48), 0.3), params, generator(2)).streaks
+    assert int((opacity > 0).sum()) == 322
+    assert float(opacity.sum()) == pytest.approx(18.68102, abs=1e-4)
+    with pytest.raises(ValueError, match="splash_horizon"):
+        RainParams(splash_horizon=1.0)
 
 
 def test_lens_drops_show_the_scene_blurred_and_upside_down() -> None:
@@ -656,9 +699,9 @@ def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() 
     for seed in range(20):
         without = sample_rain_params(0.6, generator(seed), style_probability=first_release)
         explicit_zero = sample_rain_params(
-            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0, "wide": 0.0}
+            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0, "wide": 0.0, "spray": 0.0}
         )
-        assert explicit_zero == without and not {"noise_streaks", "steep", "wide"} & set(without.styles)
+        assert explicit_zero == without and not {"noise_streaks", "steep", "wide", "spray"} & set(without.styles)
 
 
 def test_random_style_sampler_mixes_every_style() -> None:

@@ -4,7 +4,7 @@ The image model is the heavy-rain model of JORDER (Yang et al., CVPR 2017) with 
 composited as light rather than added and clipped::
 
     R = background, then for every streak layer k:  R = (1 - a_k) * R + a_k * L
-    R = (1 - a_s) * R + a_s * L                  # splashes (optional)
+    R = (1 - a_s) * R + a_s * L                  # splashes or ground spray (optional)
     O = t * R + (1 - t) * A
     O = m + c * (O - m) + b                      # haze: contrast loss and brightening (optional)
     O = (1 - d) * O + d * lens(O)                # drops on the lens (optional)
@@ -31,7 +31,8 @@ Its ``styles`` and ``style_probability`` widen the physical presets for domain r
 (see [`RAIN_STYLES`][RAIN_STYLES]): streak families crossing at clearly different angles, opaque
 saturated streaks, long soft low-contrast curtains, a global haze, rain coloured by the scene
 light, splashes, drops on the lens, the motion-blurred noise of the Photoshop recipe that
-synthetic heavy-rain sets are drawn with, steep wind-driven rain, and thick streaks.
+synthetic heavy-rain sets are drawn with, steep wind-driven rain, thick streaks, and the dense
+fine spray of a downpour hitting the ground.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ RainStyle = Literal[
     "noise_streaks",
     "steep",
     "wide",
+    "spray",
 ]
 
 RAIN_STYLES: tuple[str, ...] = get_args(RainStyle)
@@ -117,7 +119,12 @@ aimed at rain that the physical presets miss:
   as long, wide and defocused, ``1 / f^2`` times as many drops per pixel, so the same share of
   the frame is covered; see ``StreakLayer.resized``): the thick streaks, several pixels wide,
   of synthetic heavy sets drawn over small images, which a model trained without it leaves
-  partly in place, their added brightness with them.
+  partly in place, their added brightness with them;
+* ``spray``: the dense, fine texture of drops hitting the ground in a downpour: 1-6% of the
+  pixels below a horizon at 30-70% of the height (rising to twice as many at the bottom edge)
+  hold a bright speck about a pixel wide (``splash_size`` 0.6-1.5), the grainy bright road of
+  real downpour photos, which the sparse, larger ``splashes`` do not draw (it takes their fields
+  over when both are drawn).
 """
 
 FIRST_RELEASE_STYLES: tuple[str, ...] = RAIN_STYLES[:7]
@@ -225,9 +232,11 @@ class RainParams:
         streak_tint: in ``[0, 1]``: how much the drops take the colour of the scene's light
             (the chromaticity of the heavily low-passed background, brightest channel 1)
             instead of white: ``L = streak_light * ((1 - tint) + tint * chroma)``.
-        splash_density: splashes per pixel in the lower half of the image (none in the upper
-            half, rising linearly to twice the value at the bottom edge).
+        splash_density: splashes per pixel below the splash horizon (none above it, rising
+            linearly to twice the value at the bottom edge).
         splash_size: horizontal radius in pixels of a splash (half as tall as wide).
+        splash_horizon: in ``[0, 0.95]``: the height, as a fraction of the image's from the
+            top, below which splashes fall (0.5: the lower half).
         lens_drops: number of drops on the lens.
         lens_drop_radius: mean radius in pixels of a lens drop (each is ``U(0.6, 1.4)`` times it).
         contrast: in ``(0, 1]``: the haze scales the image's deviation from its mean by it.
@@ -248,6 +257,7 @@ class RainParams:
     streak_tint: float = 0.0
     splash_density: float = 0.0
     splash_size: float = 2.0
+    splash_horizon: float = 0.5
     lens_drops: int = 0
     lens_drop_radius: float = 15.0
     contrast: float = 1.0
@@ -270,6 +280,7 @@ class RainParams:
         _check_range("streak_tint", self.streak_tint, 0.0, 1.0)
         _check_range("splash_density", self.splash_density, 0.0, 0.1)
         _check_range("splash_size", self.splash_size, 0.5, 32.0)
+        _check_range("splash_horizon", self.splash_horizon, 0.0, 0.95)
         if not isinstance(self.lens_drops, int) or not 0 <= self.lens_drops <= 1000:
             raise ValueError(f"lens_drops must be an integer in [0, 1000], got {self.lens_drops!r}")
         _check_range("lens_drop_radius", self.lens_drop_radius, 1.0, 1000.0)
@@ -526,6 +537,10 @@ MAX_STEEP_ANGLE = 85.0
 WIDE_FACTOR = (1.5, 4.0)
 """Interval of the factor by which the ``wide`` style enlarges the whole rain."""
 
+SPRAY_DENSITY = (0.01, 0.06)
+"""Interval of the ``spray`` style's specks per pixel just below its horizon (twice as many at the
+bottom edge)."""
+
 
 def _add_style(
     style: str,
@@ -572,6 +587,10 @@ def _add_style(
     elif style == "splashes":
         params["splash_density"] = uniform(0.001, 0.005)
         params["splash_size"] = uniform(1.5, 4.0)
+    elif style == "spray":
+        params["splash_density"] = uniform(*SPRAY_DENSITY)
+        params["splash_size"] = uniform(0.6, 1.5)
+        params["splash_horizon"] = uniform(0.3, 0.7)
     elif style == "lens_drops":
         params["lens_drops"] = int(uniform(2.0, 12.99))
         params["lens_drop_radius"] = uniform(6.0, 30.0)
@@ -873,11 +892,14 @@ def _splash_opacity(
     dtype: torch.dtype,
     device: torch.device,
 ) -> Tensor:
-    """``(B, 1, H, W)`` opacity of the splashes: seeds whose density rises from the middle of the
-    image to the bottom, each spread into a flat bright ellipse (twice as wide as tall)."""
+    """``(B, 1, H, W)`` opacity of the splashes: seeds whose density rises from the splash horizon
+    to the bottom, each spread into a flat bright ellipse (twice as wide as tall)."""
     batch = len(params)
     rows = (torch.arange(height, dtype=dtype, device=device) + 0.5) / height
-    ramp = (2 * (2 * rows - 1)).clamp_min(0.0).view(1, 1, height, 1)
+    horizon = torch.tensor([p.splash_horizon for p in params], dtype=dtype, device=device).view(batch, 1, 1, 1)
+    # 0 at the horizon, 2 at the bottom edge; for the default horizon 0.5 exactly 2 (2 rows - 1),
+    # the ramp of the releases before the horizon existed, so their seeds stay the same.
+    ramp = ((rows.view(1, 1, height, 1) - horizon) * (2 / (1 - horizon))).clamp_min(0.0)
     density = torch.tensor([p.splash_density for p in params], dtype=dtype, device=device).view(batch, 1, 1, 1)
     seeds = _uniform_field((batch, 1, height, width), generator, dtype, device) < density * ramp
     brightness = 0.5 + 0.5 * _uniform_field((batch, 1, height, width), generator, dtype, device)
