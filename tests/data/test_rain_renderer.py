@@ -699,7 +699,9 @@ def test_later_styles_at_probability_zero_keep_the_draws_of_the_first_release() 
     for seed in range(20):
         without = sample_rain_params(0.6, generator(seed), style_probability=first_release)
         explicit_zero = sample_rain_params(
-            0.6, generator(seed), style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0, "wide": 0.0, "spray": 0.0}
+            0.6,
+            generator(seed),
+            style_probability={**first_release, "noise_streaks": 0.0, "steep": 0.0, "wide": 0.0, "spray": 0.0},
         )
         assert explicit_zero == without and not {"noise_streaks", "steep", "wide", "spray"} & set(without.styles)
 
