@@ -69,7 +69,7 @@ class MixedRainDataset(Dataset):
             [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
         style_probability: probability of each style of
             [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (crossing families, opaque
-            streaks, curtains, haze, scene light, splashes, lens drops) on top of the physical
+            streaks, curtains, haze, scene light, splashes, lens drops, ...) on top of the physical
             rain: domain randomisation (0 renders the rain of earlier releases); a mapping gives
             each style its own probability (see
             [`style_probabilities`][derainzoo.data.rain_renderer.style_probabilities]).
