@@ -11,6 +11,9 @@ compared against the first weights file, the baseline. Printed per photo, as a m
 * ``change``: the mean change |output - input| (0-255) of every weights file: how much rain (and
   veil) it removes. A candidate that removes less on a photo is refused there when its change falls
   more than ``--photo-tolerance`` below the baseline's, the guard of ``pick_weights.py`` at full size;
+* ``detail``: the same change with each channel's mean shift taken off
+  (``derainzoo.metrics.detail_change``): the rain taken out without the brightness shift, which is
+  most of the change on real rain. ``--photo-measure detail_change`` guards on it instead;
 * ``shift R/G/B``: the candidate's mean signed difference from the baseline's output per channel
   (0-255). Alike in R, G and B is a brightness change; the spread between them (``cast``) is a colour
   shift, refused above ``--max-cast`` levels;
@@ -42,6 +45,7 @@ from tqdm import tqdm
 import derainzoo
 from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import derain
+from derainzoo.metrics import detail_change, mean_absolute_error
 
 LABEL_HEIGHT = 18
 
@@ -52,6 +56,7 @@ class Comparison:
 
     Attributes:
         change: mean |output - input| over pixels and channels, 0-255.
+        detail_change: the same once each channel's mean shift is taken off, 0-255.
         shift: mean (output - baseline output) per channel R, G, B, 0-255.
         offset: median over pixels of (output - baseline output) averaged over R, G, B, 0-255.
         hot_spot: ``(top, left)`` of the ``window``-px square where |output - baseline output| is
@@ -60,6 +65,7 @@ class Comparison:
     """
 
     change: float
+    detail_change: float
     shift: tuple[float, float, float]
     offset: float
     hot_spot: tuple[int, int]
@@ -81,7 +87,8 @@ def compare(rainy: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor, w
     index = int(local.flatten().argmax())
     row, column = divmod(index, local.shape[-1])
     return Comparison(
-        change=float((output - rainy).abs().mean() * 255),
+        change=float(mean_absolute_error(output, rainy)[0]),
+        detail_change=float(detail_change(output, rainy)[0]),
         shift=tuple(float(value) for value in difference.mean(dim=(0, 2, 3))),
         offset=float(difference.mean(dim=1).median()),
         hot_spot=(row * stride, column * stride),
@@ -90,12 +97,18 @@ def compare(rainy: torch.Tensor, output: torch.Tensor, baseline: torch.Tensor, w
 
 
 def refusals(
-    candidate: Comparison, baseline_change: float, photo_tolerance: float, max_cast: float, max_offset: float
+    candidate: Comparison,
+    baseline: Comparison,
+    photo_tolerance: float,
+    max_cast: float,
+    max_offset: float,
+    photo_measure: str = "change",
 ) -> list[str]:
-    """Why a candidate's output on one photo is refused; empty when it passes."""
+    """Why a candidate's output on one photo is refused against the baseline's; empty when it
+    passes. ``photo_measure`` names the field of [`Comparison`][] the change guard reads."""
     reasons = []
-    if candidate.change < (1 - photo_tolerance) * baseline_change:
-        reasons.append(f"change fell > {photo_tolerance:.0%}")
+    if getattr(candidate, photo_measure) < (1 - photo_tolerance) * getattr(baseline, photo_measure):
+        reasons.append(f"{photo_measure.replace('_', ' ')} fell > {photo_tolerance:.0%}")
     if candidate.cast > max_cast:
         reasons.append(f"colour cast {candidate.cast:.1f} > {max_cast:g}")
     if abs(candidate.offset) > max_offset:
@@ -154,6 +167,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the contact sheets")
     parser.add_argument("--photo-tolerance", type=float, default=0.1, help="largest fall of a photo's change")
+    parser.add_argument(
+        "--photo-measure",
+        choices=("change", "detail_change"),
+        default="change",
+        help="the change the guard reads: mean |output - input|, or the same with the brightness shift taken off",
+    )
     parser.add_argument("--max-cast", type=float, default=2.0, help="largest colour cast, levels of 255")
     parser.add_argument(
         "--max-offset", type=float, default=3.0, help="largest median shift from the baseline's output, levels of 255"
@@ -177,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         names = [str(weights) for weights in args.weights]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    header = ["photo", *(f"change {name}" for name in names)]
+    header = ["photo", *(f"change {name}" for name in names), *(f"detail {name}" for name in names)]
     for name in names[1:]:
         header += [f"shift R/G/B {name}", f"offset {name}", f"hot spot {name}", f"verdict {name}"]
     rows, refused = [], set()
@@ -186,9 +205,15 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             outputs = [derain(rainy, model) for model in models]
         comparisons = [compare(rainy, output, outputs[0], args.window) for output in outputs]
-        cells = [path.stem, *(f"{comparison.change:.2f}" for comparison in comparisons)]
+        cells = [
+            path.stem,
+            *(f"{comparison.change:.2f}" for comparison in comparisons),
+            *(f"{comparison.detail_change:.2f}" for comparison in comparisons),
+        ]
         for name, comparison in zip(names[1:], comparisons[1:]):
-            reasons = refusals(comparison, comparisons[0].change, args.photo_tolerance, args.max_cast, args.max_offset)
+            reasons = refusals(
+                comparison, comparisons[0], args.photo_tolerance, args.max_cast, args.max_offset, args.photo_measure
+            )
             if reasons:
                 refused.add(name)
             top, left = comparison.hot_spot

@@ -12,7 +12,10 @@ verdict of the rule on each, then the pick. A validation qualifies when
 * every ``--floor SET=DB`` holds (e.g. ``val=35.0``: Rain100L validation at 35 dB or more);
 * with ``--watch-photos`` in the run, the mean change on the photos is at least the start's, and no
   photo's change fell more than ``--photo-tolerance`` (a fraction) below its start: a mean can hold
-  while the photos with the heaviest rain lose streak removal (``rain_mix`` card, phase 11);
+  while the photos with the heaviest rain lose streak removal (``rain_mix`` card, phase 11). The
+  change is ``--photo-measure change`` (mean |output - input|, the default) or ``detail_change``
+  (the same with each photo's brightness shift taken off: on real rain the shift is most of the
+  change, so ``change`` rewards darkening; ``rain_mix`` card, phase 38);
 * with per-image errors in the log (``SET_error_each``: the mean of output - ground truth of each
   validation image, in levels of 255), no image of an ``--error-set`` (default ``val``, the
   held-out real pairs) has an |error| grown more than ``--error-tolerance`` levels over its start:
@@ -75,20 +78,23 @@ def refusals(
     photo_tolerance: float,
     error_sets: list[str],
     error_tolerance: float,
+    photo_measure: str = "change",
 ) -> list[str]:
-    """Why the rule refuses ``record`` against ``start``; empty when it qualifies."""
+    """Why the rule refuses ``record`` against ``start``; empty when it qualifies. ``photo_measure``
+    names the logged photo measure the guard reads (``photos_<measure>``)."""
     reasons = []
     if mean_psnr(record) <= mean_psnr(start):
         reasons.append("mean not above the start's")
     for name, floor in floors.items():
         if record[f"{name}_psnr"] < floor:
             reasons.append(f"{name} below {floor:g}")
-    if "photos_change" in start and "photos_change" not in record:
+    key, label = f"photos_{photo_measure}", f"photos {photo_measure.replace('_', ' ')}"
+    if key in start and key not in record:
         reasons.append("photos not watched")
-    elif "photos_change" in start:
-        if record["photos_change"] < start["photos_change"]:
-            reasons.append("photos change below the start's")
-        start_each, each = start.get("photos_change_each", {}), record.get("photos_change_each", {})
+    elif key in start:
+        if record[key] < start[key]:
+            reasons.append(f"{label} below the start's")
+        start_each, each = start.get(f"{key}_each", {}), record.get(f"{key}_each", {})
         if set(start_each) - set(each):
             reasons.append("per-photo changes not logged")
         fallen = [
@@ -101,6 +107,9 @@ def refusals(
     elif drifts := brightness_drifts(record, start, error_sets, error_tolerance):
         reasons.append(f"error grew > {error_tolerance:g} levels: {', '.join(drifts)}")
     return reasons
+
+
+PHOTO_MEASURES = ("change", "detail_change")
 
 
 def parse_floor(text: str) -> tuple[str, float]:
@@ -120,6 +129,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("run", type=Path, help="output folder of examples/train.py (with log.jsonl)")
     parser.add_argument("--floor", type=parse_floor, action="append", default=[], help="SET=DB, repeatable")
     parser.add_argument("--photo-tolerance", type=float, default=0.1, help="largest fall of one photo's change")
+    parser.add_argument(
+        "--photo-measure",
+        choices=PHOTO_MEASURES,
+        default="change",
+        help="the photo change the guard reads: mean |output - input| (change) or the same with each photo's "
+        "brightness shift taken off (detail_change, logged by train.py since phase 38 of the rain_mix card)",
+    )
     parser.add_argument(
         "--error-tolerance",
         type=float,
@@ -154,7 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(floors) - set(names))
     if unknown:
         raise SystemExit(f"--floor names sets the log does not score: {unknown}; it scores {names}")
-    photos = "photos_change" in start
+    photo_key = f"photos_{args.photo_measure}"
+    photos = photo_key in start
+    if args.photo_measure != "change" and not photos and "photos_change" in start:
+        raise SystemExit(
+            f"--photo-measure {args.photo_measure}: the start's record has no {photo_key} "
+            "(logged by train.py since phase 38 of the rain_mix card; use --start-log with a newer score)"
+        )
     wanted_error_sets = args.error_sets or ["val"]
     # A start logged before train.py logged per-image errors has none: the guard cannot apply.
     error_sets = [name for name in wanted_error_sets if f"{name}_error_each" in start]
@@ -168,7 +190,13 @@ def main(argv: list[str] | None = None) -> None:
                 "their means cannot be compared (was the start logged with other validation sets?)"
             )
 
-    header = ["step", *names, *(["photos change"] if photos else []), "mean", "verdict"]
+    header = [
+        "step",
+        *names,
+        *([f"photos {args.photo_measure.replace('_', ' ')}"] if photos else []),
+        "mean",
+        "verdict",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     best = None
@@ -177,7 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     for record in [start, *candidates]:
         is_start = record is start
         reasons = (
-            [] if is_start else refusals(record, start, floors, args.photo_tolerance, error_sets, args.error_tolerance)
+            []
+            if is_start
+            else refusals(
+                record, start, floors, args.photo_tolerance, error_sets, args.error_tolerance, args.photo_measure
+            )
         )
         if not (is_start or reasons) and (best is None or mean_psnr(record) > mean_psnr(best)):
             best = record
@@ -185,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [
             f"{record['step']} (start)" if is_start else str(record["step"]),
             *(f"{record[f'{name}_psnr']:.2f}" for name in names),
-            *([f"{record['photos_change']:.2f}" if "photos_change" in record else "-"] if photos else []),
+            *([f"{record[photo_key]:.2f}" if photo_key in record else "-"] if photos else []),
             f"{mean_psnr(record):.2f}",
             verdict,
         ]

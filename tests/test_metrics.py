@@ -9,7 +9,15 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from derainzoo.evaluation import evaluate
-from derainzoo.metrics import mean_error, psnr_y, quantize, rgb_to_studio_swing_y, ssim_y
+from derainzoo.metrics import (
+    detail_change,
+    mean_absolute_error,
+    mean_error,
+    psnr_y,
+    quantize,
+    rgb_to_studio_swing_y,
+    ssim_y,
+)
 
 
 def random_pair(seed: int = 0, size: tuple[int, int] = (37, 52)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +79,34 @@ def test_mean_error_is_the_signed_numpy_mean_per_image_in_levels() -> None:
     assert mean_error(darker, target)[0].item() < 0
 
 
+def test_mean_absolute_error_and_detail_change_match_numpy_per_image() -> None:
+    generator = torch.Generator().manual_seed(1)
+    prediction = torch.rand(2, 3, 16, 12, generator=generator, dtype=torch.float64)
+    target = torch.rand(2, 3, 16, 12, generator=generator, dtype=torch.float64)
+    differences = [p.numpy() - t.numpy() for p, t in zip(prediction, target)]
+    expected_mae = [np.abs(d).mean() * 255 for d in differences]
+    expected_detail = [np.abs(d - d.mean(axis=(1, 2), keepdims=True)).mean() * 255 for d in differences]
+    assert mean_absolute_error(prediction, target).tolist() == pytest.approx(expected_mae, rel=1e-9)
+    assert detail_change(prediction, target).tolist() == pytest.approx(expected_detail, rel=1e-9)
+
+
+def test_detail_change_ignores_brightness_and_colour_shifts() -> None:
+    """A shift of each channel as a whole (a veil taken off, a cast) changes a photo by its size
+    and its detail not at all; a streak taken out does change the detail."""
+    photo = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.5 + 0.25
+    shifted = photo + torch.tensor([-0.1, -0.05, 0.02], dtype=torch.float64).view(1, 3, 1, 1)
+    assert mean_absolute_error(shifted, photo).item() == pytest.approx(255 * (0.1 + 0.05 + 0.02) / 3)
+    assert detail_change(shifted, photo).item() == pytest.approx(0.0, abs=1e-9)
+    streak = photo.clone()
+    streak[..., 5] += 0.2
+    assert detail_change(photo, streak).item() == pytest.approx(detail_change(shifted, streak).item())
+    assert detail_change(photo, streak).item() > 1.0
+
+
 def test_mismatched_shapes_and_tiny_images_are_refused() -> None:
-    with pytest.raises(ValueError, match="shapes differ"):
-        mean_error(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+    for metric in (mean_error, mean_absolute_error, detail_change):
+        with pytest.raises(ValueError, match="shapes differ"):
+            metric(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError, match="shapes differ"):
         psnr_y(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
     with pytest.raises(ValueError, match="at least 11x11"):

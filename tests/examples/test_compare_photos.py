@@ -29,6 +29,9 @@ def test_compare_measures_change_shift_cast_and_hot_spot() -> None:
     measured = compare_photos.compare(rainy, candidate, baseline, window=8)
 
     assert measured.change == pytest.approx(float((candidate - rainy).abs().mean() * 255), rel=1e-5)
+    difference = (candidate - rainy) * 255
+    detail = difference - difference.mean(dim=(2, 3), keepdim=True)
+    assert measured.detail_change == pytest.approx(float(detail.abs().mean()), rel=1e-5)
     patch_share = 8 * 8 / (64 * 96)
     expected_shift = (2 + 40 * patch_share, 40 * patch_share, 40 * patch_share)
     assert measured.shift == pytest.approx(expected_shift, abs=1e-3)
@@ -67,6 +70,9 @@ def test_offset_tells_a_uniform_darkening_from_streaks_removed() -> None:
     assert sum(uniform.shift) / 3 == pytest.approx(-6.0, abs=1e-3)
     assert streaks.offset == pytest.approx(0.0, abs=1e-4)
     assert uniform.offset == pytest.approx(-6.0, abs=1e-3)
+    # And alike in change, told apart by the detail change: a uniform darkening has none.
+    assert streaks.change == pytest.approx(uniform.change, abs=0.5)
+    assert uniform.detail_change == pytest.approx(0.0, abs=1e-3) and streaks.detail_change > 8.0
 
 
 def test_window_larger_than_the_photo_shrinks_to_it() -> None:
@@ -81,6 +87,12 @@ def test_window_larger_than_the_photo_shrinks_to_it() -> None:
     assert measured.hot_spot_difference == pytest.approx(40 * (8 * 8) / (64 * 64), abs=1e-4)
 
 
+def comparison(change: float, detail: float = 5.0, shift=(1.0, 1.0, 1.0), offset: float = 1.0):
+    return compare_photos.Comparison(
+        change=change, detail_change=detail, shift=shift, offset=offset, hot_spot=(0, 0), hot_spot_difference=0.0
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "shift", "offset", "expected"),
     [
@@ -93,14 +105,22 @@ def test_window_larger_than_the_photo_shrinks_to_it() -> None:
     ],
 )
 def test_each_guard_refuses_on_its_own(change, shift, offset, expected) -> None:
-    candidate = compare_photos.Comparison(
-        change=change, shift=shift, offset=offset, hot_spot=(0, 0), hot_spot_difference=0.0
-    )
-
     reasons = compare_photos.refusals(
-        candidate, baseline_change=10.0, photo_tolerance=0.1, max_cast=2.0, max_offset=3.0
+        comparison(change, shift=shift, offset=offset),
+        comparison(10.0),
+        photo_tolerance=0.1,
+        max_cast=2.0,
+        max_offset=3.0,
     )
     assert reasons == expected
+
+
+def test_the_detail_measure_guards_the_detail_change_alone() -> None:
+    baseline = comparison(10.0, detail=5.0)
+    darkens_less, loses_detail = comparison(8.0, detail=5.0), comparison(10.0, detail=4.4)
+    guard = {"photo_tolerance": 0.1, "max_cast": 2.0, "max_offset": 3.0, "photo_measure": "detail_change"}
+    assert compare_photos.refusals(darkens_less, baseline, **guard) == []
+    assert compare_photos.refusals(loses_detail, baseline, **guard) == ["detail change fell > 10%"]
 
 
 def write_photos(folder, sizes: list[tuple[int, int]]) -> None:
@@ -126,11 +146,13 @@ def test_command_compares_weights_and_writes_a_sheet_per_photo(tmp_path, capsys)
 
     table = capsys.readouterr().out.splitlines()
     # Two files named alike are told apart by their paths.
-    assert table[0].startswith(f"| photo | change {baseline} | change {candidate} | change {copy} |")
+    assert table[0].startswith(
+        f"| photo | change {baseline} | change {candidate} | change {copy} | detail {baseline} | detail {candidate} |"
+    )
     rows = [line.split(" | ") for line in table[2:4]]
     assert [row[0] for row in rows] == ["| 000", "| 001"]
     for row in rows:
-        assert row[1] == row[3]  # the same weights change a photo alike
+        assert row[1] == row[3] and row[4] == row[6]  # the same weights change a photo alike
         assert row[-4:] == ["+0.0/+0.0/+0.0", "+0.0", "0.0 at (0, 0)", "passes |"]
     assert f"{copy}: passes on every photo" in table
     sheet = Image.open(tmp_path / "sheets" / "000.png")

@@ -14,11 +14,14 @@ def load_script():
     return helpers.load_script("examples/pick_weights.py")
 
 
-def record(step: int, val: float, heavy: float, photos: dict[str, float] | None = None) -> dict:
+def record(
+    step: int, val: float, heavy: float, photos: dict[str, float] | None = None, detail: dict[str, float] | None = None
+) -> dict:
     entry = {"step": step, "lr": 1e-4, "hours": 0.1 * step, "val_psnr": val, "val_ssim": 0.9}
     entry |= {"val_heavy_psnr": heavy, "val_heavy_ssim": 0.8}
-    if photos is not None:
-        entry |= {"photos_change": sum(photos.values()) / len(photos), "photos_change_each": photos}
+    for key, each in (("photos_change", photos), ("photos_detail_change", detail)):
+        if each is not None:
+            entry |= {key: sum(each.values()) / len(each), f"{key}_each": each}
     return entry
 
 
@@ -78,6 +81,28 @@ def test_each_guard_refuses_and_the_best_qualifying_mean_is_picked(tmp_path, cap
 def with_errors(entry: dict, val: dict[str, float], heavy: dict[str, float] | None = None) -> dict:
     """``entry`` with the per-image mean errors (levels) that train.py logs for each set."""
     return entry | {"val_error_each": val, "val_heavy_error_each": heavy or {"h1": 20.0}}
+
+
+def test_the_detail_measure_guards_the_change_left_once_the_brightness_shift_is_off(tmp_path, capsys) -> None:
+    """Less darkening lowers the change and not the detail change; less rain taken out lowers both."""
+    start_change, start_detail = {"a": 20.0, "b": 8.0}, {"a": 6.0, "b": 4.0}
+    run = write_log(
+        tmp_path / "run",
+        [
+            record(0, 35.5, 25.5, start_change, start_detail),
+            record(500, 35.6, 25.6, {"a": 14.0, "b": 7.0}, {"a": 6.1, "b": 4.0}),  # darkens less
+            record(1000, 35.7, 25.6, {"a": 20.0, "b": 8.0}, {"a": 6.0, "b": 3.0}),  # b loses its detail
+        ],
+    )
+    found, _ = pick(capsys, run)
+    assert "photos change below the start's" in found[500] and found[1000] == "qualifies"
+    found, output = pick(capsys, run, "--photo-measure", "detail_change")
+    assert found[500] == "qualifies"
+    assert found[1000] == "photos detail change below the start's; photo b fell > 10%"
+    assert "| photos detail change |" in output.splitlines()[0] and "pick: step 500" in output
+    older = write_log(tmp_path / "older", [record(0, 35.5, 25.5, start_change), record(500, 35.6, 25.6, start_change)])
+    with pytest.raises(SystemExit, match="no photos_detail_change"):
+        load_script().main([str(older), "--photo-measure", "detail_change"])
 
 
 def test_an_image_whose_brightness_error_grows_is_refused(tmp_path, capsys) -> None:

@@ -206,9 +206,10 @@ def test_watched_photos_are_logged_and_do_not_select_weights(tmp_path) -> None:
     validated = [record for record in records if "val_psnr" in record]
     assert validated
     for record in validated:
-        assert set(record["photos_change_each"]) == {"0", "1"}
-        assert all(change >= 0 for change in record["photos_change_each"].values())
-        assert record["photos_change"] == pytest.approx(sum(record["photos_change_each"].values()) / 2)
+        for key in ("photos_change", "photos_detail_change"):
+            assert set(record[f"{key}_each"]) == {"0", "1"}
+            assert all(change >= 0 for change in record[f"{key}_each"].values())
+            assert record[key] == pytest.approx(sum(record[f"{key}_each"].values()) / 2)
     # A guard only: the run and its chosen weights are those of the run without it.
     assert final_state(tmp_path / "watched")["ema_sha256"] == final_state(tmp_path / "plain")["ema_sha256"]
     watched, plain = (load_file(tmp_path / run / "best_ema.safetensors") for run in ("watched", "plain"))
