@@ -38,6 +38,9 @@ import argparse
 import json
 from pathlib import Path
 
+PHOTO_MEASURES = ("change", "detail_change")
+"""What the real-photo guard can read: ``photos_<measure>`` of a validation record."""
+
 
 def read_validations(log: Path) -> list[dict]:
     """The validation records of a ``log.jsonl`` (those with PSNR scores), in order."""
@@ -107,9 +110,6 @@ def refusals(
     elif drifts := brightness_drifts(record, start, error_sets, error_tolerance):
         reasons.append(f"error grew > {error_tolerance:g} levels: {', '.join(drifts)}")
     return reasons
-
-
-PHOTO_MEASURES = ("change", "detail_change")
 
 
 def parse_floor(text: str) -> tuple[str, float]:

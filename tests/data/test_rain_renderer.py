@@ -29,6 +29,8 @@ from derainzoo.data.rain_renderer import (
     MAX_WIND_ANGLE,
     RAIN_STYLES,
     SPRAY_DENSITY,
+    SPRAY_HORIZON,
+    SPRAY_SIZE,
     STEEP_WIND,
     WIDE_FACTOR,
     gaussian_blur,
@@ -521,10 +523,11 @@ def test_spray_draws_fall_in_their_stated_intervals_and_replace_the_splashes() -
     for seed in range(40):
         params = sample_rain_params(0.6, generator(seed), styles=["spray"])
         assert SPRAY_DENSITY[0] <= params.splash_density <= SPRAY_DENSITY[1]
-        assert 0.6 <= params.splash_size <= 1.5 and 0.3 <= params.splash_horizon <= 0.7
+        assert SPRAY_SIZE[0] <= params.splash_size <= SPRAY_SIZE[1]
+        assert SPRAY_HORIZON[0] <= params.splash_horizon <= SPRAY_HORIZON[1]
         both = sample_rain_params(0.6, generator(seed), styles=["splashes", "spray"])
         assert both.styles == ("splashes", "spray")
-        assert SPRAY_DENSITY[0] <= both.splash_density <= SPRAY_DENSITY[1] and both.splash_size <= 1.5
+        assert SPRAY_DENSITY[0] <= both.splash_density <= SPRAY_DENSITY[1] and both.splash_size <= SPRAY_SIZE[1]
 
 
 def test_the_default_splash_horizon_keeps_the_splashes_of_earlier_releases() -> None:

@@ -68,9 +68,9 @@ class MixedRainDataset(Dataset):
             denser streaks, most thinner than a pixel (see
             [`sample_rain_params`][sample_rain_params]; 0 renders the rain of earlier releases).
         style_probability: probability of each style of
-            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (crossing families, opaque
-            streaks, curtains, haze, scene light, splashes, lens drops, ...) on top of the physical
-            rain: domain randomisation (0 renders the rain of earlier releases); a mapping gives
+            [`RAIN_STYLES`][derainzoo.data.rain_renderer.RAIN_STYLES] (rain the physical presets
+            miss, from crossing families to ground spray) on top of the physical rain: domain
+            randomisation (0 renders the rain of earlier releases); a mapping gives
             each style its own probability (see
             [`style_probabilities`][derainzoo.data.rain_renderer.style_probabilities]).
         style_min_strength: ``{style: strength}``: a style is added only to rain of at least that

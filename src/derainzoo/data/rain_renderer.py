@@ -541,6 +541,12 @@ SPRAY_DENSITY = (0.01, 0.06)
 """Interval of the ``spray`` style's specks per pixel just below its horizon (twice as many at the
 bottom edge)."""
 
+SPRAY_SIZE = (0.6, 1.5)
+"""Interval of the ``spray`` style's ``splash_size``: specks about a pixel wide."""
+
+SPRAY_HORIZON = (0.3, 0.7)
+"""Interval of the ``spray`` style's ``splash_horizon``: where the ground begins, from the top."""
+
 
 def _add_style(
     style: str,
@@ -589,8 +595,8 @@ def _add_style(
         params["splash_size"] = uniform(1.5, 4.0)
     elif style == "spray":
         params["splash_density"] = uniform(*SPRAY_DENSITY)
-        params["splash_size"] = uniform(0.6, 1.5)
-        params["splash_horizon"] = uniform(0.3, 0.7)
+        params["splash_size"] = uniform(*SPRAY_SIZE)
+        params["splash_horizon"] = uniform(*SPRAY_HORIZON)
     elif style == "lens_drops":
         params["lens_drops"] = int(uniform(2.0, 12.99))
         params["lens_drop_radius"] = uniform(6.0, 30.0)
