@@ -42,6 +42,11 @@ PHOTO_MEASURES = ("change", "detail_change")
 """What the real-photo guard can read: ``photos_<measure>`` of a validation record."""
 
 
+def photo_label(measure: str) -> str:
+    """The name a photo measure goes by in the table and the verdicts, e.g. ``"photos detail change"``."""
+    return f"photos {measure.replace('_', ' ')}"
+
+
 def read_validations(log: Path) -> list[dict]:
     """The validation records of a ``log.jsonl`` (those with PSNR scores), in order."""
     if not log.is_file():
@@ -91,7 +96,7 @@ def refusals(
     for name, floor in floors.items():
         if record[f"{name}_psnr"] < floor:
             reasons.append(f"{name} below {floor:g}")
-    key, label = f"photos_{photo_measure}", f"photos {photo_measure.replace('_', ' ')}"
+    key, label = f"photos_{photo_measure}", photo_label(photo_measure)
     if key in start and key not in record:
         reasons.append("photos not watched")
     elif key in start:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "step",
         *names,
-        *([f"photos {args.photo_measure.replace('_', ' ')}"] if photos else []),
+        *([photo_label(args.photo_measure)] if photos else []),
         "mean",
         "verdict",
     ]
