@@ -1,4 +1,4 @@
-"""The offset oracle of global_tone.py: it removes a brightness error and nothing else."""
+"""The offset oracles of global_tone.py: they remove a brightness error and nothing else."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from global_tone import offset_corrected, tone_scores  # noqa: E402
+from global_tone import local_offset_corrected, offset_corrected, tone_scores  # noqa: E402
 
 
 def test_a_uniform_offset_is_removed_exactly() -> None:
@@ -40,3 +40,36 @@ def test_the_oracle_stays_in_range() -> None:
     output = clean - 0.2  # the dark half goes below 0
     corrected = offset_corrected(output, clean)
     assert corrected.min() >= 0 and corrected.max() <= 1
+
+
+def test_a_cell_as_large_as_the_image_is_the_global_oracle() -> None:
+    generator = torch.Generator().manual_seed(2)
+    clean = torch.rand(1, 3, 24, 32, generator=generator) * 0.6 + 0.2
+    output = (clean + torch.randn(1, 3, 24, 32, generator=generator) * 0.05 + 0.07).clamp(0, 1)
+    torch.testing.assert_close(local_offset_corrected(output, clean, cell=32), offset_corrected(output, clean))
+
+
+def test_the_local_oracle_takes_off_a_smooth_veil_and_leaves_a_streak() -> None:
+    clean = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3)) * 0.5 + 0.2
+    # A veil rising from 0 at the left edge to 0.2 at the right, and one bright streak.
+    veil = torch.linspace(0.0, 0.2, 128).view(1, 1, 1, 128).expand(1, 3, 128, 128)
+    streak = torch.zeros_like(clean)
+    streak[..., 60:62, :] = 0.25
+    veiled = clean + veil
+    global_left = (offset_corrected(veiled, clean) - clean).abs().mean()
+    local_left = (local_offset_corrected(veiled, clean, cell=16) - clean).abs().mean()
+    assert local_left < 0.15 * global_left
+    streaked = local_offset_corrected(clean + streak, clean, cell=16)
+    # The streak's two rows keep most of their error: a 16-pixel cell spreads it thin.
+    assert (streaked - clean)[..., 60:62, :].mean() > 0.8 * 0.25
+
+
+def test_the_scores_name_both_oracles() -> None:
+    clean = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(4)) * 0.6 + 0.2
+    scores = tone_scores(clean + 0.05 * torch.linspace(0, 1, 40).view(1, 1, 1, 40), clean, cell=8)
+    assert scores["psnr local offset oracle"] > scores["psnr offset oracle"] > scores["psnr"]
+
+
+def test_a_cell_below_one_pixel_is_refused() -> None:
+    with pytest.raises(ValueError, match="cell must be a positive"):
+        local_offset_corrected(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), cell=0)
