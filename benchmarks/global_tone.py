@@ -13,8 +13,9 @@ lost and colour within the image. The **local offset oracle** does the same in c
 ``--cell`` pixels (default 64) and blends the cells' offsets bilinearly, so it also takes off a
 veil that varies smoothly over the frame (curtains, uneven haze) but not streaks or lost detail:
 the gap between the two oracles is the smooth, spatially varying part of the error. The oracles
-need the ground truth, so they are a diagnosis, never a method. With a ``rain_params.json`` beside the pairs (a rendered set) the styles of each image
-are listed. Writes ``benchmarks/results/<tag>.{csv,md}``.
+need the ground truth, so they are a diagnosis, never a method. With a ``rain_params.json``
+beside the pairs (a rendered set) the styles of each image are listed. Writes
+``benchmarks/results/<tag>.{csv,md}``.
 """
 
 from __future__ import annotations
