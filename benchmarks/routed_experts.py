@@ -1,0 +1,170 @@
+"""What routing each frame to a heavy-rain expert buys: two derainers, one rule by frame.
+
+    python benchmarks/routed_experts.py --heavy-weights runs/rain_heavy_p1/ema_step000600.safetensors \\
+        --holdout ../shared/data/Rain100L_train --set thick=runs/val_heavy_wide --photos ../shared/data/real_rain
+
+One network trained on light and heavy rain together trades them against each other (the
+``rain_mix`` card, phases 18-39: every phase that took more heavy rain off lost light rain, real
+photos or the tone of bright flat scenes). Routing separates the two lessons: the *light* expert
+(default: the bundled weights) derains every frame; the mean rain it removed,
+``a = mean |rainy - light(rainy)|`` in levels of 255 over the whole frame, decides how much of
+the *heavy* expert's output to take::
+
+    w = clamp((a - low) / (high - low), 0, 1)        # 0 below ``low``, 1 above ``high``
+    routed = (1 - w) * light(rainy) + w * heavy(rainy)
+
+so a frame the light expert finds lightly rained is exactly its output (the heavy expert never
+runs on it), and a frame it finds heavily rained is the heavy expert's. The band is a rule, not a
+fit: ``low`` / ``high`` default to 40 / 60 levels, the mean ``|rainy - clean|`` of the renderer's
+``heavy`` preset (see ``RAIN_PRESETS``), which the heavy expert is trained on.
+
+Per set: the Y-channel PSNR of each expert and of the routed output (whole images, 8-bit rounding,
+as ``derainzoo eval``), the mean error (levels, negative = darker), how many frames route and
+with what mean weight; ``--holdout`` scores the last 10 pairs of a training folder, the validation
+split of ``examples/train.py --val-count 10``. With ``--photos`` (no ground truth) each photo's removed rain ``a`` and
+weight are listed at the watch size of ``examples/train.py`` (long side 640), so the rule's effect
+on real photos is seen. Writes ``benchmarks/results/<tag>.{csv,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine_header, write_results
+from torch import Tensor
+from tqdm import tqdm
+
+import derainzoo
+from derainzoo.data import PairedImageFolder
+from derainzoo.image_io import folder_images, load_image, to_batch
+from derainzoo.metrics import mean_absolute_error, mean_error, psnr_y, quantize
+
+PHOTO_LONG_SIDE = 640
+"""Long side the ``--photos`` are brought down to (``examples/train.py``'s watch size)."""
+
+
+def routing_weight(removed: Tensor, low: float, high: float) -> Tensor:
+    """Share of the heavy expert's output per frame.
+
+    Args:
+        removed: ``(B,)`` mean rain the light expert removed from each frame, levels of 255.
+        low: at or below it the weight is 0.
+        high: at or above it the weight is 1; in between it rises linearly. ``low == high`` is a
+            hard switch (weight 1 above ``low``).
+
+    Returns:
+        ``(B,)`` weights in ``[0, 1]``.
+    """
+    if not 0 <= low <= high:
+        raise ValueError(f"the routing band must satisfy 0 <= low <= high, got low={low}, high={high}")
+    if low == high:
+        return (removed > low).to(removed.dtype)
+    return ((removed - low) / (high - low)).clamp(0, 1)
+
+
+def routed(light: Tensor, heavy: Tensor, weight: Tensor) -> Tensor:
+    """``(1 - w) * light + w * heavy`` per frame: ``light`` and ``heavy`` are ``(B, 3, H, W)``,
+    ``weight`` is ``(B,)``."""
+    return torch.lerp(light, heavy, weight.view(-1, 1, 1, 1).to(light.dtype))
+
+
+def parse_named_folder(text: str) -> tuple[str, Path]:
+    name, separator, folder = text.partition("=")
+    if not separator or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
+    return name, Path(folder)
+
+
+def score_set(
+    light_model: torch.nn.Module, heavy_model: torch.nn.Module, pairs: PairedImageFolder, low: float, high: float
+) -> dict[str, object]:
+    """Mean PSNR and |mean error| of the light expert, the heavy expert and the routed output over
+    ``pairs``, the frames routed (weight > 0), their mean removed rain and mean weight."""
+    scores: dict[str, list[float]] = {key: [] for key in ("light", "heavy", "routed", "removed", "weight")}
+    errors: dict[str, list[float]] = {key: [] for key in ("light", "heavy", "routed")}
+    for index in tqdm(range(len(pairs)), desc=pairs.root.name, unit="image", leave=False):
+        rainy, clean, _ = pairs[index]
+        rainy, clean = rainy[None], clean[None]
+        light = light_model(rainy).clamp(0, 1)
+        heavy = heavy_model(rainy).clamp(0, 1)
+        removed = mean_absolute_error(light, rainy)
+        weight = routing_weight(removed, low, high)
+        for name, output in (("light", light), ("heavy", heavy), ("routed", routed(light, heavy, weight))):
+            rounded = quantize(output)
+            scores[name].append(psnr_y(rounded, clean).item())
+            errors[name].append(abs(mean_error(rounded, clean).item()))
+        scores["removed"].append(removed.item())
+        scores["weight"].append(weight.item())
+    weights = np.array(scores["weight"])
+    return {
+        **{f"psnr {name}": round(float(np.mean(scores[name])), 2) for name in ("light", "heavy", "routed")},
+        **{f"abs error {name}": round(float(np.mean(errors[name])), 1) for name in ("light", "heavy", "routed")},
+        "frames routed": f"{int((weights > 0).sum())}/{len(weights)}",
+        "removed": round(float(np.mean(scores["removed"])), 1),
+        "mean weight": round(float(weights.mean()), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="dual_stage_derain", help="architecture of both experts")
+    parser.add_argument("--light-weights", type=Path, help="the light expert (default: the bundled weights)")
+    parser.add_argument("--heavy-weights", type=Path, required=True, help="the heavy expert's safetensors")
+    parser.add_argument(
+        "--set", type=parse_named_folder, action="append", default=[], metavar="NAME=FOLDER",
+        help="a paired folder (rain/ + norain/) to score; repeatable",
+    )  # fmt: skip
+    parser.add_argument(
+        "--holdout", type=Path, help="a training folder whose last 10 pairs are scored as 'held-out pairs'"
+    )
+    parser.add_argument("--photos", type=Path, help="a folder of rainy photos without ground truth")
+    parser.add_argument(
+        "--band", type=float, nargs=2, default=(40.0, 60.0), metavar=("LOW", "HIGH"),
+        help="removed rain (levels of 255) where routing starts and where it is complete",
+    )  # fmt: skip
+    parser.add_argument("--tag", default="routed_experts", help="results file name")
+    args = parser.parse_args()
+    low, high = args.band
+    if not 0 <= low <= high:
+        parser.error(f"--band must satisfy 0 <= LOW <= HIGH, got {low} {high}")
+    if not args.set and args.holdout is None and args.photos is None:
+        parser.error("give at least one --set, --holdout or --photos")
+    header = machine_header(torch.device("cpu"))
+    print(header)
+    light_model = derainzoo.create_model(args.model, pretrained=args.light_weights is None, weights=args.light_weights)
+    heavy_model = derainzoo.create_model(args.model, weights=args.heavy_weights)
+    light_model.eval()
+    heavy_model.eval()
+    sets = [(name, PairedImageFolder(folder)) for name, folder in args.set]
+    if args.holdout is not None:
+        stems = PairedImageFolder(args.holdout).stems
+        sets.insert(0, ("held-out pairs", PairedImageFolder(args.holdout, stems=stems[-10:])))
+    rows = []
+    with torch.inference_mode():
+        for name, pairs in sets:
+            rows.append({"set": name, **score_set(light_model, heavy_model, pairs, low, high)})
+        if args.photos is not None:
+            for path in folder_images(args.photos).images:
+                photo = load_image(path).convert("RGB")
+                photo.thumbnail((PHOTO_LONG_SIDE, PHOTO_LONG_SIDE))
+                rainy = to_batch(photo)[0]
+                removed = mean_absolute_error(light_model(rainy).clamp(0, 1), rainy)
+                row = dict.fromkeys(rows[0] if rows else ["set"], "")
+                row.update({"set": f"photo {path.stem}", "removed": round(removed.item(), 1)})
+                row["mean weight"] = round(routing_weight(removed, low, high).item(), 2)
+                rows.append(row)
+    notes = [
+        f"light expert: {args.light_weights or 'bundled weights'}; heavy expert: {args.heavy_weights}",
+        f"band: weight 0 at or below {low} levels removed, 1 at or above {high}",
+        "abs error: mean over frames of |mean error| (levels of 255); photos: removed rain at long side "
+        f"{PHOTO_LONG_SIDE}",
+    ]
+    print(write_results(args.tag, header, rows, notes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
