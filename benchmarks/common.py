@@ -38,6 +38,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width or height)
 
 
+def parse_named_folder(text: str) -> tuple[str, Path]:
+    """``(name, folder)`` of a ``NAME=FOLDER`` argument (an argparse ``type``)."""
+    name, separator, folder = text.partition("=")
+    if not separator or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
+    return name, Path(folder)
+
+
 def parse_width_by_height(text: str) -> tuple[int, int]:
     """``(height, width)`` of a photo size written ``"WIDTHxHEIGHT"`` (as cameras state it)."""
     width, height = (int(value) for value in text.lower().split("x"))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_header, write_results
+from common import machine_header, parse_named_folder, write_results
 from torch import Tensor
 from tqdm import tqdm
 
@@ -69,13 +69,6 @@ def routed(light: Tensor, heavy: Tensor, weight: Tensor) -> Tensor:
     """``(1 - w) * light + w * heavy`` per frame: ``light`` and ``heavy`` are ``(B, 3, H, W)``,
     ``weight`` is ``(B,)``."""
     return torch.lerp(light, heavy, weight.view(-1, 1, 1, 1).to(light.dtype))
-
-
-def parse_named_folder(text: str) -> tuple[str, Path]:
-    name, separator, folder = text.partition("=")
-    if not separator or not name or not folder:
-        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
-    return name, Path(folder)
 
 
 def score_set(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_header, write_results
+from common import machine_header, parse_named_folder, write_results
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -134,7 +134,14 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="paired training folder (the fit backgrounds)")
     parser.add_argument("--fit-count", type=int, default=120, help="fit on the first N pairs of --data")
     parser.add_argument("--holdout", type=int, default=10, help="the last N pairs of --data: the own val set")
-    parser.add_argument("--val-set", action="append", default=[], metavar="NAME=FOLDER", help="more held-out sets")
+    parser.add_argument(
+        "--val-set",
+        type=parse_named_folder,
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="more held-out sets",
+    )
     parser.add_argument("--ridge", type=float, nargs="+", default=[30.0, 300.0, 3000.0], help="ridge strengths")
     parser.add_argument(
         "--own-weight", type=float, nargs="+", default=[1.0, 5.0], help="fit weights of the data's own rainy images"
@@ -173,9 +180,8 @@ def main() -> int:
         torch.stack([row["target"] for row in fit_rows]),
     )
     val_rows = {"own val": derain_folder(model, hooks, args.data, all_stems[len(all_stems) - args.holdout :])}
-    for entry in args.val_set:
-        name, _, folder = entry.partition("=")
-        val_rows[name] = derain_folder(model, hooks, Path(folder), None)
+    for name, folder in args.val_set:
+        val_rows[name] = derain_folder(model, hooks, folder, None)
     results = []
     own = torch.tensor([row["own"] for row in fit_rows])
     for own_weight, strength in itertools.product(args.own_weight, args.ridge):
