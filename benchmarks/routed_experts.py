@@ -13,17 +13,19 @@ the *heavy* expert's output to take::
     w = clamp((a - low) / (high - low), 0, 1)        # 0 below ``low``, 1 above ``high``
     routed = (1 - w) * light(rainy) + w * heavy(rainy)
 
-so a frame the light expert finds lightly rained is exactly its output (the heavy expert never
-runs on it), and a frame it finds heavily rained is the heavy expert's. The band is a rule, not a
-fit: ``low`` / ``high`` default to 40 / 60 levels, the mean ``|rainy - clean|`` of the renderer's
-``heavy`` preset (see ``RAIN_PRESETS``), which the heavy expert is trained on.
+so a frame the light expert finds lightly rained is exactly its output (a router need not run the
+heavy expert on it; this benchmark runs both, to score each), and a frame it finds heavily rained
+is the heavy expert's. The band is a rule, not a fit: ``low`` / ``high`` default to 40 / 60
+levels, the mean ``|rainy - clean|`` of the renderer's ``heavy`` preset (see ``RAIN_PRESETS``),
+which the heavy expert is trained on.
 
 Per set: the Y-channel PSNR of each expert and of the routed output (whole images, 8-bit rounding,
 as ``derainzoo eval``), the mean error (levels, negative = darker), how many frames route and
-with what mean weight; ``--holdout`` scores the last 10 pairs of a training folder, the validation
-split of ``examples/train.py --val-count 10``. With ``--photos`` (no ground truth) each photo's removed rain ``a`` and
-weight are listed at the watch size of ``examples/train.py`` (long side 640), so the rule's effect
-on real photos is seen. Writes ``benchmarks/results/<tag>.{csv,md}``.
+with what mean weight; ``--holdout`` scores the last 10 pairs of a training folder, the
+validation split of ``examples/train.py --val-count 10``. With ``--photos`` (no ground truth)
+each photo's removed rain ``a`` and weight are listed at the watch size of ``examples/train.py``
+(long side 640), so the rule's effect on real photos is seen. Writes
+``benchmarks/results/<tag>.{csv,md}``.
 """
 
 from __future__ import annotations
