@@ -103,11 +103,10 @@ def main() -> int:
         if rain_params:
             row["styles"] = " ".join(rain_params.get(stem, {}).get("styles", [])) or "none"
         rows.append(row)
+    psnr_columns = ("psnr", "psnr offset oracle", "psnr local offset oracle")
     summary = {
         "image": "mean",
-        "psnr": round(float(np.mean([row["psnr"] for row in rows])), 2),
-        "psnr offset oracle": round(float(np.mean([row["psnr offset oracle"] for row in rows])), 2),
-        "psnr local offset oracle": round(float(np.mean([row["psnr local offset oracle"] for row in rows])), 2),
+        **{column: round(float(np.mean([row[column] for row in rows])), 2) for column in psnr_columns},
         "mean error": round(float(np.mean([abs(row["mean error"]) for row in rows])), 2),
     }
     if rain_params:
