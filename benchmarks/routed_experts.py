@@ -3,21 +3,14 @@
     python benchmarks/routed_experts.py --heavy-weights runs/rain_heavy_p1/ema_step000600.safetensors \\
         --holdout ../shared/data/Rain100L_train --set thick=runs/val_heavy_wide --photos ../shared/data/real_rain
 
-One network trained on light and heavy rain together trades them against each other (the
-``rain_mix`` card, phases 18-39: every phase that took more heavy rain off lost light rain, real
-photos or the tone of bright flat scenes). Routing separates the two lessons: the *light* expert
-(default: the bundled weights) derains every frame; the mean rain it removed,
-``a = mean |rainy - light(rainy)|`` in levels of 255 over the whole frame, decides how much of
-the *heavy* expert's output to take::
-
-    w = clamp((a - low) / (high - low), 0, 1)        # 0 below ``low``, 1 above ``high``
-    routed = (1 - w) * light(rainy) + w * heavy(rainy)
-
-so a frame the light expert finds lightly rained is exactly its output (a router need not run the
-heavy expert on it; this benchmark runs both, to score each), and a frame it finds heavily rained
-is the heavy expert's. The band is a rule, not a fit: ``low`` / ``high`` default to 40 / 60
-levels, the mean ``|rainy - clean|`` of the renderer's ``heavy`` preset (see ``RAIN_PRESETS``),
-which the heavy expert is trained on.
+The rule is the library's (``derainzoo.models.RoutedDerain``, registered as
+``dual_stage_derain_routed``): the *light* expert (default: the bundled weights) derains every
+frame; the mean rain it removed, ``a = mean |rainy - light(rainy)|`` in levels of 255 over the
+whole frame, sets the heavy expert's share ``w = clamp((a - low) / (high - low), 0, 1)``, and the
+output is ``(1 - w) * light + w * heavy``. The band defaults to ``DEFAULT_ROUTING_BAND`` (40 / 60
+levels, the mean ``|rainy - clean|`` of the renderer's ``heavy`` preset): a rule, not a fit. The
+router runs the heavy expert only on routed frames; this benchmark runs both on every frame, to
+score each.
 
 Per set: the Y-channel PSNR of each expert and of the routed output (whole images, 8-bit rounding,
 as ``derainzoo eval``), the mean error (levels, negative = darker), how many frames route and
@@ -36,41 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import machine_header, parse_named_folder, write_results
-from torch import Tensor
 from tqdm import tqdm
 
 import derainzoo
 from derainzoo.data import PairedImageFolder
 from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.metrics import mean_absolute_error, mean_error, psnr_y, quantize
+from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, blend_frames, check_routing_band, routing_weight
 
 PHOTO_LONG_SIDE = 640
 """Long side the ``--photos`` are brought down to (``examples/train.py``'s watch size)."""
-
-
-def routing_weight(removed: Tensor, low: float, high: float) -> Tensor:
-    """Share of the heavy expert's output per frame.
-
-    Args:
-        removed: ``(B,)`` mean rain the light expert removed from each frame, levels of 255.
-        low: at or below it the weight is 0.
-        high: at or above it the weight is 1; in between it rises linearly. ``low == high`` is a
-            hard switch (weight 1 above ``low``).
-
-    Returns:
-        ``(B,)`` weights in ``[0, 1]``.
-    """
-    if not 0 <= low <= high:
-        raise ValueError(f"the routing band must satisfy 0 <= low <= high, got low={low}, high={high}")
-    if low == high:
-        return (removed > low).to(removed.dtype)
-    return ((removed - low) / (high - low)).clamp(0, 1)
-
-
-def routed(light: Tensor, heavy: Tensor, weight: Tensor) -> Tensor:
-    """``(1 - w) * light + w * heavy`` per frame: ``light`` and ``heavy`` are ``(B, 3, H, W)``,
-    ``weight`` is ``(B,)``."""
-    return torch.lerp(light, heavy, weight.view(-1, 1, 1, 1).to(light.dtype))
 
 
 def score_set(
@@ -87,7 +55,7 @@ def score_set(
         heavy = heavy_model(rainy).clamp(0, 1)
         removed = mean_absolute_error(light, rainy)
         weight = routing_weight(removed, low, high)
-        for name, output in (("light", light), ("heavy", heavy), ("routed", routed(light, heavy, weight))):
+        for name, output in (("light", light), ("heavy", heavy), ("routed", blend_frames(light, heavy, weight))):
             rounded = quantize(output)
             scores[name].append(psnr_y(rounded, clean).item())
             errors[name].append(abs(mean_error(rounded, clean).item()))
@@ -117,14 +85,15 @@ def main() -> int:
     )
     parser.add_argument("--photos", type=Path, help="a folder of rainy photos without ground truth")
     parser.add_argument(
-        "--band", type=float, nargs=2, default=(40.0, 60.0), metavar=("LOW", "HIGH"),
+        "--band", type=float, nargs=2, default=DEFAULT_ROUTING_BAND, metavar=("LOW", "HIGH"),
         help="removed rain (levels of 255) where routing starts and where it is complete",
     )  # fmt: skip
     parser.add_argument("--tag", default="routed_experts", help="results file name")
     args = parser.parse_args()
-    low, high = args.band
-    if not 0 <= low <= high:
-        parser.error(f"--band must satisfy 0 <= LOW <= HIGH, got {low} {high}")
+    try:
+        low, high = check_routing_band(args.band)
+    except ValueError as error:
+        parser.error(f"--band: {error}")
     if not args.set and args.holdout is None and args.photos is None:
         parser.error("give at least one --set, --holdout or --photos")
     header = machine_header(torch.device("cpu"))

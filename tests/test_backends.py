@@ -22,6 +22,7 @@ from derainzoo.backends import (
     preferred_backend,
 )
 from derainzoo.inference import derain, prepare_for_inference
+from derainzoo.models import RoutedDerain
 
 from .helpers import TINY, smooth_image
 
@@ -75,6 +76,17 @@ def test_the_graph_is_exported_once_and_named_by_the_weights(onnx_tiny, bundled_
     assert path.stat().st_mtime_ns == stamp and again.onnx_path == path and announced == []
     other_weights = derainzoo.create_model(TINY)
     assert onnx_graph_path(other_weights, cache) != path
+
+
+def test_a_router_runs_each_expert_as_its_own_graph_and_keeps_its_band(onnx_tiny, bundled_tiny) -> None:
+    runtime, cache = onnx_tiny
+    router = RoutedDerain(bundled_tiny, bundled_tiny, band=(0.0, 0.0))  # every frame takes both passes
+    compiled = load_backend(router, "onnxruntime", cache_dir=cache)
+    assert isinstance(compiled, RoutedDerain) and compiled.band == router.band
+    assert all(isinstance(expert, OnnxRuntimeDerainer) for expert in compiled.experts)
+    assert compiled.light.onnx_path == compiled.heavy.onnx_path == runtime.onnx_path  # same weights, one graph
+    image = smooth_image(48, 64)
+    torch.testing.assert_close(derain(image, compiled, scale=1), derain(image, router, scale=1), atol=1e-3, rtol=0)
 
 
 def test_the_runtime_refuses_inputs_off_the_cpu(onnx_tiny) -> None:

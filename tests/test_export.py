@@ -12,6 +12,7 @@ import torch
 import derainzoo
 from derainzoo import export
 from derainzoo.export import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, compare_with_onnxruntime, export_onnx
+from derainzoo.models import RoutedDerain
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -108,6 +109,13 @@ def test_export_reports_a_missing_folder(tmp_path) -> None:
 def test_export_refuses_a_degenerate_example_size(tmp_path) -> None:
     with pytest.raises(ValueError, match="example_size"):
         export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "model.onnx", example_size=(1, 64))
+
+
+def test_a_routed_model_is_refused_with_what_to_export_instead(tmp_path) -> None:
+    router = RoutedDerain(torch.nn.Conv2d(3, 3, 1), torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(ValueError, match=r"export model\.light and model\.heavy"):
+        export_onnx(router, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_missing_export_packages_name_the_extra(monkeypatch, tmp_path) -> None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from derainzoo._version import __version__
 from derainzoo.export import GRAPH_REVISION, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, export_onnx
 from derainzoo.inference import PRECISIONS
+from derainzoo.models.routed_derain import RoutedDerain
 from derainzoo.tiling import FALLBACK_BYTES_PER_PIXEL
 
 __all__ = [
@@ -235,7 +236,9 @@ def load_backend(
             a minute or two), for example to tell a user why the first run waits.
 
     Returns:
-        A module mapping ``(B, 3, H, W)`` to ``(B, 3, H, W)``.
+        A module mapping ``(B, 3, H, W)`` to ``(B, 3, H, W)``. For a
+        [`RoutedDerain`][derainzoo.models.RoutedDerain], a router with the same band over each
+        expert made ready on ``backend`` (two graphs: the decision per frame stays in PyTorch).
 
     Raises:
         ValueError: an unknown backend or precision, or a model that is not on the CPU in float32.
@@ -248,6 +251,10 @@ def load_backend(
         raise ValueError(f"the {backend} backend takes precision {allowed}, got {precision!r}")
     if backend == "torch":
         return model
+    if isinstance(model, RoutedDerain):
+        return model.with_experts(
+            *(load_backend(expert, backend, cache_dir, precision, on_export) for expert in model.experts)
+        )
     check_installed(backend)
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:

@@ -375,7 +375,7 @@ def _export_command(args: argparse.Namespace) -> int:
     print(f"derainzoo: exporting {args.model} to {args.output} (tracing takes a minute or two)", file=sys.stderr)
     try:
         export_onnx(model, args.output, opset_version=args.opset)
-    except (ImportError, FileNotFoundError) as error:
+    except (ImportError, FileNotFoundError, ValueError) as error:
         _error(str(error))
         return 2
     print(f"wrote {args.output}")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from derainzoo.inference import eval_mode
+from derainzoo.models.routed_derain import RoutedDerain
 
 __all__ = [
     "GRAPH_REVISION",
@@ -121,8 +122,15 @@ def export_onnx(
     Raises:
         ImportError: onnx or onnxscript is not installed.
         FileNotFoundError: the folder of ``path`` does not exist.
-        ValueError: ``example_size`` has a side shorter than 2.
+        ValueError: ``example_size`` has a side shorter than 2, or ``model`` is a
+            [`RoutedDerain`][derainzoo.models.RoutedDerain] (two graphs and a decision per frame:
+            export ``model.light`` and ``model.heavy``).
     """
+    if isinstance(model, RoutedDerain):
+        raise ValueError(
+            "a routed model is two networks and a decision per frame, not one graph: export model.light and "
+            "model.heavy to two files (derain() and the graph backends route between them)"
+        )
     _require("onnx", "onnxscript")
     path = Path(path)
     if not path.parent.is_dir():

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from derainzoo.models.routed_derain import RoutedDerain
 from derainzoo.self_ensemble import SelfEnsemble
 
 __all__ = [
@@ -96,12 +97,16 @@ def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_s
 
     A model may state its own figure as ``model.inference_bytes_per_pixel`` (the derainzoo
     models do, from measurements); a [`SelfEnsemble`][SelfEnsemble] uses its model's (it runs one pass
-    at a time); any other model is assumed to need [`FALLBACK_BYTES_PER_PIXEL`][FALLBACK_BYTES_PER_PIXEL].
+    at a time), a [`RoutedDerain`][derainzoo.models.RoutedDerain] its larger expert's (one expert
+    runs at a time); any other model is assumed to need
+    [`FALLBACK_BYTES_PER_PIXEL`][FALLBACK_BYTES_PER_PIXEL].
 
     Returns:
         ``bytes_per_pixel * batch_size * height * width``.
     """
     inner = model.model if isinstance(model, SelfEnsemble) else model
+    if isinstance(inner, RoutedDerain):
+        return max(estimate_inference_memory(expert, height, width, batch_size) for expert in inner.experts)
     bytes_per_pixel = getattr(inner, "inference_bytes_per_pixel", FALLBACK_BYTES_PER_PIXEL)
     return int(bytes_per_pixel * batch_size * height * width)
 
@@ -166,6 +171,10 @@ def plan_tiles(
 def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, progress: bool = False) -> Tensor:
     """Run ``model`` on ``x`` as ``plan`` says: whole, or in blended tiles.
 
+    A [`RoutedDerain`][derainzoo.models.RoutedDerain] (alone or in a
+    [`SelfEnsemble`][SelfEnsemble]) routes whole frames: each expert's pass is run as ``plan``
+    says (self-ensembled when the router is), so every tile of a frame takes the same route.
+
     Args:
         model: maps ``(B, C, h, w)`` to ``(B, C', h, w)``.
         x: ``(B, C, H, W)`` input.
@@ -175,6 +184,14 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
     Returns:
         ``(B, C', H, W)``.
     """
+    router = model.model if isinstance(model, SelfEnsemble) else model
+    if isinstance(router, RoutedDerain):
+
+        def run_expert(expert: nn.Module, frames: Tensor) -> Tensor:
+            runner = expert if model is router else SelfEnsemble(expert, model.num_transforms)
+            return run_tiled(runner, frames, plan, progress=progress)
+
+        return router.route_frames(x, run_expert)
     if not plan.tile_size:
         return model(x)
     return _blend_tiles(model, x, plan.tile_size, plan.tile_overlap, progress)

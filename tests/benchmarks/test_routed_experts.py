@@ -1,5 +1,5 @@
-"""The routing rule of routed_experts.py: light frames keep the light expert's output exactly,
-heavy frames get the heavy expert's, and the band in between blends them per frame."""
+"""routed_experts.py scores each expert and the routed output per set (the rule itself is
+tested with the model, tests/models/test_routed_derain.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +11,9 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from routed_experts import routed, routing_weight, score_set  # noqa: E402
+from routed_experts import score_set  # noqa: E402
 
 from derainzoo.data import PairedImageFolder  # noqa: E402
-
-
-def test_the_weight_is_zero_below_the_band_one_above_and_linear_inside() -> None:
-    removed = torch.tensor([0.0, 40.0, 45.0, 50.0, 60.0, 90.0])
-    torch.testing.assert_close(routing_weight(removed, 40.0, 60.0), torch.tensor([0.0, 0.0, 0.25, 0.5, 1.0, 1.0]))
-
-
-def test_an_empty_band_is_a_hard_switch() -> None:
-    torch.testing.assert_close(
-        routing_weight(torch.tensor([39.9, 40.0, 40.1]), 40.0, 40.0), torch.tensor([0.0, 0.0, 1.0])
-    )
-
-
-@pytest.mark.parametrize(("low", "high"), [(-1.0, 10.0), (50.0, 40.0)])
-def test_a_band_out_of_order_is_refused(low: float, high: float) -> None:
-    with pytest.raises(ValueError, match="0 <= low <= high"):
-        routing_weight(torch.zeros(1), low, high)
-
-
-def test_each_frame_is_blended_by_its_own_weight() -> None:
-    light, heavy = torch.zeros(3, 3, 4, 5), torch.ones(3, 3, 4, 5)
-    out = routed(light, heavy, torch.tensor([0.0, 0.25, 1.0]))
-    torch.testing.assert_close(out[0], light[0])  # a light frame is the light expert's output, exactly
-    torch.testing.assert_close(out[1], torch.full((3, 4, 5), 0.25))
-    torch.testing.assert_close(out[2], heavy[2])
 
 
 class _Scale(torch.nn.Module):

@@ -3,5 +3,6 @@
 from derainzoo.models._output import DerainOutput
 from derainzoo.models.dual_stage_derain import DualStageDerain
 from derainzoo.models.nafnet_lite import NAFNetLite
+from derainzoo.models.routed_derain import RoutedDerain
 
-__all__ = ["DerainOutput", "DualStageDerain", "NAFNetLite"]
+__all__ = ["DerainOutput", "DualStageDerain", "NAFNetLite", "RoutedDerain"]

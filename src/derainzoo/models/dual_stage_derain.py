@@ -37,6 +37,7 @@ from derainzoo.models._builder import (
     image_to_image_cfg,
 )
 from derainzoo.models._output import DerainOutput
+from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, RoutedDerain
 
 __all__ = [
     "MASK_SOURCES",
@@ -745,9 +746,11 @@ def _check_ablation_switches(
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return image_to_image_cfg(
-        first_conv="stage1_embed",
-        paper_name="Dual-stage deraining network based on mask and non-local attention",
-        **kwargs,
+        **{
+            "first_conv": "stage1_embed",
+            "paper_name": "Dual-stage deraining network based on mask and non-local attention",
+            **kwargs,
+        }
     )
 
 
@@ -773,6 +776,7 @@ default_cfgs = generate_default_cfgs(
             ),
         ),
         "dual_stage_derain_base": _cfg(),
+        "dual_stage_derain_routed": _cfg(first_conv="light.stage1_embed"),
     }
 )
 
@@ -815,3 +819,33 @@ def dual_stage_derain_base(pretrained: bool = False, **kwargs: Any) -> DualStage
         embed_dim=48, depths=(2, 3, 3, 4), num_heads=(1, 2, 4, 8), stage2_dim=96, stage2_depth=6, stage2_heads=6
     )
     return _create_dual_stage_derain("dual_stage_derain_base", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def dual_stage_derain_routed(
+    pretrained: bool = False, band: tuple[float, float] = DEFAULT_ROUTING_BAND, **kwargs: Any
+) -> RoutedDerain:
+    """Two ``dual_stage_derain`` networks routed by frame: a light-rain and a heavy-rain expert,
+    the heavy one taking over frames from which the light one removes more than ``band[0]``
+    levels of rain ([`RoutedDerain`][derainzoo.models.RoutedDerain]). ``band`` is the routing
+    band in levels of 255; other keyword arguments build both experts."""
+    if kwargs.get("features_only"):
+        raise ValueError(
+            "dual_stage_derain_routed has two encoders, not one feature pyramid: take features from "
+            "model.light or model.heavy, or create dual_stage_derain with features_only=True"
+        )
+    timm_args = {
+        key: kwargs.pop(key) for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir") if key in kwargs
+    }
+    light, heavy = (dual_stage_derain(**kwargs) for _ in range(2))
+    return build_derainzoo_model(
+        RoutedDerain,
+        "dual_stage_derain_routed",
+        pretrained,
+        0,
+        light=light,
+        heavy=heavy,
+        band=band,
+        kwargs_filter=("in_chans",),  # the experts take the channels
+        **timm_args,
+    )
