@@ -17,6 +17,13 @@ third of the way from the bundled weights towards a fine-tuned run:
     python examples/export_weights.py src/derainzoo/weights/dual_stage_derain.rain_mix.safetensors \
         runs/p6/best_ema.safetensors --blend 2 1 --model dual_stage_derain --tag rain_mix --out blended
 
+A routed model (``dual_stage_derain_routed``) is written from its two experts' files, the light
+expert's first, with ``--experts``:
+
+    python examples/export_weights.py src/derainzoo/weights/dual_stage_derain.rain_mix.safetensors \
+        runs/rain_heavy_p1/ema_step001600.safetensors --experts --model dual_stage_derain_routed \
+        --tag rain_mix --out src/derainzoo/weights
+
 Loads the weights into the architecture first (so a file for another variant is refused), then
 writes ``OUT/<model>.<tag>.safetensors`` and its ``.sha256``.
 """
@@ -30,7 +37,8 @@ import torch
 from torch import nn
 
 import derainzoo
-from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, WeightsMismatchError, read_safetensors, save_weights
+from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, WeightsMismatchError, load_weights, read_safetensors, save_weights
+from derainzoo.models import RoutedDerain
 from derainzoo.training import load_training_state
 
 
@@ -44,6 +52,17 @@ def load_for_export(path: Path, model_name: str, ema: bool) -> tuple[nn.Module, 
     model = derainzoo.create_model(model_name, weights=path)
     _, metadata = read_safetensors(path)
     return model, metadata
+
+
+def load_experts(paths: list[Path], model_name: str) -> tuple[nn.Module, dict[str, str]]:
+    """The routed model ``model_name`` with its light expert read from ``paths[0]`` and its heavy
+    expert from ``paths[1]``, and the metadata naming them."""
+    model = derainzoo.create_model(model_name)
+    if not isinstance(model, RoutedDerain):
+        raise ValueError(f"--experts builds a routed model; {model_name} is a {type(model).__name__}")
+    for expert, path in zip(model.experts, paths, strict=True):
+        load_weights(expert, path)
+    return model, {"experts": f"light: {paths[0].name}, heavy: {paths[1].name}"}
 
 
 def blend_state_dicts(state_dicts: list[dict[str, torch.Tensor]], coefficients: list[float]) -> dict[str, torch.Tensor]:
@@ -82,7 +101,12 @@ def main() -> None:
         metavar="W",
         help="with several weights files: one non-negative coefficient per file (default: equal)",
     )
+    parser.add_argument(
+        "--experts", action="store_true", help="two weights files: the light and the heavy expert of a routed model"
+    )
     args = parser.parse_args()
+    if args.experts and (len(args.weights) != 2 or args.blend is not None or args.ema):
+        parser.error("--experts takes exactly two weights files (light, heavy), without --blend or --ema")
 
     coefficients = args.blend if args.blend is not None else [1.0] * len(args.weights)
     if len(coefficients) != len(args.weights):
@@ -91,8 +115,11 @@ def main() -> None:
         parser.error(f"--blend coefficients must be non-negative with a positive sum, got {coefficients}")
 
     try:
-        loaded = [load_for_export(path, args.model, args.ema) for path in args.weights]
-    except WeightsMismatchError as error:
+        if args.experts:
+            loaded = [load_experts(args.weights, args.model)]
+        else:
+            loaded = [load_for_export(path, args.model, args.ema) for path in args.weights]
+    except (WeightsMismatchError, ValueError) as error:
         parser.error(str(error))
     model, metadata = loaded[0]
     if len(loaded) > 1:

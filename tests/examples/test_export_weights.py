@@ -81,3 +81,26 @@ def test_blend_needs_one_coefficient_per_file(tmp_path) -> None:
     negative = export(weights, weights, "--blend", "1", "-1", "--model", MODEL, "--tag", "b", "--out", str(tmp_path))
     assert negative.returncode != 0 and "non-negative" in negative.stderr
     assert not (tmp_path / f"{MODEL}.b.safetensors").exists()
+
+
+def test_experts_write_one_routed_file_light_first(tmp_path) -> None:
+    torch.manual_seed(0)
+    light, heavy = derainzoo.create_model("dual_stage_derain"), derainzoo.create_model("dual_stage_derain")
+    save_weights(light, tmp_path / "light.safetensors")
+    save_weights(heavy, tmp_path / "heavy.safetensors")
+    files = (str(tmp_path / "light.safetensors"), str(tmp_path / "heavy.safetensors"))
+    routed = "dual_stage_derain_routed"
+
+    result = export(*files, "--experts", "--dtype", "float32", "--model", routed, "--tag", "r", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    _, metadata = read_safetensors(tmp_path / f"{routed}.r.safetensors")
+    assert metadata["experts"] == "light: light.safetensors, heavy: heavy.safetensors"
+    model = derainzoo.create_model(routed, weights=tmp_path / f"{routed}.r.safetensors")
+    for source, expert in ((light, model.light), (heavy, model.heavy)):
+        for name, tensor in source.state_dict().items():
+            assert torch.equal(expert.state_dict()[name], tensor), name
+
+    not_routed = export(*files, "--experts", "--model", "dual_stage_derain", "--tag", "r", "--out", str(tmp_path))
+    assert not_routed.returncode != 0 and "builds a routed model" in not_routed.stderr
+    three = export(*files, files[0], "--experts", "--model", routed, "--tag", "s", "--out", str(tmp_path))
+    assert three.returncode != 0 and "exactly two weights files" in three.stderr
