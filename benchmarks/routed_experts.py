@@ -18,7 +18,8 @@ with what mean weight; ``--holdout`` scores the last 10 pairs of a training fold
 validation split of ``examples/train.py --val-count 10``. With ``--photos`` (no ground truth)
 each photo's removed rain ``a`` and weight are listed at the watch size of ``examples/train.py``
 (long side 640), so the rule's effect on real photos is seen. Writes
-``benchmarks/results/<tag>.{csv,md}``.
+``benchmarks/results/<tag>.{csv,md}`` and each scored frame (removed rain, weight, each output's
+PSNR and mean error) to ``<tag>_frames.{csv,md}``, where the experts cross over is read.
 """
 
 from __future__ import annotations
@@ -41,32 +42,45 @@ PHOTO_LONG_SIDE = 640
 """Long side the ``--photos`` are brought down to (``examples/train.py``'s watch size)."""
 
 
-def score_set(
+EXPERTS_AND_ROUTED = ("light", "heavy", "routed")
+
+
+def score_frames(
     light_model: torch.nn.Module, heavy_model: torch.nn.Module, pairs: PairedImageFolder, low: float, high: float
-) -> dict[str, object]:
-    """Mean PSNR and |mean error| of the light expert, the heavy expert and the routed output over
-    ``pairs``, the frames routed (weight > 0), their mean removed rain and mean weight."""
-    scores: dict[str, list[float]] = {key: [] for key in ("light", "heavy", "routed", "removed", "weight")}
-    errors: dict[str, list[float]] = {key: [] for key in ("light", "heavy", "routed")}
+) -> list[dict[str, object]]:
+    """One row per pair: its stem, the rain the light expert removed, the routing weight, and the
+    PSNR and mean error (levels) of the light expert, the heavy expert and the routed output."""
+    frames = []
     for index in tqdm(range(len(pairs)), desc=pairs.root.name, unit="image", leave=False):
-        rainy, clean, _ = pairs[index]
+        rainy, clean, stem = pairs[index]
         rainy, clean = rainy[None], clean[None]
         light = light_model(rainy).clamp(0, 1)
         heavy = heavy_model(rainy).clamp(0, 1)
         removed = mean_absolute_error(light, rainy)
         weight = routing_weight(removed, low, high)
-        for name, output in (("light", light), ("heavy", heavy), ("routed", blend_frames(light, heavy, weight))):
+        row: dict[str, object] = {"stem": stem, "removed": round(removed.item(), 1), "weight": round(weight.item(), 2)}
+        for name, output in zip(EXPERTS_AND_ROUTED, (light, heavy, blend_frames(light, heavy, weight)), strict=True):
             rounded = quantize(output)
-            scores[name].append(psnr_y(rounded, clean).item())
-            errors[name].append(abs(mean_error(rounded, clean).item()))
-        scores["removed"].append(removed.item())
-        scores["weight"].append(weight.item())
-    weights = np.array(scores["weight"])
+            row[f"psnr {name}"] = psnr_y(rounded, clean).item()
+            row[f"error {name}"] = mean_error(rounded, clean).item()
+        frames.append(row)
+    return frames
+
+
+def summarize(frames: list[dict[str, object]]) -> dict[str, object]:
+    """Mean PSNR and |mean error| of each expert and the routed output over ``frames`` (rows of
+    [`score_frames`][score_frames]), the frames routed (weight > 0), their mean removed rain and weight."""
+    weights = np.array([frame["weight"] for frame in frames])
     return {
-        **{f"psnr {name}": round(float(np.mean(scores[name])), 2) for name in ("light", "heavy", "routed")},
-        **{f"abs error {name}": round(float(np.mean(errors[name])), 1) for name in ("light", "heavy", "routed")},
+        **{
+            f"psnr {name}": round(float(np.mean([f[f"psnr {name}"] for f in frames])), 2) for name in EXPERTS_AND_ROUTED
+        },
+        **{
+            f"abs error {name}": round(float(np.mean([abs(f[f"error {name}"]) for f in frames])), 1)
+            for name in EXPERTS_AND_ROUTED
+        },
         "frames routed": f"{int((weights > 0).sum())}/{len(weights)}",
-        "removed": round(float(np.mean(scores["removed"])), 1),
+        "removed": round(float(np.mean([frame["removed"] for frame in frames])), 1),
         "mean weight": round(float(weights.mean()), 2),
     }
 
@@ -106,10 +120,14 @@ def main() -> int:
     if args.holdout is not None:
         stems = PairedImageFolder(args.holdout).stems
         sets.insert(0, ("held-out pairs", PairedImageFolder(args.holdout, stems=stems[-10:])))
-    rows = []
+    rows, frame_rows = [], []
     with torch.inference_mode():
         for name, pairs in sets:
-            rows.append({"set": name, **score_set(light_model, heavy_model, pairs, low, high)})
+            frames = score_frames(light_model, heavy_model, pairs, low, high)
+            rows.append({"set": name, **summarize(frames)})
+            frame_rows += [
+                {"set": name, **{k: round(v, 2) if isinstance(v, float) else v for k, v in f.items()}} for f in frames
+            ]
         if args.photos is not None:
             for path in folder_images(args.photos).images:
                 photo = load_image(path).convert("RGB")
@@ -126,6 +144,8 @@ def main() -> int:
         "abs error: mean over frames of |mean error| (levels of 255); photos: removed rain at long side "
         f"{PHOTO_LONG_SIDE}",
     ]
+    if frame_rows:
+        write_results(f"{args.tag}_frames", header, frame_rows, notes[:2])
     print(write_results(args.tag, header, rows, notes))
     return 0
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from routed_experts import score_set  # noqa: E402
+from routed_experts import score_frames, summarize  # noqa: E402
 
 from derainzoo.data import PairedImageFolder  # noqa: E402
 
@@ -27,7 +27,9 @@ class _Scale(torch.nn.Module):
         return x * self.factor
 
 
-def test_score_set_routes_only_the_frames_the_light_expert_finds_heavy(tmp_path: Path) -> None:
+def test_only_the_frames_the_light_expert_finds_heavy_are_routed_the_frames_the_light_expert_finds_heavy(
+    tmp_path: Path,
+) -> None:
     # The light expert (x 0.9) removes 10 levels from frame "dim" (100) and 25 from "bright" (250):
     # with the band at 15 only "bright" goes to the heavy expert (x 0.79, close to the truth's 0.8).
     for side in ("rain", "norain"):
@@ -37,12 +39,14 @@ def test_score_set_routes_only_the_frames_the_light_expert_finds_heavy(tmp_path:
         Image.new("RGB", (16, 12), (round(level * 0.8),) * 3).save(tmp_path / "norain" / f"{stem}.png")
     pairs = PairedImageFolder(tmp_path)
     light, heavy = _Scale(0.9), _Scale(0.79)
-    scores = score_set(light, heavy, pairs, 15.0, 15.0)
+    frames = score_frames(light, heavy, pairs, 15.0, 15.0)
+    assert [(f["stem"], f["removed"], f["weight"]) for f in frames] == [("bright", 25.0, 1.0), ("dim", 10.0, 0.0)]
+    scores = summarize(frames)
     assert scores["frames routed"] == "1/2" and scores["mean weight"] == 0.5
     assert scores["removed"] == pytest.approx((10.0 + 25.0) / 2, abs=0.1)
     # The heavy expert is near the truth on both frames; the routed output on the routed one only:
     # "dim" keeps the light expert's 10 levels of error, "bright" the heavy expert's 2.
     assert scores["psnr light"] < scores["psnr routed"] < scores["psnr heavy"]
     assert scores["abs error routed"] == pytest.approx((10.0 + 2.0) / 2, abs=0.6)
-    untouched = score_set(light, heavy, pairs, 40.0, 60.0)
+    untouched = summarize(score_frames(light, heavy, pairs, 40.0, 60.0))
     assert untouched["frames routed"] == "0/2" and untouched["psnr routed"] == untouched["psnr light"]
