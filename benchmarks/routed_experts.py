@@ -19,7 +19,9 @@ validation split of ``examples/train.py --val-count 10``. With ``--photos`` (no 
 each photo's removed rain ``a`` and weight are listed at the watch size of ``examples/train.py``
 (long side 640), so the rule's effect on real photos is seen. Writes
 ``benchmarks/results/<tag>.{csv,md}`` and each scored frame (removed rain, weight, each output's
-PSNR and mean error) to ``<tag>_frames.{csv,md}``, where the experts cross over is read.
+PSNR and mean error) to ``<tag>_frames.{csv,md}``, and the mean PSNR of a hard switch at each
+threshold of removed rain over all those frames to ``<tag>_thresholds.{csv,md}``: where the
+experts cross.
 """
 
 from __future__ import annotations
@@ -85,6 +87,22 @@ def summarize(frames: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+SWITCH_THRESHOLDS = tuple(range(10, 55, 5))
+"""Removed rain (levels) at which [`switch_sweep`][switch_sweep] tries a hard switch."""
+
+
+def switch_sweep(frames: list[dict[str, object]], thresholds: tuple[float, ...] = SWITCH_THRESHOLDS) -> list[dict]:
+    """Where the experts cross: for each threshold ``t``, the mean PSNR over ``frames`` (rows of
+    [`score_frames`][score_frames], any sets) of a hard switch that takes the heavy expert's output
+    on frames the light one removed more than ``t`` levels from, and how many frames that is."""
+    rows = []
+    for threshold in thresholds:
+        picked = [f["psnr heavy"] if f["removed"] > threshold else f["psnr light"] for f in frames]
+        routed = sum(f["removed"] > threshold for f in frames)
+        rows.append({"threshold": threshold, "mean psnr": round(float(np.mean(picked)), 3), "frames heavy": routed})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="dual_stage_derain", help="architecture of both experts")
@@ -146,6 +164,12 @@ def main() -> int:
     ]
     if frame_rows:
         write_results(f"{args.tag}_frames", header, frame_rows, notes[:2])
+        write_results(
+            f"{args.tag}_thresholds",
+            header,
+            switch_sweep(frame_rows),
+            [f"hard switch at each threshold over the {len(frame_rows)} frames of every set; {notes[0]}"],
+        )
     print(write_results(args.tag, header, rows, notes))
     return 0
 

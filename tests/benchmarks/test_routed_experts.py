@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from routed_experts import score_frames, summarize  # noqa: E402
+from routed_experts import score_frames, summarize, switch_sweep  # noqa: E402
 
 from derainzoo.data import PairedImageFolder  # noqa: E402
 
@@ -50,3 +50,19 @@ def test_only_the_frames_the_light_expert_finds_heavy_are_routed_the_frames_the_
     assert scores["abs error routed"] == pytest.approx((10.0 + 2.0) / 2, abs=0.6)
     untouched = summarize(score_frames(light, heavy, pairs, 40.0, 60.0))
     assert untouched["frames routed"] == "0/2" and untouched["psnr routed"] == untouched["psnr light"]
+
+
+def test_the_switch_sweep_takes_the_heavy_expert_above_each_threshold() -> None:
+    frames = [
+        {"removed": 5.0, "psnr light": 36.0, "psnr heavy": 30.0},
+        {"removed": 25.0, "psnr light": 24.0, "psnr heavy": 25.0},
+        {"removed": 45.0, "psnr light": 20.0, "psnr heavy": 22.0},
+    ]
+    rows = switch_sweep(frames, thresholds=(0, 20, 30, 50))
+    assert [row["frames heavy"] for row in rows] == [3, 2, 1, 0]
+    assert [row["mean psnr"] for row in rows] == [
+        round((30 + 25 + 22) / 3, 3),
+        round((36 + 25 + 22) / 3, 3),
+        round((36 + 24 + 22) / 3, 3),
+        round((36 + 24 + 20) / 3, 3),
+    ]
