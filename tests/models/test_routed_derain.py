@@ -168,3 +168,14 @@ def test_both_experts_travel_in_one_weights_file(tmp_path) -> None:
 def _save(module: nn.Module, path) -> str:
     save_weights(module, path)
     return str(path)
+
+
+def test_a_routed_model_saved_in_the_hub_layout_comes_back_with_its_band(tmp_path) -> None:
+    from derainzoo.hub import save_pretrained
+
+    torch.manual_seed(1)
+    model = derainzoo.create_model("dual_stage_derain_routed", band=(30.0, 50.0))
+    save_pretrained(model, tmp_path / "routed", model_args={"band": model.band})
+    loaded = derainzoo.create_model(f"local-dir:{tmp_path / 'routed'}")
+    assert isinstance(loaded, RoutedDerain) and loaded.band == (30.0, 50.0)
+    assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in model.state_dict().items())

@@ -846,6 +846,6 @@ def dual_stage_derain_routed(
         light=light,
         heavy=heavy,
         band=band,
-        kwargs_filter=("in_chans",),  # the experts take the channels
+        kwargs_filter=("in_chans", "num_classes"),  # what timm adds from the cfg is for the experts
         **timm_args,
     )

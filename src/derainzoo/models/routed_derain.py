@@ -122,6 +122,9 @@ class RoutedDerain(nn.Module):
     """
 
     pretrained_filter_fn = None  # no earlier key layout to map
+    # timm's Hub config records both: image to image (no classifier), and no single feature map.
+    num_classes = 0
+    num_features = 0
 
     def __init__(self, light: nn.Module, heavy: nn.Module, band: tuple[float, float] = DEFAULT_ROUTING_BAND) -> None:
         super().__init__()
