@@ -39,11 +39,14 @@ __all__ = [
     "routing_weight",
 ]
 
-DEFAULT_ROUTING_BAND = (40.0, 60.0)
-"""Removed rain (levels of 255) where routing to the heavy expert starts and where it is complete:
-the mean ``|rainy - clean|`` of the renderer's ``heavy`` preset (see
-[`RAIN_PRESETS`][derainzoo.data.RAIN_PRESETS]), the rain the bundled heavy expert trains on. A
-rule fixed from the renderer, not fitted to any validation set."""
+DEFAULT_ROUTING_BAND = (15.0, 35.0)
+"""Removed rain (levels of 255) where routing to the heavy expert starts and where it is complete,
+calibrated for the bundled pair (``dual_stage_derain.rain_mix`` and its heavy-rain expert) on 60
+validation frames (Rain100L stems 191-200, and rain rendered over them at strengths 0.1-0.7): a
+hard switch scores best handing over at 15-20 levels, and no Rain100L validation frame, whose
+light rain the heavy expert loses up to 14 dB on, is routed (the most removed there is 11.9). See
+``benchmarks/results/routed_experts_strength_sweep_step1600_thresholds.md`` and the ``rain_mix``
+card. Other experts cross elsewhere: calibrate their band with ``benchmarks/routed_experts.py``."""
 
 
 def check_routing_band(band: tuple[float, float]) -> tuple[float, float]:
