@@ -18,6 +18,7 @@ def test_list_models_names_every_variant_and_filters() -> None:
     assert derainzoo.list_models() == [
         "dual_stage_derain",
         "dual_stage_derain_base",
+        "dual_stage_derain_routed",
         "dual_stage_derain_small",
         "dual_stage_derain_tiny",
         "nafnet_lite",

@@ -15,6 +15,9 @@ from torch import nn
 import derainzoo
 
 MODELS = derainzoo.list_models()
+NETWORKS = [name for name in MODELS if not name.endswith("_routed")]
+"""The single networks: a router (``*_routed``, two networks and a decision per frame) has no one
+feature pyramid, stage list or layer-decay order; its API is tested in ``test_routed_derain.py``."""
 INPUT = (2, 3, 21, 30)  # odd sizes, so every level pads and crops
 
 
@@ -46,7 +49,7 @@ def test_pretrained_cfg_is_honest(name: str) -> None:
     assert data_config["mean"] == (0.0, 0.0, 0.0) and data_config["std"] == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_forward_features_and_intermediates_follow_feature_info(name: str) -> None:
     model = _model(name).eval()
     x = _input()
@@ -64,7 +67,7 @@ def test_forward_features_and_intermediates_follow_feature_info(name: str) -> No
     assert torch.equal(only[0], intermediates[0]) and torch.equal(only[1], intermediates[-1])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_features_only_gives_the_pyramid_and_keeps_only_the_encoder(name: str) -> None:
     full = _model(name).eval()
     extractor = _model(name, features_only=True, out_indices=(0, 1)).eval()
@@ -86,7 +89,7 @@ def test_features_only_gives_the_pyramid_and_keeps_only_the_encoder(name: str) -
     assert all(stage.grad_checkpointing for stage in extractor.model._stages())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_gradient_checkpointing_gives_the_same_gradients(name: str) -> None:
     model = _model(name, drop_path_rate=0.2).train()
     x = _input()
@@ -106,7 +109,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(name: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_drop_path_rate_follows_the_linear_rule_and_only_acts_in_training(name: str) -> None:
     rate = 0.3
     model = _model(name, drop_path_rate=rate)
@@ -129,7 +132,7 @@ def test_drop_path_rate_follows_the_linear_rule_and_only_acts_in_training(name: 
         assert not torch.equal(first, model(x))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_group_matcher_orders_the_stages_for_layer_decay(name: str) -> None:
     model = _model(name)
     coarse = group_parameters(model, model.group_matcher(coarse=True))
