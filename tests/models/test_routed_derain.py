@@ -179,3 +179,13 @@ def test_a_routed_model_saved_in_the_hub_layout_comes_back_with_its_band(tmp_pat
     loaded = derainzoo.create_model(f"local-dir:{tmp_path / 'routed'}")
     assert isinstance(loaded, RoutedDerain) and loaded.band == (30.0, 50.0)
     assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_the_bundled_router_s_light_expert_is_the_bundled_rain_mix() -> None:
+    # The routed file carries a copy of rain_mix: re-exporting one without the other must fail here.
+    routed = derainzoo.create_model("dual_stage_derain_routed.rain_mix", pretrained=True)
+    rain_mix = derainzoo.create_model("dual_stage_derain.rain_mix", pretrained=True)
+    for name, tensor in rain_mix.state_dict().items():
+        assert torch.equal(routed.light.state_dict()[name], tensor), name
+    assert routed.band == DEFAULT_ROUTING_BAND
+    assert not torch.equal(routed.heavy.stage1_embed.weight, rain_mix.stage1_embed.weight)

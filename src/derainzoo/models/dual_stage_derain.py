@@ -776,7 +776,14 @@ default_cfgs = generate_default_cfgs(
             ),
         ),
         "dual_stage_derain_base": _cfg(),
-        "dual_stage_derain_routed": _cfg(first_conv="light.stage1_embed"),
+        "dual_stage_derain_routed.rain_mix": _cfg(
+            first_conv="light.stage1_embed",
+            file=str(BUNDLED_WEIGHTS_DIR / "dual_stage_derain_routed.rain_mix.safetensors"),
+            description=(
+                "dual_stage_derain.rain_mix as the light expert and a heavy-rain expert trained from it on heavy "
+                "rendered rain only, routed by frame (band 15-35 levels). See dual_stage_derain_routed.rain_mix.md."
+            ),
+        ),
     }
 )
 
