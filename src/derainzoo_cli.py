@@ -21,6 +21,7 @@ __all__ = [
     "AUTO_SCALE_LONG_SIDE",
     "BACKENDS",
     "DEFAULT_MEMORY_BUDGET_GB",
+    "DEFAULT_EXPORT_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_SCALE",
     "DERAINED_SUFFIX",
@@ -30,8 +31,12 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_MODEL = "dual_stage_derain"
+DEFAULT_MODEL = "dual_stage_derain_routed"
 """``derainzoo.inference.DEFAULT_MODEL``."""
+
+DEFAULT_EXPORT_MODEL = "dual_stage_derain"
+"""What ``derainzoo export`` writes without ``--model``: one network (a router is two graphs),
+the default model's light expert, ``dual_stage_derain.rain_mix``."""
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 """``derainzoo.backends.BACKENDS``."""
@@ -62,8 +67,8 @@ def _installed_version() -> str:
         return "unknown (not installed)"
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"architecture (default {DEFAULT_MODEL})")
+def _add_model_arguments(parser: argparse.ArgumentParser, default: str = DEFAULT_MODEL) -> None:
+    parser.add_argument("--model", default=default, help=f"architecture (default {default})")
     parser.add_argument("--weights", type=Path, help="safetensors weights to use instead of the bundled ones")
 
 
@@ -166,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export_parser = commands.add_parser("export", help="write a model as ONNX with dynamic batch, height and width")
     export_parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    _add_model_arguments(export_parser)
+    _add_model_arguments(export_parser, DEFAULT_EXPORT_MODEL)
     export_parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     export_parser.add_argument(
         "--check", action="store_true", help="run the graph in onnxruntime on two sizes and compare with PyTorch"

@@ -191,7 +191,7 @@ def test_list_names_every_model(capsys) -> None:
     out = capsys.readouterr().out
     assert all(name in out for name in ("dual_stage_derain ", "dual_stage_derain_tiny", "dual_stage_derain_base"))
     # The weights `derainzoo derain` uses without --model are marked, and only they.
-    assert out.count("(default)") == 1 and "dual_stage_derain.rain_mix (default)" in out
+    assert out.count("(default)") == 1 and "dual_stage_derain_routed.rain_mix (default)" in out
 
 
 def test_real_rain100l_image(rain100l_train, tmp_path, weights) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import derainzoo
 import derainzoo_cli
@@ -62,3 +63,13 @@ def test_help_and_argument_mistakes_never_import_torch(argv, exit_code, expected
 def test_a_parsed_command_runs_in_the_package(capsys) -> None:
     assert derainzoo_cli.main(["list"]) == 0
     assert DEFAULT_MODEL in capsys.readouterr().out
+
+
+def test_export_defaults_to_one_network_the_default_model_s_light_expert() -> None:
+    from derainzoo.models import RoutedDerain
+
+    exported = derainzoo.create_model(derainzoo_cli.DEFAULT_EXPORT_MODEL, pretrained=True)
+    default = derainzoo.create_model(DEFAULT_MODEL, pretrained=True)
+    assert not isinstance(exported, RoutedDerain) and isinstance(default, RoutedDerain)
+    for name, tensor in exported.state_dict().items():
+        assert torch.equal(default.light.state_dict()[name], tensor), name

@@ -28,11 +28,12 @@ __all__ = [
     "resolve_precision",
 ]
 
-DEFAULT_MODEL = "dual_stage_derain"
-"""The architecture [`derain`][derain] and the command use when no model is
-given, with its default pretrained tag ``rain_mix``: trained on real and rendered rain from light
-to heavy, for real photos. For the Rain100L benchmark, ``dual_stage_derain_tiny`` (tag
-``rain100l``) scores higher."""
+DEFAULT_MODEL = "dual_stage_derain_routed"
+"""The architecture [`derain`][derain] and the command use when no model is given, with its
+pretrained tag ``rain_mix``: ``dual_stage_derain.rain_mix`` (trained on real and rendered rain from
+light to heavy, for real photos) routed by frame to a heavy-rain expert where it removes much rain
+([`RoutedDerain`][derainzoo.models.RoutedDerain]); a lightly rained frame is ``rain_mix``'s output
+exactly. For the Rain100L benchmark, ``dual_stage_derain.rain100l`` scores higher."""
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
