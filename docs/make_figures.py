@@ -25,6 +25,7 @@ from derainzoo.data.rain_renderer import RAIN_STYLES
 from derainzoo.image_io import folder_images, load_image, to_batch
 from derainzoo.inference import DEFAULT_MODEL, default_model, derain
 from derainzoo.layers import ClusteredNonLocalWindowAttention, cluster_order, rgb_to_luma, spherical_kmeans
+from derainzoo.models import RoutedDerain
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -223,10 +224,12 @@ def main() -> None:
         real_rain_scales_sheet(model, args.data / "real_rain")
     if "rain_renderer" in args.only:
         rendered_rain_figure(PairedImageFolder(args.data / "Rain100L_train"), "017", args.data / "real_rain")
+    # The block figures show one network: the default router's light expert (rain_mix).
+    network = model.light if isinstance(model, RoutedDerain) else model
     if "mask" in args.only:
-        mask_figure(model, rainy, clean)
+        mask_figure(network, rainy, clean)
     if "clustering" in args.only:
-        clustering_figure(model, rainy)
+        clustering_figure(network, rainy)
     print(f"figures written to {ASSETS}")
 
 
