@@ -9,8 +9,8 @@ frame; the mean rain it removed, ``a = mean |rainy - light(rainy)|`` in levels o
 whole frame, sets the heavy expert's share ``w = clamp((a - low) / (high - low), 0, 1)``, and the
 output is ``(1 - w) * light + w * heavy``. The band defaults to ``DEFAULT_ROUTING_BAND`` (15 / 35
 levels, calibrated for the bundled pair by this benchmark's threshold sweep; ``--band 40 60`` was
-the first, the renderer's ``heavy`` preset's mean ``|rainy - clean|``). The router runs the heavy expert only on routed frames; this benchmark runs both on every frame, to
-score each.
+the first, the renderer's ``heavy`` preset's mean ``|rainy - clean|``). The router runs the heavy
+expert only on routed frames; this benchmark runs both on every frame, to score each.
 
 Per set: the Y-channel PSNR of each expert and of the routed output (whole images, 8-bit rounding,
 as ``derainzoo eval``), the mean error (levels, negative = darker), how many frames route and
@@ -37,8 +37,14 @@ from tqdm import tqdm
 import derainzoo
 from derainzoo.data import PairedImageFolder
 from derainzoo.image_io import folder_images, load_image, to_batch
-from derainzoo.metrics import mean_absolute_error, mean_error, psnr_y, quantize
-from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, blend_frames, check_routing_band, routing_weight
+from derainzoo.metrics import mean_error, psnr_y, quantize
+from derainzoo.models.routed_derain import (
+    DEFAULT_ROUTING_BAND,
+    blend_frames,
+    check_routing_band,
+    removed_rain,
+    routing_weight,
+)
 
 PHOTO_LONG_SIDE = 640
 """Long side the ``--photos`` are brought down to (``examples/train.py``'s watch size)."""
@@ -58,7 +64,7 @@ def score_frames(
         rainy, clean = rainy[None], clean[None]
         light = light_model(rainy).clamp(0, 1)
         heavy = heavy_model(rainy).clamp(0, 1)
-        removed = mean_absolute_error(light, rainy)
+        removed = removed_rain(rainy, light)
         weight = routing_weight(removed, low, high)
         row: dict[str, object] = {"stem": stem, "removed": round(removed.item(), 1), "weight": round(weight.item(), 2)}
         for name, output in zip(EXPERTS_AND_ROUTED, (light, heavy, blend_frames(light, heavy, weight)), strict=True):
@@ -97,9 +103,9 @@ def switch_sweep(frames: list[dict[str, object]], thresholds: tuple[float, ...] 
     on frames the light one removed more than ``t`` levels from, and how many frames that is."""
     rows = []
     for threshold in thresholds:
-        picked = [f["psnr heavy"] if f["removed"] > threshold else f["psnr light"] for f in frames]
-        routed = sum(f["removed"] > threshold for f in frames)
-        rows.append({"threshold": threshold, "mean psnr": round(float(np.mean(picked)), 3), "frames heavy": routed})
+        heavy = [f["removed"] > threshold for f in frames]
+        picked = [f["psnr heavy"] if take else f["psnr light"] for f, take in zip(frames, heavy, strict=True)]
+        rows.append({"threshold": threshold, "mean psnr": round(float(np.mean(picked)), 3), "frames heavy": sum(heavy)})
     return rows
 
 
@@ -151,7 +157,7 @@ def main() -> int:
                 photo = load_image(path).convert("RGB")
                 photo.thumbnail((PHOTO_LONG_SIDE, PHOTO_LONG_SIDE))
                 rainy = to_batch(photo)[0]
-                removed = mean_absolute_error(light_model(rainy).clamp(0, 1), rainy)
+                removed = removed_rain(rainy, light_model(rainy))
                 row = dict.fromkeys(rows[0] if rows else ["set"], "")
                 row.update({"set": f"photo {path.stem}", "removed": round(removed.item(), 1)})
                 row["mean weight"] = round(routing_weight(removed, low, high).item(), 2)

@@ -27,9 +27,7 @@ class _Scale(torch.nn.Module):
         return x * self.factor
 
 
-def test_only_the_frames_the_light_expert_finds_heavy_are_routed_the_frames_the_light_expert_finds_heavy(
-    tmp_path: Path,
-) -> None:
+def test_only_the_frames_the_light_expert_finds_heavy_are_routed(tmp_path: Path) -> None:
     # The light expert (x 0.9) removes 10 levels from frame "dim" (100) and 25 from "bright" (250):
     # with the band at 15 only "bright" goes to the heavy expert (x 0.79, close to the truth's 0.8).
     for side in ("rain", "norain"):

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 import derainzoo
 from derainzoo._helpers import save_weights
 from derainzoo.models import DualStageDerain, RoutedDerain
-from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, blend_frames, routing_weight
+from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, blend_frames, removed_rain, routing_weight
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import TilePlan, estimate_inference_memory, run_tiled
 
@@ -35,6 +35,12 @@ class _Scale(nn.Module):
 def test_the_weight_is_zero_below_the_band_one_above_and_linear_inside() -> None:
     removed = torch.tensor([0.0, 40.0, 45.0, 50.0, 60.0, 90.0])
     torch.testing.assert_close(routing_weight(removed, 40.0, 60.0), torch.tensor([0.0, 0.0, 0.25, 0.5, 1.0, 1.0]))
+
+
+def test_removed_rain_is_the_mean_change_in_levels_of_the_clamped_output() -> None:
+    rainy = _frames(100, 200)
+    output = torch.stack([rainy[0] - 10 / 255, torch.full_like(rainy[1], 1.5)])  # the second overshoots white
+    torch.testing.assert_close(removed_rain(rainy, output), torch.tensor([10.0, 55.0]))
 
 
 def test_an_empty_band_is_a_hard_switch() -> None:

@@ -6,8 +6,8 @@ tone of bright flat scenes (its model card, phases 18-39). [`RoutedDerain`][Rout
 two lessons in two networks of one architecture and chooses between them per frame:
 
 1. the *light* expert derains the frame;
-2. the rain it removed, ``removed = mean |rainy - light(rainy)|`` over the frame in levels of 255,
-   sets the heavy expert's share ``w`` by [`routing_weight`][routing_weight]: 0 at or below the
+2. the rain it removed, ``removed = mean |rainy - light(rainy)|`` over the frame in levels of 255
+   ([`removed_rain`][removed_rain]), sets the heavy expert's share ``w`` by [`routing_weight`][routing_weight]: 0 at or below the
    band's low end, 1 at or above its high end, linear between;
 3. frames with ``w > 0`` are derained by the *heavy* expert too, and the output is
    ``(1 - w) * light + w * heavy`` ([`blend_frames`][blend_frames]).
@@ -36,6 +36,7 @@ __all__ = [
     "RoutedDerain",
     "blend_frames",
     "check_routing_band",
+    "removed_rain",
     "routing_weight",
 ]
 
@@ -87,6 +88,20 @@ def routing_weight(removed: Tensor, low: float, high: float) -> Tensor:
     if low == high:
         return (removed > low).to(removed.dtype)
     return ((removed - low) / (high - low)).clamp(0, 1)
+
+
+def removed_rain(rainy: Tensor, light_output: Tensor) -> Tensor:
+    """The rain the light expert removed from each frame, what the routing reads.
+
+    Args:
+        rainy: ``(B, 3, H, W)`` the input frames in ``[0, 1]``.
+        light_output: ``(B, 3, H, W)`` the light expert's output for them (clamped to ``[0, 1]``
+            here, as the output a user gets).
+
+    Returns:
+        ``(B,)`` float32 mean ``|rainy - output|`` in levels of 255.
+    """
+    return mean_absolute_error(light_output.float().clamp(0, 1), rainy.float())
 
 
 def blend_frames(light: Tensor, heavy: Tensor, weight: Tensor) -> Tensor:
@@ -155,8 +170,7 @@ class RoutedDerain(nn.Module):
         Returns:
             ``(B,)`` float32 weights in ``[0, 1]``.
         """
-        removed = mean_absolute_error(light_output.float().clamp(0, 1), rainy.float())
-        return routing_weight(removed, *self.band)
+        return routing_weight(removed_rain(rainy, light_output), *self.band)
 
     def route_frames(self, x: Tensor, run_expert: ExpertRunner) -> Tensor:
         """Derain ``x`` with the experts, each pass run by ``run_expert``.
