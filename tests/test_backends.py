@@ -15,6 +15,7 @@ import derainzoo.cli
 from derainzoo.backends import (
     BACKENDS,
     OPENVINO_MEMORY_FACTOR,
+    DeferredGraphDerainer,
     OnnxRuntimeDerainer,
     OpenVinoDerainer,
     load_backend,
@@ -83,10 +84,38 @@ def test_a_router_runs_each_expert_as_its_own_graph_and_keeps_its_band(onnx_tiny
     router = RoutedDerain(bundled_tiny, bundled_tiny, band=(0.0, 0.0))  # every frame takes both passes
     compiled = load_backend(router, "onnxruntime", cache_dir=cache)
     assert isinstance(compiled, RoutedDerain) and compiled.band == router.band
-    assert all(isinstance(expert, OnnxRuntimeDerainer) for expert in compiled.experts)
-    assert compiled.light.onnx_path == compiled.heavy.onnx_path == runtime.onnx_path  # same weights, one graph
+    assert isinstance(compiled.light, OnnxRuntimeDerainer) and isinstance(compiled.heavy, DeferredGraphDerainer)
+    assert compiled.heavy.graph is None  # made on the first routed frame
+    assert compiled.heavy.inference_bytes_per_pixel == compiled.light.inference_bytes_per_pixel
     image = smooth_image(48, 64)
     torch.testing.assert_close(derain(image, compiled, scale=1), derain(image, router, scale=1), atol=1e-3, rtol=0)
+    assert isinstance(compiled.heavy.graph, OnnxRuntimeDerainer)
+    assert compiled.heavy.graph.onnx_path == compiled.light.onnx_path == runtime.onnx_path  # same weights, one graph
+
+
+def test_a_router_exports_its_heavy_expert_only_when_a_frame_is_routed(onnx_tiny, bundled_tiny) -> None:
+    _, cache = onnx_tiny
+    heavy = prepare_for_inference(derainzoo.create_model(TINY), "cpu")  # other weights: a graph of its own
+    announced = []
+    compiled = load_backend(
+        RoutedDerain(bundled_tiny, heavy, band=(250.0, 255.0)),
+        "onnxruntime",
+        cache_dir=cache,
+        on_export=announced.append,
+    )
+    image = smooth_image(40, 40)
+    torch.testing.assert_close(
+        derain(image, compiled, scale=1), derain(image, bundled_tiny, scale=1), atol=1e-3, rtol=0
+    )
+    assert compiled.heavy.graph is None and announced == [] and not onnx_graph_path(heavy, cache).exists()
+    compiled.band = (0.0, 0.0)  # now every frame is routed: the heavy graph is exported, announced, then run
+    routed = derain(image, compiled, scale=1)
+    assert announced == [onnx_graph_path(heavy, cache)] and announced[0].is_file()
+    torch.testing.assert_close(
+        routed, derain(image, RoutedDerain(bundled_tiny, heavy, band=(0.0, 0.0)), scale=1), atol=1e-3, rtol=0
+    )
+    with pytest.raises(ValueError, match="CPU in float32"):  # the deferred expert is still checked up front
+        load_backend(RoutedDerain(bundled_tiny, heavy.double()), "onnxruntime", cache_dir=cache)
 
 
 def test_the_runtime_refuses_inputs_off_the_cpu(onnx_tiny) -> None:
