@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from derainzoo.image_io import ImageLike, load_image, to_batch
+from derainzoo.models.routed_derain import RoutedDerain
 from derainzoo.scaling import check_scale, choose_scale, derain_at_scale
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_memory_budget, check_tile_settings, plan_tiles, run_tiled
@@ -225,8 +226,10 @@ def derain(
 
     def derain_tiled(x: torch.Tensor) -> torch.Tensor:
         # Held beside the pass: the full-resolution input, the downscaled copy the pass runs on
-        # (when it is one) and the buffer tiles are blended into (x's size again).
-        held = input_bytes + x.numel() * 4 * (2 if x.shape[-2:] != full_size else 1)
+        # (when it is one), the buffer tiles are blended into (x's size again) and, for a router,
+        # the light expert's output while the heavy one runs.
+        frames_held = (2 if x.shape[-2:] != full_size else 1) + isinstance(net, RoutedDerain)
+        held = input_bytes + x.numel() * 4 * frames_held
         pass_budget = max(1, memory_budget - held)
         plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, pass_budget, batch_size=x.shape[0])
         with torch.autocast(run_device.type, dtype=torch.bfloat16, enabled=bf16):

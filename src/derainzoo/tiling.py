@@ -173,7 +173,8 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
 
     A [`RoutedDerain`][derainzoo.models.RoutedDerain] (alone or in a
     [`SelfEnsemble`][SelfEnsemble]) routes whole frames: each expert's pass is run as ``plan``
-    says (self-ensembled when the router is), so every tile of a frame takes the same route.
+    says (self-ensembled when the router is), so every tile of a frame takes the same route; a
+    tiled expert that holds a graph runtime's arena hands it back after its pass.
 
     Args:
         model: maps ``(B, C, h, w)`` to ``(B, C', h, w)``.
@@ -189,7 +190,10 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
 
         def run_expert(expert: nn.Module, frames: Tensor) -> Tensor:
             runner = expert if model is router else SelfEnsemble(expert, model.num_transforms)
-            return run_tiled(runner, frames, plan, progress=progress)
+            derained = run_tiled(runner, frames, plan, progress=progress)
+            if plan.tile_size and hasattr(expert, "release_memory"):
+                expert.release_memory()  # the light expert's graph arena is not held while the heavy one runs
+            return derained
 
         return router.route_frames(x, run_expert)
     if not plan.tile_size:

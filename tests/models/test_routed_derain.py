@@ -139,6 +139,69 @@ def test_derain_routes_whole_frames() -> None:
     torch.testing.assert_close(derainzoo.derain(x, router, tile_size=16, scale=1), x * 0.5)
 
 
+def test_a_routed_photo_is_blended_into_the_light_pass_s_buffer_and_the_input_is_left_alone() -> None:
+    router = RoutedDerain(_Scale(0.9), _Scale(0.5), band=(10.0, 30.0))
+    x = _frames(250)  # 25 levels removed: weight 0.75
+    passes: list[Tensor] = []
+
+    def run_expert(expert: nn.Module, frames: Tensor) -> Tensor:
+        passes.append(expert(frames))
+        return passes[-1]
+
+    out = router.route_frames(x, run_expert)
+    assert out.data_ptr() == passes[0].data_ptr()  # no copy of the frame
+    torch.testing.assert_close(out, x * (0.25 * 0.9 + 0.75 * 0.5))
+    # A light expert that hands back its input is not blended into: the caller's frame is kept.
+    # (Above white, the input differs from its clamped self: the frame is routed.)
+    overexposed = _frames(400)
+    keep = overexposed.clone()
+    out = RoutedDerain(nn.Identity(), _Scale(0.0), band=(0.0, 0.0)).route_frames(keep, lambda e, f: e(f))
+    torch.testing.assert_close(keep, overexposed)
+    torch.testing.assert_close(out, torch.zeros_like(x))
+
+
+class _Arena(_Scale):
+    """A stand-in for a graph runtime: records when its arena is handed back."""
+
+    def __init__(self, factor: float, events: list[str], name: str) -> None:
+        super().__init__(factor)
+        self.events, self.name = events, name
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.events.append(f"{self.name} runs")
+        return super().forward(x)
+
+    def release_memory(self) -> None:
+        self.events.append(f"{self.name} releases")
+
+
+def test_a_tiled_expert_hands_back_its_arena_before_the_other_runs() -> None:
+    events: list[str] = []
+    router = RoutedDerain(_Arena(0.9, events, "light"), _Arena(0.5, events, "heavy"), band=(10.0, 10.0))
+    run_tiled(router, _half_bright_frame(), TilePlan(32, 8))
+    first_heavy = events.index("heavy runs")
+    assert events[first_heavy - 1] == "light releases" and events[-1] == "heavy releases"
+    events.clear()
+    run_tiled(router, _half_bright_frame(), TilePlan(0, 0))  # whole frames keep their arena for the next call
+    assert events == ["light runs", "heavy runs"]
+
+
+def test_derain_plans_a_router_s_tiles_with_the_light_output_held(monkeypatch) -> None:
+    budgets = []
+    real_plan_tiles = derainzoo.inference.plan_tiles
+
+    def recording_plan_tiles(model, height, width, tile_size, tile_overlap, memory_budget, **kwargs):
+        budgets.append(memory_budget)
+        return real_plan_tiles(model, height, width, tile_size, tile_overlap, memory_budget, **kwargs)
+
+    monkeypatch.setattr(derainzoo.inference, "plan_tiles", recording_plan_tiles)
+    x = _half_bright_frame()
+    light = _Scale(0.9)
+    for model in (light, RoutedDerain(light, _Scale(0.5))):
+        derainzoo.derain(x, model, scale=1, memory_budget=2**30)
+    assert budgets[0] - budgets[1] == x.numel() * 4  # one frame of float32 less for the router's passes
+
+
 def test_the_registered_model_routes_two_default_networks() -> None:
     model = derainzoo.create_model("dual_stage_derain_routed", band=(30, 50))
     assert isinstance(model, RoutedDerain) and model.band == (30.0, 50.0)

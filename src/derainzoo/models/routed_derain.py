@@ -104,18 +104,19 @@ def removed_rain(rainy: Tensor, light_output: Tensor) -> Tensor:
     return mean_absolute_error(light_output.float().clamp(0, 1), rainy.float())
 
 
-def blend_frames(light: Tensor, heavy: Tensor, weight: Tensor) -> Tensor:
+def blend_frames(light: Tensor, heavy: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
     """``(1 - w) * light + w * heavy``, one ``w`` per frame.
 
     Args:
         light: ``(B, C, H, W)`` the light expert's output.
         heavy: ``(B, C, H, W)`` the heavy expert's output.
         weight: ``(B,)`` from [`routing_weight`][routing_weight].
+        out: where to write the blend (``light`` itself blends in place); default a new tensor.
 
     Returns:
         ``(B, C, H, W)`` in ``light``'s dtype.
     """
-    return torch.lerp(light, heavy.to(light.dtype), weight.view(-1, 1, 1, 1).to(light.dtype))
+    return torch.lerp(light, heavy.to(light.dtype), weight.view(-1, 1, 1, 1).to(light.dtype), out=out)
 
 
 ExpertRunner = Callable[[nn.Module, Tensor], Tensor]
@@ -191,9 +192,13 @@ class RoutedDerain(nn.Module):
         routed = weight > 0
         if not routed.any():
             return light
-        output = light.clone()
-        output[routed] = blend_frames(light[routed], run_expert(self.heavy, x[routed]), weight[routed])
-        return output
+        if light.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            light = light.clone()  # the caller's input: never blended into
+        if routed.all():
+            # A single photo: no copies of the frame, the heavy output blended into the light one's buffer.
+            return blend_frames(light, run_expert(self.heavy, x), weight, out=light)
+        light[routed] = blend_frames(light[routed], run_expert(self.heavy, x[routed]), weight[routed])
+        return light
 
     def forward(self, x: Tensor) -> Tensor:
         """Derain ``x`` (whole frames, one pass per expert).
