@@ -195,7 +195,7 @@ class RoutedDerain(nn.Module):
         if light.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             light = light.clone()  # the caller's input: never blended into
         if routed.all():
-            # A single photo: no copies of the frame, the heavy output blended into the light one's buffer.
+            # Every frame routed (a routed photo always is): no copy of a frame, the blend written into the light pass's buffer.
             return blend_frames(light, run_expert(self.heavy, x), weight, out=light)
         light[routed] = blend_frames(light[routed], run_expert(self.heavy, x[routed]), weight[routed])
         return light
