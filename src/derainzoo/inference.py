@@ -233,10 +233,7 @@ def derain(
         pass_budget = max(1, memory_budget - held)
         plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, pass_budget, batch_size=x.shape[0])
         with torch.autocast(run_device.type, dtype=torch.bfloat16, enabled=bf16):
-            derained = run_tiled(runner, x, plan, progress=progress).float()
-        if plan.tile_size and hasattr(net, "release_memory"):
-            net.release_memory()  # a graph runtime's arena, sized for a tile, while blending and upsampling run
-        return derained
+            return run_tiled(runner, x, plan, progress=progress).float()
 
     with eval_mode(net), torch.inference_mode():
         output = derain_at_scale(derain_tiled, batch, choose_scale(*batch.shape[-2:], scale))

@@ -173,8 +173,8 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
 
     A [`RoutedDerain`][derainzoo.models.RoutedDerain] (alone or in a
     [`SelfEnsemble`][SelfEnsemble]) routes whole frames: each expert's pass is run as ``plan``
-    says (self-ensembled when the router is), so every tile of a frame takes the same route; a
-    tiled expert that holds a graph runtime's arena hands it back after its pass.
+    says (self-ensembled when the router is), so every tile of a frame takes the same route.
+    After a tiled pass, a model (or expert) that holds a graph runtime's arena hands it back.
 
     Args:
         model: maps ``(B, C, h, w)`` to ``(B, C', h, w)``.
@@ -185,20 +185,22 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
     Returns:
         ``(B, C', H, W)``.
     """
-    router = model.model if isinstance(model, SelfEnsemble) else model
-    if isinstance(router, RoutedDerain):
+    inner = model.model if isinstance(model, SelfEnsemble) else model
+    if isinstance(inner, RoutedDerain):
 
         def run_expert(expert: nn.Module, frames: Tensor) -> Tensor:
-            runner = expert if model is router else SelfEnsemble(expert, model.num_transforms)
-            derained = run_tiled(runner, frames, plan, progress=progress)
-            if plan.tile_size and hasattr(expert, "release_memory"):
-                expert.release_memory()  # the light expert's graph arena is not held while the heavy one runs
-            return derained
+            runner = expert if model is inner else SelfEnsemble(expert, model.num_transforms)
+            return run_tiled(runner, frames, plan, progress=progress)
 
-        return router.route_frames(x, run_expert)
+        return inner.route_frames(x, run_expert)
     if not plan.tile_size:
         return model(x)
-    return _blend_tiles(model, x, plan.tile_size, plan.tile_overlap, progress)
+    derained = _blend_tiles(model, x, plan.tile_size, plan.tile_overlap, progress)
+    if hasattr(inner, "release_memory"):
+        # A graph runtime's arena, sized for a tile, is not held while the caller blends and
+        # upsamples, nor while a router's other expert runs.
+        inner.release_memory()
+    return derained
 
 
 def tiled_forward(

@@ -7,8 +7,9 @@ two lessons in two networks of one architecture and chooses between them per fra
 
 1. the *light* expert derains the frame;
 2. the rain it removed, ``removed = mean |rainy - light(rainy)|`` over the frame in levels of 255
-   ([`removed_rain`][removed_rain]), sets the heavy expert's share ``w`` by [`routing_weight`][routing_weight]: 0 at or below the
-   band's low end, 1 at or above its high end, linear between;
+   ([`removed_rain`][removed_rain]), sets the heavy expert's share ``w`` by
+   [`routing_weight`][routing_weight]: 0 at or below the band's low end, 1 at or above its high
+   end, linear between;
 3. frames with ``w > 0`` are derained by the *heavy* expert too, and the output is
    ``(1 - w) * light + w * heavy`` ([`blend_frames`][blend_frames]).
 
@@ -195,7 +196,8 @@ class RoutedDerain(nn.Module):
         if light.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             light = light.clone()  # the caller's input: never blended into
         if routed.all():
-            # Every frame routed (a routed photo always is): no copy of a frame, the blend written into the light pass's buffer.
+            # Every frame routed (a routed photo always is): no copy of a frame, the blend
+            # written into the light pass's buffer.
             return blend_frames(light, run_expert(self.heavy, x), weight, out=light)
         light[routed] = blend_frames(light[routed], run_expert(self.heavy, x[routed]), weight[routed])
         return light
@@ -210,13 +212,6 @@ class RoutedDerain(nn.Module):
             ``(B, 3, H, W)`` derained image.
         """
         return self.route_frames(x, lambda expert, frames: expert(frames))
-
-    def release_memory(self) -> None:
-        """Let each expert that holds a graph runtime's arena give it back (see
-        [`derain`][derainzoo.inference.derain])."""
-        for expert in self.experts:
-            if hasattr(expert, "release_memory"):
-                expert.release_memory()
 
     def load_pretrained(self, checkpoint_path: str | Path) -> None:
         """Read both experts from one file (keys ``light.*`` and ``heavy.*``) with derainzoo's
