@@ -34,6 +34,17 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
     return derainzoo.create_model(TINY).eval()
 
 
+def assert_same_weights(actual: torch.nn.Module, expected: torch.nn.Module) -> None:
+    """Assert that two modules hold the same tensors under the same names, bit for bit.
+
+    The message names the missing or extra keys, or the first tensor that differs.
+    """
+    actual_state, expected_state = actual.state_dict(), expected.state_dict()
+    assert actual_state.keys() == expected_state.keys(), sorted(actual_state.keys() ^ expected_state.keys())[:5]
+    for name, tensor in expected_state.items():
+        assert torch.equal(actual_state[name], tensor), name
+
+
 def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     """``(1, 3, H, W)`` smooth colour gradients with gentle waves, in [0.1, 0.9]."""
     generator = torch.Generator().manual_seed(seed)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import derainzoo
 import derainzoo_cli
@@ -17,6 +16,8 @@ from derainzoo.image_io import OUTPUT_FORMATS
 from derainzoo.inference import DEFAULT_MODEL, PRECISIONS, derain
 from derainzoo.scaling import AUTO_SCALE_LONG_SIDE
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET
+
+from .helpers import assert_same_weights
 
 
 def test_restated_defaults_are_the_packages() -> None:
@@ -71,5 +72,4 @@ def test_export_defaults_to_one_network_the_default_model_s_light_expert() -> No
     exported = derainzoo.create_model(derainzoo_cli.DEFAULT_EXPORT_MODEL, pretrained=True)
     default = derainzoo.create_model(DEFAULT_MODEL, pretrained=True)
     assert not isinstance(exported, RoutedDerain) and isinstance(default, RoutedDerain)
-    for name, tensor in exported.state_dict().items():
-        assert torch.equal(default.light.state_dict()[name], tensor), name
+    assert_same_weights(default.light, exported)

@@ -11,7 +11,7 @@ import torch
 import derainzoo
 from derainzoo._helpers import BUNDLED_WEIGHTS_DIR, save_weights
 
-from .helpers import TINY, tiny_model
+from .helpers import TINY, assert_same_weights, tiny_model
 
 
 def test_list_models_names_every_variant_and_filters() -> None:
@@ -38,8 +38,7 @@ def test_each_pretrained_tag_loads_its_own_file(name) -> None:
     tagged = derainzoo.create_model(name, pretrained=True)
     from_file = derainzoo.create_model(architecture, weights=BUNDLED_WEIGHTS_DIR / f"{name}.safetensors")
     assert tagged.pretrained_cfg["tag"] == tag
-    for (key, value), expected in zip(tagged.state_dict().items(), from_file.state_dict().values(), strict=True):
-        assert torch.equal(value, expected), key
+    assert_same_weights(tagged, from_file)
 
 
 def test_rain_mix_is_the_default_tag_of_the_default_model() -> None:

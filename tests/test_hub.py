@@ -15,7 +15,7 @@ import derainzoo._helpers
 from derainzoo._helpers import ChecksumMismatchError, UnsafeCheckpointError
 from derainzoo.hub import from_pretrained, push_to_hub, save_pretrained
 
-from .helpers import TINY, tiny_model
+from .helpers import TINY, assert_same_weights, tiny_model
 
 
 def test_hub_files_must_be_safetensors() -> None:
@@ -40,7 +40,7 @@ def test_hub_downloads_go_through_the_checked_loader(saved, monkeypatch) -> None
     overlay = dict(hf_hub_id=f"someone/{TINY}", file=None)
     loaded = timm.create_model(TINY, pretrained=True, pretrained_cfg_overlay=overlay)
     assert requested == [(f"someone/{TINY}", "model.safetensors")]
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert_same_weights(loaded, model)
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -65,7 +65,7 @@ def test_save_pretrained_round_trips_through_from_pretrained_and_timm_local_dir(
         expected = model(x)
         for loaded in (from_pretrained(folder), timm.create_model(f"local-dir:{folder}", pretrained=True)):
             # The same weights bit for bit; outputs agree to float rounding (kernel choices vary).
-            assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+            assert_same_weights(loaded, model)
             torch.testing.assert_close(loaded.eval()(x), expected, rtol=0, atol=1e-6)
 
 
@@ -135,7 +135,7 @@ def test_every_source_of_weights_loads_the_same_tensors_through_one_function(tmp
     ]
     assert calls == [weights] * len(loaded)
     for model in loaded:
-        assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), model.state_dict().values()))
+        assert_same_weights(model, trained)
 
 
 def test_weights_and_pretrained_or_a_source_name_are_refused_together(saved) -> None:

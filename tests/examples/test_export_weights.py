@@ -12,6 +12,8 @@ import derainzoo
 from derainzoo._helpers import read_safetensors, save_weights
 from derainzoo.training import save_training_state
 
+from ..helpers import assert_same_weights
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "export_weights.py"
 MODEL = "dual_stage_derain_tiny"
 
@@ -96,9 +98,8 @@ def test_experts_write_one_routed_file_light_first(tmp_path) -> None:
     _, metadata = read_safetensors(tmp_path / f"{routed}.r.safetensors")
     assert metadata["experts"] == "light: light.safetensors, heavy: heavy.safetensors"
     model = derainzoo.create_model(routed, weights=tmp_path / f"{routed}.r.safetensors")
-    for source, expert in ((light, model.light), (heavy, model.heavy)):
-        for name, tensor in source.state_dict().items():
-            assert torch.equal(expert.state_dict()[name], tensor), name
+    assert_same_weights(model.light, light)
+    assert_same_weights(model.heavy, heavy)
 
     not_routed = export(*files, "--experts", "--model", "dual_stage_derain", "--tag", "r", "--out", str(tmp_path))
     assert not_routed.returncode != 0 and "builds a routed model" in not_routed.stderr

@@ -14,6 +14,8 @@ from torch import nn
 
 import derainzoo
 
+from ..helpers import assert_same_weights
+
 MODELS = derainzoo.list_models()
 NETWORKS = [name for name in MODELS if not name.endswith("_routed")]
 """The single networks: a router (``*_routed``, two networks and a decision per frame) has no one
@@ -161,7 +163,4 @@ def test_derainzoo_and_timm_build_the_same_model(name: str) -> None:
     torch.manual_seed(0)
     through_derainzoo = derainzoo.create_model(name)
     assert type(through_timm) is type(through_derainzoo)
-    assert through_timm.state_dict().keys() == through_derainzoo.state_dict().keys()
-    assert all(
-        torch.equal(p, q) for p, q in zip(through_timm.state_dict().values(), through_derainzoo.state_dict().values())
-    )
+    assert_same_weights(through_derainzoo, through_timm)

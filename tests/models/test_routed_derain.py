@@ -16,6 +16,8 @@ from derainzoo.models.routed_derain import DEFAULT_ROUTING_BAND, blend_frames, r
 from derainzoo.self_ensemble import SelfEnsemble
 from derainzoo.tiling import TilePlan, estimate_inference_memory, run_tiled
 
+from ..helpers import assert_same_weights
+
 
 class _Scale(nn.Module):
     """A stand-in expert: multiplies the image by ``factor`` (so it removes more from brighter
@@ -227,8 +229,7 @@ def test_both_experts_travel_in_one_weights_file(tmp_path) -> None:
     path = tmp_path / "routed.safetensors"
     save_weights(model, path)
     loaded = derainzoo.create_model("dual_stage_derain_routed", weights=path)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert_same_weights(loaded, model)
     assert not torch.equal(model.light.stage1_embed.weight, model.heavy.stage1_embed.weight)
     with pytest.raises(Exception, match="light"):  # one expert's file is not a router's
         derainzoo.create_model("dual_stage_derain_routed", weights=_save(model.light, tmp_path / "light.safetensors"))
@@ -247,14 +248,13 @@ def test_a_routed_model_saved_in_the_hub_layout_comes_back_with_its_band(tmp_pat
     save_pretrained(model, tmp_path / "routed", model_args={"band": model.band})
     loaded = derainzoo.create_model(f"local-dir:{tmp_path / 'routed'}")
     assert isinstance(loaded, RoutedDerain) and loaded.band == (30.0, 50.0)
-    assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in model.state_dict().items())
+    assert_same_weights(loaded, model)
 
 
 def test_the_bundled_router_s_light_expert_is_the_bundled_rain_mix() -> None:
     # The routed file carries a copy of rain_mix: re-exporting one without the other must fail here.
     routed = derainzoo.create_model("dual_stage_derain_routed.rain_mix", pretrained=True)
     rain_mix = derainzoo.create_model("dual_stage_derain.rain_mix", pretrained=True)
-    for name, tensor in rain_mix.state_dict().items():
-        assert torch.equal(routed.light.state_dict()[name], tensor), name
+    assert_same_weights(routed.light, rain_mix)
     assert routed.band == DEFAULT_ROUTING_BAND
     assert not torch.equal(routed.heavy.stage1_embed.weight, rain_mix.stage1_embed.weight)

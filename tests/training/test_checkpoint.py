@@ -11,7 +11,7 @@ import torch
 from derainzoo._helpers import WeightsMismatchError, load_weights
 from derainzoo.training import load_training_state, save_training_state, warmup_cosine_schedule
 
-from ..helpers import smooth_image, tiny_model
+from ..helpers import assert_same_weights, smooth_image, tiny_model
 
 
 def make_state(seed: int):
@@ -47,11 +47,9 @@ def test_resume_continues_exactly(tmp_path) -> None:
     )
     assert step == 3 and extra == {"best": 1.5}
     assert other_scheduler.last_epoch == 3
-    for a, b in zip(ema.state_dict().values(), other_ema.state_dict().values()):
-        assert torch.equal(a, b)
+    assert_same_weights(other_ema, ema)
     train_steps(other, other_optimizer, other_scheduler, 2)
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, other.state_dict()[name]), name
+    assert_same_weights(other, model)
 
 
 def test_checkpoint_holds_no_pickle(tmp_path) -> None:
