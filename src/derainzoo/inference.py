@@ -14,7 +14,7 @@ from torch import nn
 from derainzoo.image_io import ImageLike, load_image, to_batch
 from derainzoo.models.routed_derain import RoutedDerain
 from derainzoo.scaling import check_scale, choose_scale, derain_at_scale
-from derainzoo.self_ensemble import SelfEnsemble
+from derainzoo.self_ensemble import SelfEnsemble, unwrap_self_ensemble
 from derainzoo.tiling import DEFAULT_MEMORY_BUDGET, check_memory_budget, check_tile_settings, plan_tiles, run_tiled
 
 __all__ = [
@@ -228,7 +228,7 @@ def derain(
         # Held beside the pass: the full-resolution input, the downscaled copy the pass runs on
         # (when it is one), the buffer tiles are blended into (x's size again) and, for a router,
         # the light expert's output while the heavy one runs.
-        frames_held = (2 if x.shape[-2:] != full_size else 1) + isinstance(net, RoutedDerain)
+        frames_held = (2 if x.shape[-2:] != full_size else 1) + isinstance(unwrap_self_ensemble(net), RoutedDerain)
         held = input_bytes + x.numel() * 4 * frames_held
         pass_budget = max(1, memory_budget - held)
         plan = plan_tiles(net, *x.shape[-2:], tile_size, tile_overlap, pass_budget, batch_size=x.shape[0])

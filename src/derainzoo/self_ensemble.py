@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from derainzoo.dihedral import dihedral_transform, inverse_dihedral_transform
 
-__all__ = ["SelfEnsemble"]
+__all__ = ["SelfEnsemble", "unwrap_self_ensemble"]
 
 # Averaging over a subgroup of the flips and rotations makes the ensemble equivariant to it:
 # identity; + horizontal flip; + vertical flip and 180-degree rotation; + the transposed four.
@@ -49,3 +49,9 @@ class SelfEnsemble(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_transforms={self.num_transforms}"
+
+
+def unwrap_self_ensemble(model: nn.Module) -> nn.Module:
+    """The model a [`SelfEnsemble`][SelfEnsemble] averages, or ``model`` itself if it is none:
+    what its memory, routing and graph arena are read from."""
+    return model.model if isinstance(model, SelfEnsemble) else model

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from derainzoo.models.routed_derain import RoutedDerain
-from derainzoo.self_ensemble import SelfEnsemble
+from derainzoo.self_ensemble import SelfEnsemble, unwrap_self_ensemble
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -104,7 +104,7 @@ def estimate_inference_memory(model: nn.Module, height: int, width: int, batch_s
     Returns:
         ``bytes_per_pixel * batch_size * height * width``.
     """
-    inner = model.model if isinstance(model, SelfEnsemble) else model
+    inner = unwrap_self_ensemble(model)
     if isinstance(inner, RoutedDerain):
         return max(estimate_inference_memory(expert, height, width, batch_size) for expert in inner.experts)
     bytes_per_pixel = getattr(inner, "inference_bytes_per_pixel", FALLBACK_BYTES_PER_PIXEL)
@@ -185,7 +185,7 @@ def run_tiled(model: Callable[[Tensor], Tensor], x: Tensor, plan: TilePlan, *, p
     Returns:
         ``(B, C', H, W)``.
     """
-    inner = model.model if isinstance(model, SelfEnsemble) else model
+    inner = unwrap_self_ensemble(model)
     if isinstance(inner, RoutedDerain):
 
         def run_expert(expert: nn.Module, frames: Tensor) -> Tensor:

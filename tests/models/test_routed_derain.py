@@ -199,9 +199,11 @@ def test_derain_plans_a_router_s_tiles_with_the_light_output_held(monkeypatch) -
     monkeypatch.setattr(derainzoo.inference, "plan_tiles", recording_plan_tiles)
     x = _half_bright_frame()
     light = _Scale(0.9)
-    for model in (light, RoutedDerain(light, _Scale(0.5))):
+    router = RoutedDerain(light, _Scale(0.5))
+    for model in (light, router, SelfEnsemble(router, 2)):
         derainzoo.derain(x, model, scale=1, memory_budget=2**30)
     assert budgets[0] - budgets[1] == x.numel() * 4  # one frame of float32 less for the router's passes
+    assert budgets[2] == budgets[1]  # a self-ensembled router holds the same
 
 
 def test_the_registered_model_routes_two_default_networks() -> None:
