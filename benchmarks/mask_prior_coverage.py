@@ -9,8 +9,11 @@ white top-hat at its start keeps only bright structures narrower than the box, s
 than the box fall out of it. Per paired folder (``--set NAME=FOLDER``, ``rain/`` + ``norain/``) and
 box size (``--tophat``), over all pixels of all pairs:
 
-- **coverage**: the share of the true rain (luma of rainy - clean above ``--rain-threshold``) that
-  the prior marks;
+- **rain pixels**: the mean share of each image's pixels that are true rain (luma of rainy - clean
+  above ``--rain-threshold``; with ``--streak-width W`` only the rain layer's structures
+  narrower than ``W`` pixels, its white top-hat, so that a veil or glow over the frame is not
+  counted as streaks);
+- **coverage**: the share of the true rain that the prior marks;
 - **IoU**: intersection over union of the two, which also counts what the prior marks that is
   not rain (texture, bright edges).
 
@@ -40,6 +43,7 @@ import derainzoo
 from derainzoo.data import PairedImageFolder
 from derainzoo.layers.color import rgb_to_luma
 from derainzoo.layers.mask_head import MorphologicalMaskHead
+from derainzoo.layers.morphology import box_kernel, white_tophat
 
 
 @dataclass
@@ -67,15 +71,20 @@ class PixelOverlap:
         return self.both / self.either if self.either else float("nan")
 
 
-def true_rain(rainy: Tensor, clean: Tensor, threshold: float) -> Tensor:
+def true_rain(rainy: Tensor, clean: Tensor, threshold: float, streak_width: int | None = None) -> Tensor:
     """Where the rain brightens the luma by more than ``threshold``: ``(B, 1, H, W)`` boolean.
 
     Args:
         rainy: ``(B, 3, H, W)`` rainy images in ``[0, 1]``.
         clean: their clean images, same shape.
         threshold: brightening in image units (0..1).
+        streak_width: if given, only the rain layer's structures narrower than this many pixels
+            count (its white top-hat with that box), so a veil or glow over the whole frame does not.
     """
-    return rgb_to_luma(rainy) - rgb_to_luma(clean) > threshold
+    rain_layer = rgb_to_luma(rainy) - rgb_to_luma(clean)
+    if streak_width is not None:
+        rain_layer = white_tophat(rain_layer, box_kernel(streak_width))
+    return rain_layer > threshold
 
 
 def prior_mask(head: MorphologicalMaskHead, rainy: Tensor) -> Tensor:
@@ -96,6 +105,9 @@ def main() -> int:
     parser.add_argument("--tophat", type=int, nargs="+", default=[5, 7, 9, 11, 15], help="top-hat box sides (px)")
     parser.add_argument("--line-length", type=int, default=9, help="line elements of the head (px)")
     parser.add_argument("--rain-threshold", type=float, default=0.04, help="true rain: luma brightened by more")
+    parser.add_argument(
+        "--streak-width", type=int, help="count only rain narrower than this (px), not a veil over the frame"
+    )
     parser.add_argument("--weights", type=Path, help="also score the trained mask head of these weights")
     parser.add_argument("--model", default="dual_stage_derain", help="with --weights: the model they belong to")
     parser.add_argument(
@@ -105,6 +117,8 @@ def main() -> int:
     args = parser.parse_args()
     if any(size < 1 for size in args.tophat):
         parser.error(f"--tophat sizes must be positive, got {args.tophat}")
+    if args.streak_width is not None and args.streak_width < 1:
+        parser.error(f"--streak-width must be positive, got {args.streak_width}")
     header = machine_header(torch.device("cpu"))
     print(header)
     markers: dict[str, Callable[[Tensor], Tensor]] = {
@@ -121,18 +135,25 @@ def main() -> int:
         for name, folder in args.sets:
             pairs = PairedImageFolder(folder)
             overlaps = {label: PixelOverlap() for label in markers}
+            truth_share = []
             for index in tqdm(range(len(pairs)), desc=name, unit="image"):
                 rainy, clean, _ = pairs[index]
-                truth = true_rain(rainy[None], clean[None], args.rain_threshold)
+                truth = true_rain(rainy[None], clean[None], args.rain_threshold, args.streak_width)
+                truth_share.append(truth.float().mean().item())
                 for label, mark in markers.items():
                     overlaps[label].add(mark(rainy[None]), truth)
-            row: dict[str, object] = {"set": name, "pairs": len(pairs)}
+            row: dict[str, object] = {
+                "set": name,
+                "pairs": len(pairs),
+                "rain pixels": f"{sum(truth_share) / len(truth_share):.2f}",
+            }
             for label, overlap in overlaps.items():
                 row[f"{label}: coverage / IoU"] = f"{overlap.coverage:.2f} / {overlap.iou:.2f}"
             rows.append(row)
     notes = [
         f"prior of an untrained MorphologicalMaskHead (line length {args.line_length}, the head's other defaults) "
         f"against the luma brightened by more than {args.rain_threshold}"
+        + (f" in the rain layer's structures narrower than {args.streak_width} px" if args.streak_width else "")
     ]
     print(write_results(args.tag, header, rows, notes))
     return 0

@@ -43,6 +43,16 @@ def test_true_rain_is_brightening_above_the_threshold() -> None:
     assert torch.equal(true_rain(rainy, clean, 0.04), expected)
 
 
+def test_a_streak_width_keeps_the_streak_and_drops_the_veil() -> None:
+    clean = torch.full((1, 3, 40, 40), 0.3)
+    rainy = clean + 0.1  # a veil over the whole frame
+    rainy[..., :, 18:21] += 0.3  # and one 3-pixel streak
+    streaks = true_rain(rainy, clean, 0.04, streak_width=15)
+    assert true_rain(rainy, clean, 0.04).all()
+    assert streaks[..., :, 18:21].all()
+    assert streaks.sum() == 40 * 3
+
+
 def _bar_image(width: int) -> tuple[torch.Tensor, torch.Tensor]:
     clean = torch.full((1, 3, 48, 48), 0.3)
     rainy = clean.clone()
