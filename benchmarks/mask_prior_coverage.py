@@ -22,7 +22,7 @@ included, above one half), with ``--model`` and ``--mask-head`` (a JSON object o
 as ``create_model(..., mask_head=...)`` takes them) building the model the weights belong to: does
 training teach the head what the prior misses?
 
-Deterministic (no network weights, no randomness); writes ``benchmarks/results/<tag>.{csv,md}``.
+No randomness; writes ``benchmarks/results/<tag>.{csv,md}``.
 """
 
 from __future__ import annotations
