@@ -14,8 +14,17 @@ lost and colour within the image. The **local offset oracle** does the same in c
 veil that varies smoothly over the frame (curtains, uneven haze) but not streaks or lost detail:
 the gap between the two oracles is the smooth, spatially varying part of the error. The oracles
 need the ground truth, so they are a diagnosis, never a method. With a ``rain_params.json``
-beside the pairs (a rendered set) the styles of each image are listed. Writes
-``benchmarks/results/<tag>.{csv,md}``.
+beside the pairs (a rendered set) the styles of each image are listed.
+
+Whether a frame's brightness error could be read off the frame is asked of the **dark level**
+(the dark-channel prior of haze removal: in a clear outdoor scene some pixel of nearly every
+patch is near black in one channel, so a veil shows as a raised floor): the 1st percentile of
+the minimum over RGB and over a 15 x 15 window, in levels, of the clean image, the rainy input and
+the output. With several ``--data`` folders (one mean row each) the notes give the correlation of
+the mean error with each dark level over all frames. Writes ``benchmarks/results/<tag>.{csv,md}``.
+
+    python benchmarks/global_tone.py --model dual_stage_derain_routed --tag dark_level_routed \
+        --data runs/val_heavy_preset runs/val_heavy_wide runs/val_heavy_haze runs/val_heavy_haze_curtain
 """
 
 from __future__ import annotations
@@ -65,6 +74,23 @@ def local_offset_corrected(output: Tensor, clean: Tensor, cell: int) -> Tensor:
     return (output - offset).clamp(0, 1)
 
 
+def dark_level(image: Tensor, window: int = 15, percentile: float = 1.0) -> float:
+    """The floor of an image's dark channel, in levels of 255: the ``percentile`` of the minimum
+    over RGB and over a ``window`` x ``window`` neighbourhood (cut at the borders).
+
+    Args:
+        image: ``(1, 3, H, W)`` in ``[0, 1]``.
+        window: odd side of the neighbourhood, in pixels.
+        percentile: in ``[0, 100]``.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be an odd positive number of pixels, got {window}")
+    darkest_channel = image.float().amin(dim=1, keepdim=True)
+    # A minimum filter is a max-pool of the negation; its padding never wins the max.
+    dark_channel = -F.max_pool2d(-darkest_channel, window, stride=1, padding=window // 2)
+    return 255.0 * float(np.percentile(dark_channel.flatten().numpy(), percentile))
+
+
 def tone_scores(output: Tensor, clean: Tensor, cell: int = 64) -> dict[str, float]:
     """PSNR, PSNR of the two offset oracles and mean error (levels of 255) of one ``(1, 3, H, W)``
     output; ``cell`` is the local oracle's block side."""
@@ -78,46 +104,83 @@ def tone_scores(output: Tensor, clean: Tensor, cell: int = 64) -> dict[str, floa
     }
 
 
+DARK_COLUMNS = ("dark clean", "dark rainy", "dark output")
+"""The per-frame dark levels, in the order the correlations are noted."""
+
+
+def score_folder(model: torch.nn.Module, folder: Path, cell: int, with_set: bool) -> list[dict[str, object]]:
+    """One row per pair of ``folder``: PSNR, oracles, mean error, dark levels, and the styles if
+    rendered; ``with_set`` adds a column naming the folder."""
+    pairs = PairedImageFolder(folder)
+    params_file = folder / RAIN_PARAMS_FILE
+    rain_params = json.loads(params_file.read_text()) if params_file.exists() else {}
+    named = {"set": folder.name} if with_set else {}
+    rows = []
+    for index in tqdm(range(len(pairs)), desc=folder.name, unit="image"):
+        rainy, clean, stem = pairs[index]
+        # Whole images at their own size, as `derainzoo eval` scores them (derain() would tile big ones).
+        output = derain(rainy[None], model, tile_size=0, scale=None)
+        scores = tone_scores(output, clean[None], cell)
+        levels = (dark_level(clean[None]), dark_level(rainy[None]), dark_level(output.clamp(0, 1)))
+        row = {**named, "image": stem, **{name: round(value, 2) for name, value in scores.items()}}
+        row.update({column: round(level, 1) for column, level in zip(DARK_COLUMNS, levels, strict=True)})
+        if rain_params:
+            row["styles"] = " ".join(rain_params.get(stem, {}).get("styles", [])) or "none"
+        elif with_set:
+            row["styles"] = ""  # not rendered here; the column stays for the other sets' rows
+        rows.append(row)
+    return rows
+
+
+def mean_row(frames: list[dict[str, object]]) -> dict[str, object]:
+    """The mean of each score over ``frames`` (rows of [`score_folder`][score_folder]); the
+    mean error's is the mean of its size."""
+    named = {"set": frames[0]["set"]} if "set" in frames[0] else {}
+    psnr_columns = ("psnr", "psnr offset oracle", "psnr local offset oracle")
+    summary = {
+        **named,
+        "image": "mean",
+        **{column: round(float(np.mean([row[column] for row in frames])), 2) for column in psnr_columns},
+        "mean error": round(float(np.mean([abs(row["mean error"]) for row in frames])), 2),
+        **{column: round(float(np.mean([row[column] for row in frames])), 1) for column in DARK_COLUMNS},
+    }
+    if "styles" in frames[0]:
+        summary["styles"] = ""
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="a paired folder (rain/ + norain/)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="paired folders (rain/ + norain/)")
     parser.add_argument("--model", default="dual_stage_derain")
     parser.add_argument("--weights", type=Path, help="a safetensors file (default: the bundled weights)")
     parser.add_argument("--cell", type=int, default=64, help="block side of the local offset oracle, in pixels")
-    parser.add_argument("--tag", default=None, help="results file name (default: global_tone_<folder>)")
+    parser.add_argument("--tag", default=None, help="results file name (default: global_tone_<folders>)")
     args = parser.parse_args()
     if args.cell < 1:
         parser.error(f"--cell must be a positive number of pixels, got {args.cell}")
     header = machine_header(torch.device("cpu"))
     print(header)
     model = derainzoo.create_model(args.model, pretrained=args.weights is None, weights=args.weights).eval()
-    pairs = PairedImageFolder(args.data)
-    params_file = args.data / RAIN_PARAMS_FILE
-    rain_params = json.loads(params_file.read_text()) if params_file.exists() else {}
-    rows = []
-    for index in tqdm(range(len(pairs)), desc="derain", unit="image"):
-        rainy, clean, stem = pairs[index]
-        # Whole images at their own size, as `derainzoo eval` scores them (derain() would tile big ones).
-        scores = tone_scores(derain(rainy[None], model, tile_size=0, scale=None), clean[None], args.cell)
-        row = {"image": stem, **{name: round(value, 2) for name, value in scores.items()}}
-        if rain_params:
-            row["styles"] = " ".join(rain_params.get(stem, {}).get("styles", [])) or "none"
-        rows.append(row)
-    psnr_columns = ("psnr", "psnr offset oracle", "psnr local offset oracle")
-    summary = {
-        "image": "mean",
-        **{column: round(float(np.mean([row[column] for row in rows])), 2) for column in psnr_columns},
-        "mean error": round(float(np.mean([abs(row["mean error"]) for row in rows])), 2),
-    }
-    if rain_params:
-        summary["styles"] = ""
-    rows.append(summary)
+    rows, frames = [], []
+    for folder in args.data:
+        folder_frames = score_folder(model, folder, args.cell, with_set=len(args.data) > 1)
+        rows.extend([*folder_frames, mean_row(folder_frames)])
+        frames.extend(folder_frames)
     weights = args.weights or "bundled weights"
     notes = [
-        f"{args.model} ({weights}) on {args.data}; the mean row's mean error is the mean of |mean error|",
-        f"local offset oracle: {args.cell}-pixel cells",
+        f"{args.model} ({weights}) on {', '.join(map(str, args.data))}; a mean row's mean error is the mean of |mean error|",
+        f"local offset oracle: {args.cell}-pixel cells; dark level: 1st percentile of the 15-px dark channel, levels",
     ]
-    print(write_results(args.tag or f"global_tone_{args.data.name}", header, rows, notes))
+    if len(frames) >= 3:
+        errors = [row["mean error"] for row in frames]
+        correlations = [float(np.corrcoef([row[column] for row in frames], errors)[0, 1]) for column in DARK_COLUMNS]
+        notes.append(
+            f"correlation of the mean error with the dark level of {' / '.join(DARK_COLUMNS)} over "
+            f"{len(frames)} frames: {' / '.join(f'{value:.2f}' for value in correlations)}"
+        )
+    tag = args.tag or "global_tone_" + "_".join(folder.name for folder in args.data)
+    print(write_results(tag, header, rows, notes))
     return 0
 
 

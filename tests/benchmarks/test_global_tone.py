@@ -1,4 +1,5 @@
-"""The offset oracles of global_tone.py: they remove a brightness error and nothing else."""
+"""The offset oracles of global_tone.py remove a brightness error and nothing else; its dark level
+is the dark-channel floor a minimum filter gives."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.ndimage import minimum_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from global_tone import local_offset_corrected, offset_corrected, tone_scores  # noqa: E402
+from global_tone import dark_level, local_offset_corrected, mean_row, offset_corrected, tone_scores  # noqa: E402
 
 
 def test_a_uniform_offset_is_removed_exactly() -> None:
@@ -73,3 +76,62 @@ def test_the_scores_name_both_oracles() -> None:
 def test_a_cell_below_one_pixel_is_refused() -> None:
     with pytest.raises(ValueError, match="cell must be a positive"):
         local_offset_corrected(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), cell=0)
+
+
+def test_the_dark_level_matches_a_minimum_filter_and_a_percentile() -> None:
+    image = torch.rand(1, 3, 37, 52, generator=torch.Generator().manual_seed(5))
+    darkest = image[0].numpy().min(axis=0)
+    # "nearest" repeats the border pixels, which are in every border window already: the same
+    # minimum as cutting the window at the border.
+    for window, percentile in ((15, 1.0), (7, 5.0), (1, 50.0)):
+        expected = 255 * np.percentile(minimum_filter(darkest, size=window, mode="nearest"), percentile)
+        assert dark_level(image, window, percentile) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+
+
+def test_a_veil_raises_the_dark_level_by_its_own_height() -> None:
+    scene = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(6)) * 0.7
+    scene[..., 10:20, 30:40] = 0.0  # a shadow: the floor of a clear scene
+    assert dark_level(scene) == 0.0
+    # A veil of transmission t over atmospheric light A lifts black to (1 - t) A.
+    veiled = 0.8 * scene + 0.2 * 0.9
+    assert dark_level(veiled) == pytest.approx(255 * 0.18, abs=1e-3)
+
+
+def test_an_even_dark_channel_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="odd positive"):
+        dark_level(torch.zeros(1, 3, 8, 8), window=4)
+
+
+def test_the_mean_row_averages_every_score_and_the_size_of_the_error() -> None:
+    frames = [
+        {
+            "set": "a",
+            "image": "1",
+            "psnr": 20.0,
+            "psnr offset oracle": 22.0,
+            "psnr local offset oracle": 23.0,
+            "mean error": -6.0,
+            "dark clean": 0.0,
+            "dark rainy": 40.0,
+            "dark output": 2.0,
+            "styles": "haze",
+        },
+        {
+            "set": "a",
+            "image": "2",
+            "psnr": 30.0,
+            "psnr offset oracle": 31.0,
+            "psnr local offset oracle": 32.0,
+            "mean error": 2.0,
+            "dark clean": 10.0,
+            "dark rainy": 60.0,
+            "dark output": 4.0,
+            "styles": "none",
+        },
+    ]
+    summary = mean_row(frames)
+    assert list(summary) == list(frames[0])
+    assert summary["set"] == "a" and summary["image"] == "mean"
+    assert summary["psnr"] == 25.0 and summary["psnr local offset oracle"] == 27.5
+    assert summary["mean error"] == 4.0  # |-6| and |2|, not their signed mean
+    assert summary["dark rainy"] == 50.0 and summary["styles"] == ""
