@@ -21,7 +21,9 @@ each photo's removed rain ``a`` and weight are listed at the watch size of ``exa
 ``benchmarks/results/<tag>.{csv,md}`` and each scored frame (removed rain, weight, each output's
 PSNR and mean error) to ``<tag>_frames.{csv,md}``, and the mean PSNR of a hard switch at each
 threshold of removed rain over all those frames to ``<tag>_thresholds.{csv,md}``: where the
-experts cross.
+experts cross. ``--second-pass`` adds the column ``routed twice``: the routed output derained once
+more by the same rule and kept on the frames the first pass routed, by the first pass's weight
+(a frame left to the light expert stays exactly as it was).
 """
 
 from __future__ import annotations
@@ -50,14 +52,21 @@ PHOTO_LONG_SIDE = 640
 """Long side the ``--photos`` are brought down to (``examples/train.py``'s watch size)."""
 
 
-EXPERTS_AND_ROUTED = ("light", "heavy", "routed")
+EXPERTS_AND_ROUTED = ("light", "heavy", "routed", "routed twice")
+"""The outputs a frame is scored on; ``routed twice`` only with ``second_pass``."""
 
 
 def score_frames(
-    light_model: torch.nn.Module, heavy_model: torch.nn.Module, pairs: PairedImageFolder, low: float, high: float
+    light_model: torch.nn.Module,
+    heavy_model: torch.nn.Module,
+    pairs: PairedImageFolder,
+    low: float,
+    high: float,
+    second_pass: bool = False,
 ) -> list[dict[str, object]]:
     """One row per pair: its stem, the rain the light expert removed, the routing weight, and the
-    PSNR and mean error (levels) of the light expert, the heavy expert and the routed output."""
+    PSNR and mean error (levels) of the light expert, the heavy expert and the routed output; with
+    ``second_pass`` also of the routed output derained again, kept by the first routing weight."""
     frames = []
     for index in tqdm(range(len(pairs)), desc=pairs.root.name, unit="image", leave=False):
         rainy, clean, stem = pairs[index]
@@ -67,7 +76,15 @@ def score_frames(
         removed = removed_rain(rainy, light)
         weight = routing_weight(removed, low, high)
         row: dict[str, object] = {"stem": stem, "removed": round(removed.item(), 1), "weight": round(weight.item(), 2)}
-        for name, output in zip(EXPERTS_AND_ROUTED, (light, heavy, blend_frames(light, heavy, weight)), strict=True):
+        outputs = {"light": light, "heavy": heavy, "routed": blend_frames(light, heavy, weight)}
+        if second_pass:
+            # The second pass sees the 8-bit image a user would feed back, and routes it afresh.
+            once = quantize(outputs["routed"])
+            light_again = light_model(once).clamp(0, 1)
+            heavy_again = heavy_model(once).clamp(0, 1)
+            again = blend_frames(light_again, heavy_again, routing_weight(removed_rain(once, light_again), low, high))
+            outputs["routed twice"] = blend_frames(outputs["routed"], again, weight)
+        for name, output in outputs.items():
             rounded = quantize(output)
             row[f"psnr {name}"] = psnr_y(rounded, clean).item()
             row[f"error {name}"] = mean_error(rounded, clean).item()
@@ -79,14 +96,10 @@ def summarize(frames: list[dict[str, object]]) -> dict[str, object]:
     """Mean PSNR and |mean error| of each expert and the routed output over ``frames`` (rows of
     [`score_frames`][score_frames]), the frames routed (weight > 0), their mean removed rain and weight."""
     weights = np.array([frame["weight"] for frame in frames])
+    names = [name for name in EXPERTS_AND_ROUTED if f"psnr {name}" in frames[0]]
     return {
-        **{
-            f"psnr {name}": round(float(np.mean([f[f"psnr {name}"] for f in frames])), 2) for name in EXPERTS_AND_ROUTED
-        },
-        **{
-            f"abs error {name}": round(float(np.mean([abs(f[f"error {name}"]) for f in frames])), 1)
-            for name in EXPERTS_AND_ROUTED
-        },
+        **{f"psnr {name}": round(float(np.mean([f[f"psnr {name}"] for f in frames])), 2) for name in names},
+        **{f"abs error {name}": round(float(np.mean([abs(f[f"error {name}"]) for f in frames])), 1) for name in names},
         "frames routed": f"{int((weights > 0).sum())}/{len(weights)}",
         "removed": round(float(np.mean([frame["removed"] for frame in frames])), 1),
         "mean weight": round(float(weights.mean()), 2),
@@ -126,6 +139,10 @@ def main() -> int:
         "--band", type=float, nargs=2, default=DEFAULT_ROUTING_BAND, metavar=("LOW", "HIGH"),
         help="removed rain (levels of 255) where routing starts and where it is complete",
     )  # fmt: skip
+    parser.add_argument(
+        "--second-pass", action="store_true",
+        help="also score the routed output derained again, kept on the frames the first pass routed",
+    )  # fmt: skip
     parser.add_argument("--tag", default="routed_experts", help="results file name")
     args = parser.parse_args()
     try:
@@ -147,7 +164,7 @@ def main() -> int:
     rows, frame_rows = [], []
     with torch.inference_mode():
         for name, pairs in sets:
-            frames = score_frames(light_model, heavy_model, pairs, low, high)
+            frames = score_frames(light_model, heavy_model, pairs, low, high, args.second_pass)
             rows.append({"set": name, **summarize(frames)})
             frame_rows += [
                 {"set": name, **{k: round(v, 2) if isinstance(v, float) else v for k, v in f.items()}} for f in frames

@@ -50,6 +50,26 @@ def test_only_the_frames_the_light_expert_finds_heavy_are_routed(tmp_path: Path)
     assert untouched["frames routed"] == "0/2" and untouched["psnr routed"] == untouched["psnr light"]
 
 
+def test_the_second_pass_derains_again_only_the_frames_the_first_pass_routed(tmp_path: Path) -> None:
+    # "bright" (250) is routed: once 250 x 0.79 = 197.5, stored as 198; fed back, the light expert
+    # removes 19.8 levels, above the band, so the heavy expert runs again: 198 x 0.79 = 156.4 against
+    # the truth's 200. "dim" is not routed and keeps the light expert's output, not a second one.
+    for side in ("rain", "norain"):
+        (tmp_path / side).mkdir()
+    for stem, level in (("dim", 100), ("bright", 250)):
+        Image.new("RGB", (16, 12), (level,) * 3).save(tmp_path / "rain" / f"{stem}.png")
+        Image.new("RGB", (16, 12), (round(level * 0.8),) * 3).save(tmp_path / "norain" / f"{stem}.png")
+    frames = score_frames(_Scale(0.9), _Scale(0.79), PairedImageFolder(tmp_path), 15.0, 15.0, second_pass=True)
+    bright, dim = frames
+    assert bright["error routed twice"] == pytest.approx(156.0 - 200.0, abs=0.6)
+    assert dim["psnr routed twice"] == dim["psnr routed"] and dim["error routed twice"] == dim["error routed"]
+    scores = summarize(frames)
+    assert scores["abs error routed twice"] == pytest.approx((44.0 + 10.0) / 2, abs=0.6)
+    assert "psnr routed twice" not in summarize(
+        score_frames(_Scale(0.9), _Scale(0.79), PairedImageFolder(tmp_path), 15.0, 15.0)
+    )
+
+
 def test_the_switch_sweep_takes_the_heavy_expert_above_each_threshold() -> None:
     frames = [
         {"removed": 5.0, "psnr light": 36.0, "psnr heavy": 30.0},
