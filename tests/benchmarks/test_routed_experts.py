@@ -27,15 +27,20 @@ class _Scale(torch.nn.Module):
         return x * self.factor
 
 
+def _dim_and_bright_pairs(folder: Path) -> PairedImageFolder:
+    """Two flat frames, "dim" (100) and "bright" (250), whose truth is 0.8 times the rainy frame."""
+    for side in ("rain", "norain"):
+        (folder / side).mkdir()
+    for stem, level in (("dim", 100), ("bright", 250)):
+        Image.new("RGB", (16, 12), (level,) * 3).save(folder / "rain" / f"{stem}.png")
+        Image.new("RGB", (16, 12), (round(level * 0.8),) * 3).save(folder / "norain" / f"{stem}.png")
+    return PairedImageFolder(folder)
+
+
 def test_only_the_frames_the_light_expert_finds_heavy_are_routed(tmp_path: Path) -> None:
     # The light expert (x 0.9) removes 10 levels from frame "dim" (100) and 25 from "bright" (250):
     # with the band at 15 only "bright" goes to the heavy expert (x 0.79, close to the truth's 0.8).
-    for side in ("rain", "norain"):
-        (tmp_path / side).mkdir()
-    for stem, level in (("dim", 100), ("bright", 250)):
-        Image.new("RGB", (16, 12), (level,) * 3).save(tmp_path / "rain" / f"{stem}.png")
-        Image.new("RGB", (16, 12), (round(level * 0.8),) * 3).save(tmp_path / "norain" / f"{stem}.png")
-    pairs = PairedImageFolder(tmp_path)
+    pairs = _dim_and_bright_pairs(tmp_path)
     light, heavy = _Scale(0.9), _Scale(0.79)
     frames = score_frames(light, heavy, pairs, 15.0, 15.0)
     assert [(f["stem"], f["removed"], f["weight"]) for f in frames] == [("bright", 25.0, 1.0), ("dim", 10.0, 0.0)]
@@ -54,20 +59,14 @@ def test_the_second_pass_derains_again_only_the_frames_the_first_pass_routed(tmp
     # "bright" (250) is routed: once 250 x 0.79 = 197.5, stored as 198; fed back, the light expert
     # removes 19.8 levels, above the band, so the heavy expert runs again: 198 x 0.79 = 156.4 against
     # the truth's 200. "dim" is not routed and keeps the light expert's output, not a second one.
-    for side in ("rain", "norain"):
-        (tmp_path / side).mkdir()
-    for stem, level in (("dim", 100), ("bright", 250)):
-        Image.new("RGB", (16, 12), (level,) * 3).save(tmp_path / "rain" / f"{stem}.png")
-        Image.new("RGB", (16, 12), (round(level * 0.8),) * 3).save(tmp_path / "norain" / f"{stem}.png")
-    frames = score_frames(_Scale(0.9), _Scale(0.79), PairedImageFolder(tmp_path), 15.0, 15.0, second_pass=True)
+    pairs = _dim_and_bright_pairs(tmp_path)
+    frames = score_frames(_Scale(0.9), _Scale(0.79), pairs, 15.0, 15.0, second_pass=True)
     bright, dim = frames
     assert bright["error routed twice"] == pytest.approx(156.0 - 200.0, abs=0.6)
     assert dim["psnr routed twice"] == dim["psnr routed"] and dim["error routed twice"] == dim["error routed"]
     scores = summarize(frames)
     assert scores["abs error routed twice"] == pytest.approx((44.0 + 10.0) / 2, abs=0.6)
-    assert "psnr routed twice" not in summarize(
-        score_frames(_Scale(0.9), _Scale(0.79), PairedImageFolder(tmp_path), 15.0, 15.0)
-    )
+    assert "psnr routed twice" not in summarize(score_frames(_Scale(0.9), _Scale(0.79), pairs, 15.0, 15.0))
 
 
 def test_the_switch_sweep_takes_the_heavy_expert_above_each_threshold() -> None:
