@@ -56,6 +56,18 @@ EXPERTS_AND_ROUTED = ("light", "heavy", "routed", "routed twice")
 """The outputs a frame is scored on; ``routed twice`` only with ``second_pass``."""
 
 
+def route(
+    light_model: torch.nn.Module, heavy_model: torch.nn.Module, rainy: torch.Tensor, low: float, high: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both experts' outputs for ``rainy`` ``(B, 3, H, W)``, clamped to ``[0, 1]``, then the rain the
+    light one removed and the heavy one's weight, ``(B,)`` each: the rule of ``RoutedDerain``, with
+    every expert run on every frame so each can be scored."""
+    light = light_model(rainy).clamp(0, 1)
+    heavy = heavy_model(rainy).clamp(0, 1)
+    removed = removed_rain(rainy, light)
+    return light, heavy, removed, routing_weight(removed, low, high)
+
+
 def score_frames(
     light_model: torch.nn.Module,
     heavy_model: torch.nn.Module,
@@ -71,19 +83,18 @@ def score_frames(
     for index in tqdm(range(len(pairs)), desc=pairs.root.name, unit="image", leave=False):
         rainy, clean, stem = pairs[index]
         rainy, clean = rainy[None], clean[None]
-        light = light_model(rainy).clamp(0, 1)
-        heavy = heavy_model(rainy).clamp(0, 1)
-        removed = removed_rain(rainy, light)
-        weight = routing_weight(removed, low, high)
+        light, heavy, removed, weight = route(light_model, heavy_model, rainy, low, high)
         row: dict[str, object] = {"stem": stem, "removed": round(removed.item(), 1), "weight": round(weight.item(), 2)}
-        outputs = {"light": light, "heavy": heavy, "routed": blend_frames(light, heavy, weight)}
+        routed = blend_frames(light, heavy, weight)
+        outputs = {"light": light, "heavy": heavy, "routed": routed}
         if second_pass:
-            # The second pass sees the 8-bit image a user would feed back, and routes it afresh.
-            once = quantize(outputs["routed"])
-            light_again = light_model(once).clamp(0, 1)
-            heavy_again = heavy_model(once).clamp(0, 1)
-            again = blend_frames(light_again, heavy_again, routing_weight(removed_rain(once, light_again), low, high))
-            outputs["routed twice"] = blend_frames(outputs["routed"], again, weight)
+            outputs["routed twice"] = routed
+            if weight.item() > 0:  # an unrouted frame keeps its output: no second pass to run
+                # The second pass sees the 8-bit image a user would feed back, and routes it afresh.
+                light_again, heavy_again, _, weight_again = route(light_model, heavy_model, quantize(routed), low, high)
+                outputs["routed twice"] = blend_frames(
+                    routed, blend_frames(light_again, heavy_again, weight_again), weight
+                )
         for name, output in outputs.items():
             rounded = quantize(output)
             row[f"psnr {name}"] = psnr_y(rounded, clean).item()
