@@ -180,6 +180,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "images alike (paired_tone_change), so the model keeps a flat scene's tone instead of darkening it",
     )
     parser.add_argument(
+        "--rain-free",
+        type=probability_argument,
+        default=0.0,
+        metavar="P",
+        help="with --rain-mix: probability that a pair is rain-free, its clean image as input and target, so the "
+        "model leaves a photo without rain as it is",
+    )
+    parser.add_argument(
         "--render-on-device",
         action="store_true",
         help="with --rain-mix: render each batch's rain on the training device instead of in the data loader "
@@ -541,6 +549,7 @@ def build_data(
             style_probability=style_probability,
             style_min_strength=dict(args.style_min_strength),
             flat_scenes=args.flat_scenes,
+            rain_free=args.rain_free,
             render_later=args.render_on_device,
         )
     val_sets = {"val": PairedImageFolder(args.data, stems=val_stems, cache=True)} if val_stems else {}

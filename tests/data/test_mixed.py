@@ -87,7 +87,14 @@ def test_short_exposure_drizzle_downscaled_and_styles_reach_the_renderer(pairs) 
     options = {"real_fraction": 0.0, "strength": "heavy", "camera_effects": False, "seed": 4}
     default = MixedRainDataset(pairs, **options)
     explicit_zero = MixedRainDataset(
-        pairs, short_exposure=0.0, drizzle=0.0, downscaled=0.0, style_probability=0.0, flat_scenes=0.0, **options
+        pairs,
+        short_exposure=0.0,
+        drizzle=0.0,
+        downscaled=0.0,
+        style_probability=0.0,
+        flat_scenes=0.0,
+        rain_free=0.0,
+        **options,
     )
     changed = [
         MixedRainDataset(pairs, short_exposure=1.0, **options),
@@ -133,6 +140,28 @@ def test_flat_scenes_change_real_pairs_alike_and_leave_the_other_draws(pairs) ->
     assert real_items > 0
     with pytest.raises(ValueError, match="flat_scenes must be in"):
         MixedRainDataset(pairs, flat_scenes=1.5)
+
+
+def test_rain_free_items_are_their_clean_image_twice_and_leave_the_other_draws(pairs) -> None:
+    options = {"real_fraction": 0.3, "seed": 6, "style_probability": 0.3, "flat_scenes": 0.5}
+    plain, rain_free = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, rain_free=0.5, **options)
+    kinds = set()
+    for epoch in range(3):
+        for data in (plain, rain_free):
+            data.set_epoch(epoch)
+        for index in range(len(pairs)):
+            (rainy, clean, stem), (free_rainy, free_clean, free_stem) = plain[index], rain_free[index]
+            assert free_stem == stem
+            torch.testing.assert_close(free_clean, clean, rtol=0, atol=0)
+            is_rain_free = torch.equal(free_rainy, free_clean)
+            if not is_rain_free:  # every other item is drawn exactly as without the option
+                torch.testing.assert_close(free_rainy, rainy, rtol=0, atol=0)
+            kinds.add(is_rain_free)
+    assert kinds == {True, False}
+    always = MixedRainDataset(pairs, rain_free=1.0, **options)
+    assert all(torch.equal(always[index][0], always[index][1]) for index in range(len(pairs)))
+    with pytest.raises(ValueError, match="rain_free must be in"):
+        MixedRainDataset(pairs, rain_free=-0.1)
 
 
 def test_write_rendered_pairs_is_a_reproducible_paired_folder(tmp_path) -> None:
@@ -183,6 +212,7 @@ def test_rendering_later_gives_the_same_batches_bit_for_bit(pairs) -> None:
         "drizzle": 0.3,
         "downscaled": 0.3,
         "flat_scenes": 0.5,
+        "rain_free": 0.3,
     }
     now, later = MixedRainDataset(pairs, **options), MixedRainDataset(pairs, render_later=True, **options)
     for data in (now, later):

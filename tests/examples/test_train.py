@@ -67,6 +67,8 @@ def final_state(out: Path, rank: int = 0) -> dict:
             "0.5",
             "--flat-scenes",
             "0.5",
+            "--rain-free",
+            "0.3",
         ],
     ],
     ids=["one_crop_per_pair", "six_crops_per_epoch", "rendered_rain"],
@@ -177,7 +179,7 @@ def test_rain_style_sets_one_style_over_rain_styles_and_probabilities_are_checke
             with pytest.raises(SystemExit):
                 script.parse_args(["--data", "d", "--out", "o", option, bad])
             assert message in capsys.readouterr().err
-    for option in ("--real-fraction", "--drizzle", "--flat-scenes"):
+    for option in ("--real-fraction", "--drizzle", "--flat-scenes", "--rain-free"):
         with pytest.raises(SystemExit):
             script.parse_args(["--data", "d", "--out", "o", option, "1.5"])
         assert f"argument {option}: a probability must be in [0, 1], got '1.5'" in capsys.readouterr().err

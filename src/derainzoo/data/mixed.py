@@ -80,13 +80,18 @@ class MixedRainDataset(Dataset):
             [`paired_tone_change`][derainzoo.data.transforms.paired_tone_change]), so that the
             model learns to keep a flat scene's tone and take off only the veil of the rain; drawn
             from a stream of its own, so 0 leaves every other draw as in earlier releases.
+        rain_free: probability that an item is a rain-free pair, its clean image as both input
+            and target, so that the model learns to leave a photo without rain as it is (a model
+            taught only rainy inputs darkens some bright rain-free scenes by up to 13 levels);
+            drawn from a stream of its own, after ``flat_scenes``, so 0 leaves every other draw
+            as in earlier releases.
         render_later: return the rain's seed instead of rendering it (see above).
 
     Items:
         ``(rainy, clean, stem)``: two ``(3, h, w)`` float32 tensors in ``[0, 1]`` and the stem.
         With ``render_later``, ``(rainy, clean, stem, rain_seed)``: ``rainy`` is the clean image
         where rain is still to be rendered, and ``rain_seed`` an int64 scalar tensor, ``-1`` for
-        a real pair.
+        a real or a rain-free pair.
 
     Examples:
         >>> pairs = PairedImageFolder("Rain100L_train", crop_size=128, augment=True)  # doctest: +SKIP
@@ -106,6 +111,7 @@ class MixedRainDataset(Dataset):
         style_probability: float | Mapping[str, float] = 0.0,
         style_min_strength: Mapping[str, float] | None = None,
         flat_scenes: float = 0.0,
+        rain_free: float = 0.0,
         render_later: bool = False,
     ) -> None:
         for name, probability in (
@@ -114,6 +120,7 @@ class MixedRainDataset(Dataset):
             ("drizzle", drizzle),
             ("downscaled", downscaled),
             ("flat_scenes", flat_scenes),
+            ("rain_free", rain_free),
         ):
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {probability}")
@@ -133,6 +140,7 @@ class MixedRainDataset(Dataset):
         self.style_probability = style_probabilities(style_probability)
         self.style_min_strength = style_min_strengths(style_min_strength)
         self.flat_scenes = flat_scenes
+        self.rain_free = rain_free
         self.render_later = render_later
         self.epoch = 0
 
@@ -152,6 +160,10 @@ class MixedRainDataset(Dataset):
             tone_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 2)) % 2**63)
             if float(torch.rand((), generator=tone_generator)) < self.flat_scenes:
                 rainy, clean = paired_tone_change(rainy, clean, tone_generator)
+        if self.rain_free > 0:
+            rain_free_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 3)) % 2**63)
+            if float(torch.rand((), generator=rain_free_generator)) < self.rain_free:
+                return (clean, clean, stem, torch.tensor(-1)) if self.render_later else (clean, clean, stem)
         generator, is_real = self._first_draw(rain_seed)
         if self.render_later:
             return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)
