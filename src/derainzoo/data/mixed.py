@@ -154,27 +154,26 @@ class MixedRainDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str] | tuple[Tensor, Tensor, str, Tensor]:
         rainy, clean, stem = self.pairs[index]
-        # Integers only: Python's hash of a tuple of ints is the same in every process.
-        rain_seed = hash((self.seed, self.epoch, index, 1)) % 2**63
+        rain_seed = self._item_seed(index, 1)
         if self.flat_scenes > 0:
-            tone_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 2)) % 2**63)
-            if float(torch.rand((), generator=tone_generator)) < self.flat_scenes:
+            tone_generator, flatten = _first_draw(self._item_seed(index, 2), self.flat_scenes)
+            if flatten:
                 rainy, clean = paired_tone_change(rainy, clean, tone_generator)
-        if self.rain_free > 0:
-            rain_free_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index, 3)) % 2**63)
-            if float(torch.rand((), generator=rain_free_generator)) < self.rain_free:
-                return (clean, clean, stem, torch.tensor(-1)) if self.render_later else (clean, clean, stem)
-        generator, is_real = self._first_draw(rain_seed)
+        if self.rain_free > 0 and _first_draw(self._item_seed(index, 3), self.rain_free)[1]:
+            return (clean, clean, stem, torch.tensor(-1)) if self.render_later else (clean, clean, stem)
+        generator, is_real = _first_draw(rain_seed, self.real_fraction)
         if self.render_later:
             return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)
         if is_real:
             return rainy, clean, stem
         return render_rain(clean[None], self._rain_params(generator), generator).rainy[0], clean, stem
 
-    def _first_draw(self, rain_seed: int) -> tuple[torch.Generator, bool]:
-        """The item's generator, after its first draw: whether the item is a real pair."""
-        generator = torch.Generator().manual_seed(rain_seed)
-        return generator, float(torch.rand((), generator=generator)) < self.real_fraction
+    def _item_seed(self, index: int, stream: int) -> int:
+        """Seed of one of item ``index``'s random streams in this epoch: 1 the rain (and whether the
+        item is a real pair), 2 the flat scene, 3 the rain-free pair; one stream each, so that an
+        option at 0 leaves the other streams' draws as they were."""
+        # Integers only: Python's hash of a tuple of ints is the same in every process.
+        return hash((self.seed, self.epoch, index, stream)) % 2**63
 
     def _rain_params(self, generator: torch.Generator) -> RainParams:
         """The rendered rain's parameters, drawn after the real-or-rendered draw of ``generator``."""
@@ -220,7 +219,7 @@ class MixedRainDataset(Dataset):
         params, generators = [], []
         for index in indices:
             rain_seed = seeds[index]
-            generator, _ = self._first_draw(rain_seed)
+            generator, _ = _first_draw(rain_seed, self.real_fraction)
             params.append(self._rain_params(generator))
             if clean.device.type != "cpu":
                 generator = torch.Generator(device=clean.device).manual_seed(rain_seed)
@@ -228,6 +227,13 @@ class MixedRainDataset(Dataset):
         if indices:
             rendered[indices] = render_rain_per_image(clean[indices], params, generators)
         return rendered
+
+
+def _first_draw(seed: int, probability: float) -> tuple[torch.Generator, bool]:
+    """A generator seeded with ``seed``, after its first draw, and whether that draw fell below
+    ``probability``: the coin an item's stream starts with."""
+    generator = torch.Generator().manual_seed(seed)
+    return generator, float(torch.rand((), generator=generator)) < probability
 
 
 def write_rendered_pairs(
