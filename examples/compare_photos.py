@@ -116,14 +116,28 @@ def refusals(
     return reasons
 
 
+def fit_label(draw: ImageDraw.ImageDraw, label: str, width: int) -> str:
+    """``label``, or its two ends joined by "..." where it is wider than ``width`` pixels: a
+    weights path is told apart by its folder (the start) and what the crop shows by its end."""
+    if draw.textlength(label) <= width:
+        return label
+    for kept in range(len(label) - 1, 0, -1):
+        head, tail = label[: (kept + 1) // 2], label[len(label) - kept // 2 :]
+        shortened = f"{head}...{tail}"
+        if draw.textlength(shortened) <= width:
+            return shortened
+    return "..."
+
+
 def labelled_strip(images: list[Image.Image], labels: list[str]) -> Image.Image:
-    """Images of equal size side by side, each under its label."""
+    """Images of equal size side by side, each under its label (shortened to fit its image, so
+    that the labels of narrow crops do not run into each other)."""
     width, height = images[0].size
     strip = Image.new("RGB", (width * len(images), height + LABEL_HEIGHT), "white")
     draw = ImageDraw.Draw(strip)
     for index, (image, label) in enumerate(zip(images, labels)):
         strip.paste(image, (index * width, LABEL_HEIGHT))
-        draw.text((index * width + 4, 3), label, fill="black")
+        draw.text((index * width + 4, 3), fit_label(draw, label, width - 8), fill="black")
     return strip
 
 

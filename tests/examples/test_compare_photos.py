@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from derainzoo._helpers import save_weights
 from tests.helpers import TINY, load_script, smooth_image, tiny_model
@@ -85,6 +85,18 @@ def test_window_larger_than_the_photo_shrinks_to_it() -> None:
     # Windows of 64 px (the photo's height) at columns 0 and 32: only the second holds the patch.
     assert measured.hot_spot == (0, 32)
     assert measured.hot_spot_difference == pytest.approx(40 * (8 * 8) / (64 * 64), abs=1e-4)
+
+
+def test_labels_wider_than_their_panel_keep_both_ends_and_fit() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label = "src/derainzoo/weights/dual_stage_derain.rain_mix.safetensors, hot spot (2240, 576)"
+
+    shortened = compare_photos.fit_label(draw, label, 200)
+
+    assert draw.textlength(shortened) <= 200 < draw.textlength(label)
+    head, tail = shortened.split("...")
+    assert label.startswith(head) and label.endswith(tail) and len(head) >= len(tail) > 0
+    assert compare_photos.fit_label(draw, "rainy", 200) == "rainy"
 
 
 def comparison(change: float, detail: float = 5.0, shift=(1.0, 1.0, 1.0), offset: float = 1.0):
