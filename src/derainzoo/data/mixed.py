@@ -159,9 +159,10 @@ class MixedRainDataset(Dataset):
             tone_generator, flatten = _first_draw(self._item_seed(index, 2), self.flat_scenes)
             if flatten:
                 rainy, clean = paired_tone_change(rainy, clean, tone_generator)
-        if self.rain_free > 0 and _first_draw(self._item_seed(index, 3), self.rain_free)[1]:
-            return (clean, clean, stem, torch.tensor(-1)) if self.render_later else (clean, clean, stem)
         generator, is_real = _first_draw(rain_seed, self.real_fraction)
+        if self.rain_free > 0 and _first_draw(self._item_seed(index, 3), self.rain_free)[1]:
+            # A rain-free pair is a real pair whose rainy image is the clean one: nothing to render.
+            rainy, is_real = clean, True
         if self.render_later:
             return (rainy if is_real else clean), clean, stem, torch.tensor(-1 if is_real else rain_seed)
         if is_real:
