@@ -110,6 +110,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scale_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--scale",
+        default=default,
+        help="derain at this scale and bring the removed rain back to full resolution: 'auto' (a long side over "
+        f"{AUTO_SCALE_LONG_SIDE} px is brought down to it, smaller images stay as they are), or a number in (0, 1]; "
+        f"1 is full resolution (default {default})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``derainzoo`` command and its subcommands ``derain``, ``eval``, ``export``
     and ``list``."""
@@ -128,13 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(derain_parser)
     _add_backend_argument(derain_parser, default="auto")
     _add_run_arguments(derain_parser)
-    derain_parser.add_argument(
-        "--scale",
-        default=DEFAULT_SCALE,
-        help="derain at this scale and bring the removed rain back to full resolution: 'auto' (default: a long "
-        f"side over {AUTO_SCALE_LONG_SIDE} px is brought down to it, smaller photos stay as they are), or a number "
-        "in (0, 1]; 1 is full resolution",
-    )
+    _add_scale_argument(derain_parser, DEFAULT_SCALE)
     derain_parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Scores as the papers compute them: PyTorch in float32 unless asked otherwise.
     _add_backend_argument(eval_parser, default="torch")
     _add_run_arguments(eval_parser)
+    _add_scale_argument(eval_parser, "1")
     eval_parser.add_argument("--input-baseline", action="store_true", help="score the rainy inputs themselves")
     eval_parser.add_argument(
         "--truncate", action="store_true", help="truncate outputs to 8 bits (as PReNet/BRN) instead of rounding"

@@ -290,6 +290,29 @@ def test_self_ensemble_in_eval_and_derain(tmp_path, weights, capsys) -> None:
     assert plain.shape == ensemble.shape and not np.array_equal(plain, ensemble)
 
 
+def test_eval_at_a_scale_scores_what_derain_returns(tmp_path, weights, capsys) -> None:
+    from derainzoo import create_model
+    from derainzoo.evaluation import evaluate
+    from derainzoo.inference import prepare_for_inference
+
+    from .helpers import write_paired_folder
+
+    write_paired_folder(tmp_path / "pairs", count=2)
+    data, common = ["--data", str(tmp_path / "pairs")], ["--model", TINY, "--weights", str(weights)]
+    assert main(["eval", *data, *common, "--scale", "0.5", "--csv", str(tmp_path / "half.csv")]) == 0
+    assert ", at scale 0.5 |" in capsys.readouterr().out
+    model = prepare_for_inference(create_model(TINY, weights=weights), "cpu")  # as the command builds it
+    expected = evaluate(model, tmp_path / "pairs", scale=0.5, progress=False)
+    printed = [float(row.split(",")[1]) for row in (tmp_path / "half.csv").read_text().splitlines()[1:-1]]
+    assert printed == pytest.approx([row.psnr for row in expected.per_image], abs=1e-3)
+    assert main(["eval", *data, *common, "--scale", "2"]) == 2
+    assert "--scale must be 'auto' or a number in (0, 1]" in capsys.readouterr().err
+    assert main(["eval", *data, "--input-baseline", "--scale", "0.5"]) == 2
+    assert "--scale needs a model; --input-baseline scores the inputs" in capsys.readouterr().err
+    assert main(["eval", *data, "--input-baseline", "--self-ensemble", "--scale", "0.5"]) == 2
+    assert "--self-ensemble and --scale need a model" in capsys.readouterr().err
+
+
 def test_output_folder_that_cannot_be_created_is_reported(tmp_path, weights, capsys) -> None:
     write_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file where the output folder should be")

@@ -1,4 +1,4 @@
-"""evaluate(): per-image scores equal the metrics computed by hand."""
+"""evaluate(): per-image scores equal the metrics computed by hand, or of what derain() returns at a scale."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 
 from derainzoo.data import PairedImageFolder
 from derainzoo.evaluation import EvaluationResult, ImageScore, evaluate, scores_by_style
+from derainzoo.inference import derain
 from derainzoo.metrics import psnr_y, quantize, ssim_y
 
 from .helpers import tiny_model, write_paired_folder
@@ -68,6 +69,30 @@ def test_csv_holds_every_score_and_the_means(tmp_path) -> None:
     with pytest.raises(ValueError, match="no per-image scores"):
         _ = EvaluationResult(psnr=30.0, ssim=0.9).mean_error
     assert float(rows[-1].split(",")[1]) == pytest.approx(result.psnr, abs=1e-4)
+
+
+@pytest.mark.parametrize("scale", [0.5, "auto"])
+def test_a_scale_scores_what_derain_returns_at_that_scale(tmp_path, scale: float | str) -> None:
+    write_paired_folder(tmp_path, count=2, size=(40, 52))
+    model = tiny_model()
+    dataset = PairedImageFolder(tmp_path)
+    at_scale = evaluate(model, dataset, scale=scale, progress=False).per_image
+    for row, index in zip(at_scale, range(2)):
+        rainy, clean, _ = dataset[index]
+        output = quantize(derain(rainy[None], model, scale=scale, tile_size=0))
+        assert row.psnr == pytest.approx(psnr_y(output, clean[None]).item(), abs=1e-4)
+    full_size = evaluate(model, dataset, progress=False).per_image
+    if scale == "auto":  # a 52-pixel long side is under AUTO_SCALE_LONG_SIDE: its own size
+        assert at_scale == full_size
+    else:
+        assert [row.psnr for row in at_scale] != [row.psnr for row in full_size]
+
+
+@pytest.mark.parametrize("scale", [0, 1.5, "half"])
+def test_a_bad_scale_is_refused_before_any_image(tmp_path, scale: float | str) -> None:
+    write_paired_folder(tmp_path, count=1)
+    with pytest.raises(ValueError, match="scale must be"):
+        evaluate(tiny_model(), tmp_path, scale=scale, progress=False)
 
 
 def test_cropped_datasets_are_refused(tmp_path) -> None:

@@ -301,13 +301,17 @@ def _finish_saving(saving: tuple[Path, Future] | None, written: int, failures: i
 
 
 def _eval_command(args: argparse.Namespace) -> int:
-    if args.input_baseline and args.self_ensemble:
-        _error("--self-ensemble needs a model; --input-baseline scores the inputs")
-        return 2
     try:
         device = _check_run_arguments(args)
     except ValueError as error:
         _error(str(error))
+        return 2
+    model_options = [
+        name for name, given in (("--self-ensemble", args.self_ensemble), ("--scale", args.scale != 1)) if given
+    ]
+    if args.input_baseline and model_options:
+        verb = "needs" if len(model_options) == 1 else "need"
+        _error(f"{' and '.join(model_options)} {verb} a model; --input-baseline scores the inputs")
         return 2
     model = None
     if not args.input_baseline:
@@ -327,6 +331,7 @@ def _eval_command(args: argparse.Namespace) -> int:
             tile_size=args.tile,
             tile_overlap=args.tile_overlap,
             memory_budget=memory_budget,
+            scale=args.scale,
             rounding=not args.truncate,
         ):
             scores.append(row)
@@ -342,6 +347,8 @@ def _eval_command(args: argparse.Namespace) -> int:
     name = "rainy input" if args.input_baseline else args.model + (f" ({args.weights})" if args.weights else "")
     if args.self_ensemble:
         name += ", x8 self-ensemble"
+    if args.scale != 1:
+        name += f", at scale {args.scale}"
     print("| model | images | PSNR (Y) | SSIM (Y) | mean error (levels) |\n|---|---|---|---|---|")
     print(_table_row(name, result))
     _print_rows_by_style(result, args.data / RAIN_PARAMS_FILE)

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from derainzoo.data.paired import PairedImageFolder
 from derainzoo.data.rain_renderer import RAIN_STYLES
 from derainzoo.inference import eval_mode
 from derainzoo.metrics import mean_error, psnr_y, quantize, ssim_y
+from derainzoo.scaling import check_scale, choose_scale, derain_at_scale
 from derainzoo.tiling import check_tile_settings, plan_tiles, run_tiled
 
 __all__ = ["EvaluationResult", "ImageScore", "evaluate", "iter_scores", "scores_by_style"]
@@ -128,6 +129,7 @@ def evaluate(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     memory_budget: int | None = None,
+    scale: float | str | None = 1.0,
     rounding: bool = True,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -146,6 +148,10 @@ def evaluate(
             [`default_tile_overlap`][derainzoo.tiling.default_tile_overlap].
         memory_budget: bytes a whole-image pass may take before tiling (with ``tile_size=None``);
             ``None`` (default) never tiles on its own, so scores are those of whole images.
+        scale: ``1`` (default) derains each image at its own size, as the papers score; a number
+            in ``(0, 1)`` or ``"auto"`` scores what [`derain`][derainzoo.inference.derain] with that
+            ``scale`` returns (the image derained downscaled and the removed rain brought back to
+            full resolution: [`derain_at_scale`][derainzoo.scaling.derain_at_scale]).
         rounding: round outputs to 8 bits (True) or truncate them as PReNet/BRN do (False).
         progress: show a progress bar.
 
@@ -159,6 +165,7 @@ def evaluate(
         tile_size=tile_size,
         tile_overlap=tile_overlap,
         memory_budget=memory_budget,
+        scale=scale,
         rounding=rounding,
         progress=progress,
     )
@@ -173,6 +180,7 @@ def iter_scores(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     memory_budget: int | None = None,
+    scale: float | str | None = 1.0,
     rounding: bool = True,
     progress: bool = True,
 ) -> Iterator[ImageScore]:
@@ -183,7 +191,10 @@ def iter_scores(
     dataset = data if isinstance(data, PairedImageFolder) else PairedImageFolder(data)
     dataset.check_whole_images("evaluate()")
     check_tile_settings(tile_size, tile_overlap)
-    return _scores(model, dataset, torch.device(device), tile_size, tile_overlap, memory_budget, rounding, progress)
+    check_scale(scale)
+    return _scores(
+        model, dataset, torch.device(device), tile_size, tile_overlap, memory_budget, scale, rounding, progress
+    )
 
 
 def _scores(
@@ -193,9 +204,14 @@ def _scores(
     tile_size: int | None,
     tile_overlap: int | None,
     memory_budget: int | None,
+    scale: float | str | None,
     rounding: bool,
     progress: bool,
 ) -> Iterator[ImageScore]:
+    def derain_tiled(x: Tensor) -> Tensor:
+        # Tiles are planned at the size the model sees, which is the downscaled one at a scale under 1.
+        return run_tiled(model, x, plan_tiles(model, *x.shape[-2:], tile_size, tile_overlap, memory_budget))
+
     with eval_mode(model), torch.inference_mode():
         for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=not progress):
             rainy, clean, stem = dataset[index]
@@ -203,8 +219,7 @@ def _scores(
             if model is None:
                 output = rainy
             else:
-                plan = plan_tiles(model, *rainy.shape[-2:], tile_size, tile_overlap, memory_budget)
-                output = run_tiled(model, rainy, plan)
+                output = derain_at_scale(derain_tiled, rainy, choose_scale(*rainy.shape[-2:], scale))
             output = quantize(output.float(), rounding=rounding)
             yield ImageScore(
                 stem, psnr_y(output, clean).item(), ssim_y(output, clean).item(), mean_error(output, clean).item()
